@@ -1,0 +1,238 @@
+//! ELF guest images: validated here, copied into guest memory by linux-loader.
+//!
+//! linux-loader checks the header and copies each segment's file bytes, but it does not check
+//! where a segment's memory image ends or that segments stay clear of the boot structures the
+//! VMM writes below 1 MiB. A kernel image is user input, so this module checks every loadable
+//! segment first and reports the first problem in one line.
+
+use crate::{layout, BootError, Result};
+use janus_engine::GuestMemory;
+use linux_loader::loader::{Elf, KernelLoader};
+use std::io::Cursor;
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: usize = 56;
+const PT_LOAD: u32 = 1;
+const EM_X86_64: u16 = 62;
+
+/// A loadable segment as the program header describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadSegment {
+    pub paddr: u64,
+    pub offset: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+}
+
+/// The facts of an ELF image that loading depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElfInfo {
+    pub entry: u64,
+    pub segments: Vec<LoadSegment>,
+}
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default())
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default())
+}
+
+fn bad(msg: impl Into<String>) -> BootError {
+    BootError::Kernel(msg.into())
+}
+
+/// Parses and checks the ELF header and program headers of `image`.
+pub fn parse(image: &[u8]) -> Result<ElfInfo> {
+    if image.len() < EHDR_SIZE || &image[..4] != b"\x7fELF" {
+        return Err(bad("not an ELF file (no ELF magic number)"));
+    }
+    if image[4] != 2 || image[5] != 1 {
+        return Err(bad("not a 64-bit little-endian ELF file"));
+    }
+    let machine = u16_at(image, 18);
+    if machine != EM_X86_64 {
+        return Err(bad(format!("ELF machine {machine} is not x86-64 (62)")));
+    }
+    let entry = u64_at(image, 24);
+    let phoff = u64_at(image, 32);
+    let phentsize = u16_at(image, 54) as usize;
+    let phnum = u16_at(image, 56) as usize;
+    if phentsize != PHDR_SIZE {
+        return Err(bad(format!(
+            "program header size {phentsize}, expected {PHDR_SIZE}"
+        )));
+    }
+    let table_end = phoff
+        .checked_add((phnum * PHDR_SIZE) as u64)
+        .filter(|&end| end <= image.len() as u64)
+        .ok_or_else(|| bad("program header table lies outside the file"))?;
+    let mut segments = Vec::new();
+    for i in 0..phnum {
+        let h = &image[phoff as usize + i * PHDR_SIZE..table_end as usize][..PHDR_SIZE];
+        if u32_at(h, 0) != PT_LOAD {
+            continue;
+        }
+        let seg = LoadSegment {
+            offset: u64_at(h, 8),
+            paddr: u64_at(h, 24),
+            filesz: u64_at(h, 32),
+            memsz: u64_at(h, 40),
+        };
+        if seg
+            .offset
+            .checked_add(seg.filesz)
+            .is_none_or(|e| e > image.len() as u64)
+        {
+            return Err(bad(format!("segment {i} reaches past the end of the file")));
+        }
+        if seg.filesz > seg.memsz {
+            return Err(bad(format!(
+                "segment {i} has more file bytes than memory bytes"
+            )));
+        }
+        segments.push(seg);
+    }
+    if segments.is_empty() {
+        return Err(bad("no loadable segments"));
+    }
+    Ok(ElfInfo { entry, segments })
+}
+
+/// Checks that every segment lies in guest RAM above [`layout::HIMEM_START`] and that the
+/// entry point is inside a segment.
+pub fn check_placement(info: &ElfInfo, mem: &GuestMemory) -> Result<()> {
+    for s in &info.segments {
+        let end = s
+            .paddr
+            .checked_add(s.memsz)
+            .ok_or_else(|| bad("segment address overflows"))?;
+        if s.paddr < layout::HIMEM_START {
+            return Err(bad(format!(
+                "segment at {:#x} is below {:#x}, where the VMM keeps boot structures",
+                s.paddr,
+                layout::HIMEM_START
+            )));
+        }
+        let fits = usize::try_from(s.memsz)
+            .is_ok_and(|len| len == 0 || mem.check_range(GuestAddress(s.paddr), len));
+        if !fits {
+            return Err(bad(format!(
+                "segment {:#x}..{end:#x} does not fit in guest RAM",
+                s.paddr
+            )));
+        }
+    }
+    let inside = |s: &LoadSegment| info.entry >= s.paddr && info.entry < s.paddr + s.memsz;
+    if !info.segments.iter().any(inside) {
+        return Err(bad(format!(
+            "entry point {:#x} is not inside any loadable segment",
+            info.entry
+        )));
+    }
+    Ok(())
+}
+
+/// Loads `image` into `mem` and returns its entry point.
+pub fn load(mem: &GuestMemory, image: &[u8]) -> Result<u64> {
+    let info = parse(image)?;
+    check_placement(&info, mem)?;
+    let result = Elf::load(
+        mem,
+        None,
+        &mut Cursor::new(image),
+        Some(GuestAddress(layout::HIMEM_START)),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    Ok(result.kernel_load.0)
+}
+
+/// Wraps raw machine code in a minimal ELF image: one loadable segment of `memsz` bytes at
+/// `paddr` (the entry point) holding `code`. For building small test guests.
+pub fn image_from_code(paddr: u64, code: &[u8], memsz: u64) -> Vec<u8> {
+    let mut v = vec![0u8; EHDR_SIZE + PHDR_SIZE];
+    v[..4].copy_from_slice(b"\x7fELF");
+    v[4] = 2;
+    v[5] = 1;
+    v[6] = 1;
+    v[16..18].copy_from_slice(&2u16.to_le_bytes());
+    v[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+    v[20..24].copy_from_slice(&1u32.to_le_bytes());
+    v[24..32].copy_from_slice(&paddr.to_le_bytes());
+    v[32..40].copy_from_slice(&(EHDR_SIZE as u64).to_le_bytes());
+    v[52..54].copy_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
+    v[54..56].copy_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+    v[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let p = EHDR_SIZE;
+    v[p..p + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+    v[p + 4..p + 8].copy_from_slice(&5u32.to_le_bytes());
+    let off = (EHDR_SIZE + PHDR_SIZE) as u64;
+    v[p + 8..p + 16].copy_from_slice(&off.to_le_bytes());
+    v[p + 16..p + 24].copy_from_slice(&paddr.to_le_bytes());
+    v[p + 24..p + 32].copy_from_slice(&paddr.to_le_bytes());
+    v[p + 32..p + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    v[p + 40..p + 48].copy_from_slice(&memsz.to_le_bytes());
+    v.extend_from_slice(code);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem() -> GuestMemory {
+        GuestMemory::from_ranges(&[(GuestAddress(0), 8 << 20)]).unwrap()
+    }
+
+    #[test]
+    fn loads_valid_image() {
+        let img = image_from_code(0x20_0000, &[0xf4, 0x90], 0x1000);
+        assert_eq!(load(&mem(), &img).unwrap(), 0x20_0000);
+        let mut b = [0u8; 2];
+        vm_memory::Bytes::read_slice(&mem(), &mut b, GuestAddress(0x20_0000)).unwrap();
+    }
+
+    #[test]
+    fn rejects_non_elf() {
+        let err = load(
+            &mem(),
+            b"MZ this is not an elf file at all, but long enough....",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not an ELF"), "{err}");
+    }
+
+    #[test]
+    fn rejects_segment_past_memory() {
+        let img = image_from_code(0x70_0000, &[0xf4], 0x20_0000);
+        let err = load(&mem(), &img).unwrap_err().to_string();
+        assert!(err.contains("does not fit"), "{err}");
+    }
+
+    #[test]
+    fn rejects_segment_over_boot_structures() {
+        let img = image_from_code(0x8000, &[0xf4], 0x100);
+        let err = load(&mem(), &img).unwrap_err().to_string();
+        assert!(err.contains("below"), "{err}");
+    }
+
+    #[test]
+    fn rejects_truncated_segment() {
+        let mut img = image_from_code(0x20_0000, &[0xf4; 16], 0x1000);
+        img.truncate(img.len() - 8);
+        let err = load(&mem(), &img).unwrap_err().to_string();
+        assert!(err.contains("past the end of the file"), "{err}");
+    }
+
+    #[test]
+    fn rejects_truncated_header_table() {
+        let img = image_from_code(0x20_0000, &[], 0x1000);
+        let err = parse(&img[..EHDR_SIZE + 10]).unwrap_err().to_string();
+        assert!(err.contains("outside the file"), "{err}");
+    }
+}

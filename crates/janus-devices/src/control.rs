@@ -1,0 +1,64 @@
+//! Requests from devices to stop the VM (poweroff, reset), seen by the run loop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Why a device asks the VM to stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopRequest {
+    /// The guest powered off; `code` is the exit code it asked for (0 from ACPI S5).
+    Poweroff { code: u32, via: &'static str },
+    /// The guest asked for a reset (keyboard-controller reset line).
+    Reset { via: &'static str },
+}
+
+/// Shared between devices and the run loop. The first request wins.
+#[derive(Debug, Default)]
+pub struct VmControl {
+    pending: AtomicBool,
+    request: Mutex<Option<StopRequest>>,
+}
+
+impl VmControl {
+    pub fn new() -> VmControl {
+        VmControl::default()
+    }
+
+    pub fn request(&self, req: StopRequest) {
+        let mut slot = self.request.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(req);
+            self.pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Cheap check for the run loop's hot path.
+    pub fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    pub fn take(&self) -> Option<StopRequest> {
+        self.request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_request_wins() {
+        let c = VmControl::new();
+        assert!(!c.pending());
+        c.request(StopRequest::Reset { via: "i8042" });
+        c.request(StopRequest::Poweroff {
+            code: 0,
+            via: "acpi",
+        });
+        assert!(c.pending());
+        assert_eq!(c.take(), Some(StopRequest::Reset { via: "i8042" }));
+    }
+}

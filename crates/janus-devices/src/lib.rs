@@ -1,0 +1,19 @@
+//! Device models and the bus every device-touching exit lands on.
+//!
+//! Written by hand where no well-kept crate models the part (CMOS RTC, PIT, ACPI PM block, the
+//! hypercall doorbell); the 16550A UART and the i8042 reset line come from vm-superio.
+
+pub mod acpi_pm;
+pub mod bus;
+pub mod cmos_rtc;
+pub mod control;
+pub mod disk;
+pub mod hypercall;
+pub mod i8042;
+pub mod pit8254;
+pub mod post;
+pub mod pvclock;
+pub mod uart16550;
+
+pub use bus::{Bus, BusDevice, BusError};
+pub use control::{StopRequest, VmControl};

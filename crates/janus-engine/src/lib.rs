@@ -1,0 +1,127 @@
+//! The engine seam between the VMM and whatever executes guest instructions.
+//!
+//! An engine creates a [`Vm`] over guest memory; the VM creates [`Vcpu`]s; [`Vcpu::run`] runs
+//! guest code until it needs the VMM and returns a [`VmExit`]. Both engines (kvm and soft)
+//! produce the same exits, so the device bus never knows which engine runs the guest.
+
+pub mod cpu;
+pub mod cpuid;
+pub mod exit;
+
+use std::sync::Arc;
+
+pub use cpu::{CpuState, DescriptorTable, Segment};
+pub use cpuid::CpuidEntry;
+pub use exit::{ExitCounters, ExitKind, VmExit};
+
+/// Guest RAM as every part of Janus sees it.
+pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
+
+/// Which engine executes the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    /// Hardware-assisted virtualization through /dev/kvm.
+    Kvm,
+    /// Janus's own x86-64 CPU in software.
+    Soft,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Kvm => "kvm",
+            EngineKind::Soft => "soft",
+        }
+    }
+}
+
+/// Errors an engine reports to the VMM. These are host-side failures (an ioctl failed, the
+/// engine cannot do what was asked), not guest misbehaviour, which arrives as a [`VmExit`].
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {source}")]
+    Host {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// Platform devices the engine emulates itself (in the host kernel for kvm), so the VMM must not
+/// put its own models of them on the bus.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InKernelDevices {
+    /// i8259 PIC pair, I/O APIC and local APIC.
+    pub irqchip: bool,
+    /// i8254 PIT (ports 0x40-0x43) and the speaker/gate port 0x61.
+    pub pit: bool,
+}
+
+/// One interrupt input of the platform's interrupt controllers (a GSI).
+pub trait IrqLine: Send + Sync {
+    /// Drives the line to `high` (level-triggered sources).
+    fn set_level(&self, high: bool) -> Result<()>;
+
+    /// Raises and lowers the line (edge-triggered sources, such as ISA devices).
+    fn pulse(&self) -> Result<()> {
+        self.set_level(true)?;
+        self.set_level(false)
+    }
+}
+
+/// The guest's time-stamp counter as the VMM can read it from outside the vCPU, for building
+/// the PV clock page.
+pub trait GuestClock: Send + Sync {
+    /// The guest's TSC value now.
+    fn guest_tsc(&self) -> u64;
+    /// Frequency of the guest's TSC in Hz.
+    fn tsc_hz(&self) -> u64;
+}
+
+/// A virtual machine: guest memory attached to an engine, with its platform interrupt routing.
+pub trait Vm {
+    fn kind(&self) -> EngineKind;
+
+    /// CPUID leaves this engine can present (the mode policy filters and extends them).
+    fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>>;
+
+    /// Which platform devices the engine emulates itself.
+    fn in_kernel_devices(&self) -> InKernelDevices;
+
+    /// The interrupt line for global system interrupt `gsi`.
+    fn irq_line(&self, gsi: u32) -> Result<Arc<dyn IrqLine>>;
+
+    /// Creates vCPU `index` with the given CPUID table and initial state.
+    fn create_vcpu(
+        &mut self,
+        index: u32,
+        cpuid: &[CpuidEntry],
+        state: &CpuState,
+    ) -> Result<Box<dyn Vcpu>>;
+}
+
+/// One virtual CPU.
+pub trait Vcpu: Send {
+    /// Runs guest code until the VMM must act. Data of an I/O read exit is written into the
+    /// exit's buffer by the caller and is consumed by the next call.
+    fn run(&mut self) -> Result<VmExit<'_>>;
+
+    /// The current architectural state (for reports and for tests).
+    fn state(&mut self) -> Result<CpuState>;
+
+    /// The guest clock of this vCPU, valid for the life of the VM.
+    fn clock(&self) -> Arc<dyn GuestClock>;
+
+    /// Guest instructions retired so far, where the engine counts them.
+    fn instructions_retired(&self) -> Option<u64> {
+        None
+    }
+}

@@ -1,0 +1,77 @@
+//! Choosing the CPU engine, and saying why.
+
+use crate::config::EngineChoice;
+use crate::{Result, VmmError};
+use janus_engine::{EngineKind, GuestMemory, Vm};
+use std::path::Path;
+
+/// The engine that will run the guest, and the reason in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    pub kind: EngineKind,
+    pub reason: String,
+    /// Something the user should know (for example: /dev/kvm without hardware assist).
+    pub warning: Option<String>,
+}
+
+fn no_assist_note() -> String {
+    let modules = janus_kvm::kvm_modules();
+    let list = if modules.is_empty() {
+        "none".to_string()
+    } else {
+        modules.join(", ")
+    };
+    format!(
+        "this host has no hardware assist (no kvm_intel or kvm_amd; kvm modules loaded: {list})"
+    )
+}
+
+/// Resolves the user's choice against what this host has.
+pub fn select(choice: EngineChoice) -> Result<Selection> {
+    let dev_kvm = Path::new("/dev/kvm").exists();
+    let assist = janus_kvm::hardware_assist();
+    match choice {
+        EngineChoice::Soft => Err(VmmError::Config(
+            "--engine soft: the soft engine is not built yet; use --engine kvm".into(),
+        )),
+        EngineChoice::Kvm if !dev_kvm => Err(VmmError::Config(
+            "--engine kvm: /dev/kvm does not exist on this host".into(),
+        )),
+        EngineChoice::Kvm => Ok(Selection {
+            kind: EngineKind::Kvm,
+            reason: match assist {
+                Some(m) => format!("asked for; hardware assist through {m}"),
+                None => "asked for".into(),
+            },
+            warning: assist.is_none().then(|| {
+                format!("{}, so /dev/kvm emulates guest instructions in software and runs them slowly", no_assist_note())
+            }),
+        }),
+        EngineChoice::Auto => match (assist, dev_kvm) {
+            (Some(m), true) => Ok(Selection {
+                kind: EngineKind::Kvm,
+                reason: format!("auto: hardware assist through {m}"),
+                warning: None,
+            }),
+            (None, true) => Ok(Selection {
+                kind: EngineKind::Kvm,
+                reason: "auto: /dev/kvm, the only engine built so far".into(),
+                warning: Some(format!(
+                    "{}; the soft engine is not built yet, so Janus uses /dev/kvm, which emulates guest instructions slowly here",
+                    no_assist_note()
+                )),
+            }),
+            (_, false) => Err(VmmError::Config(
+                "no engine: /dev/kvm does not exist and the soft engine is not built yet".into(),
+            )),
+        },
+    }
+}
+
+/// Creates the VM for the selected engine.
+pub fn create_vm(kind: EngineKind, memory: &GuestMemory) -> Result<Box<dyn Vm>> {
+    match kind {
+        EngineKind::Kvm => Ok(Box::new(janus_kvm::KvmVm::new(memory)?)),
+        EngineKind::Soft => Err(VmmError::Config("the soft engine is not built yet".into())),
+    }
+}

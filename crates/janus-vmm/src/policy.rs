@@ -1,0 +1,187 @@
+//! The mode policy: everything that differs between full and para virtualization, decided in
+//! one place.
+//!
+//! | what the guest sees      | full (unmodified, unaware)        | para (hypervisor-aware)                 |
+//! |--------------------------|-----------------------------------|-----------------------------------------|
+//! | CPUID.1:ECX[31]          | clear                             | set                                     |
+//! | leaves 0x4000_0000+      | none                              | the engine's KVM leaves (kvm engine) and Janus's signature + doorbell leaves at 0x4000_0100 |
+//! | console                  | 16550 UART                        | UART, plus the console hypercall        |
+//! | clock                    | PIT, CMOS RTC, TSC                | the same, plus the PV clock page        |
+//! | disk                     | (IDE: not built yet)              | block-read hypercall                    |
+//! | how it calls the VMM     | it does not: it touches hardware  | hypercall doorbell ports 0x500..        |
+
+use crate::config::Mode;
+use janus_abi::cpuid::{
+    signature_regs, ABI_VERSION, HYPERVISOR_BIT, JANUS_LEAF, JANUS_LEAF_DOORBELL,
+};
+use janus_abi::hypercall::{CALL_COUNT, DOORBELL_BASE};
+use janus_engine::{CpuidEntry, EngineKind};
+
+/// Janus devices a guest gets beyond the PC platform every guest has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParaDevices {
+    /// The hypercall doorbell (console, clock, block, poweroff calls).
+    pub doorbell: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModePolicy {
+    mode: Mode,
+}
+
+fn is_hypervisor_leaf(function: u32) -> bool {
+    (0x4000_0000..0x5000_0000).contains(&function)
+}
+
+impl ModePolicy {
+    pub fn new(mode: Mode) -> ModePolicy {
+        ModePolicy { mode }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn para_devices(&self) -> ParaDevices {
+        ParaDevices {
+            doorbell: self.mode == Mode::Para,
+        }
+    }
+
+    /// The CPUID table vCPU `index` sees, from what the engine supports.
+    pub fn cpuid(
+        &self,
+        engine: EngineKind,
+        supported: &[CpuidEntry],
+        index: u32,
+    ) -> Vec<CpuidEntry> {
+        let para = self.mode == Mode::Para;
+        // Hypervisor leaves the engine offers are kept only in para mode, and only where the
+        // engine implements what they advertise: KVM does (kvmclock, PV EOI, ... in the kernel).
+        let keep_engine_leaves = para && engine == EngineKind::Kvm;
+        let mut table: Vec<CpuidEntry> = supported
+            .iter()
+            .filter(|e| !is_hypervisor_leaf(e.function) || keep_engine_leaves)
+            .copied()
+            .collect();
+        for e in &mut table {
+            match e.function {
+                1 => {
+                    e.ecx = if para {
+                        e.ecx | HYPERVISOR_BIT
+                    } else {
+                        e.ecx & !HYPERVISOR_BIT
+                    };
+                    // Initial APIC ID in EBX[31:24].
+                    e.ebx = (e.ebx & 0x00ff_ffff) | (index << 24);
+                }
+                // x2APIC ID in the extended topology leaves.
+                0xb | 0x1f => e.edx = index,
+                _ => {}
+            }
+        }
+        if para {
+            let [b, c, d] = signature_regs();
+            table.push(CpuidEntry {
+                function: JANUS_LEAF,
+                eax: JANUS_LEAF_DOORBELL,
+                ebx: b,
+                ecx: c,
+                edx: d,
+                ..Default::default()
+            });
+            table.push(CpuidEntry {
+                function: JANUS_LEAF_DOORBELL,
+                eax: DOORBELL_BASE as u32,
+                ebx: CALL_COUNT as u32,
+                ecx: ABI_VERSION,
+                ..Default::default()
+            });
+        }
+        table
+    }
+
+    /// One line per difference, for `janus demo` and logs.
+    pub fn describe(&self) -> &'static str {
+        match self.mode {
+            Mode::Full => "unmodified and unaware: no hypervisor bit or leaves; UART, PIT, CMOS RTC, ACPI poweroff",
+            Mode::Para => "hypervisor-aware: hypervisor bit, Janus leaves at 0x40000100, hypercall doorbell at 0x500, PV clock",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use janus_engine::cpuid::lookup;
+
+    fn host_like() -> Vec<CpuidEntry> {
+        vec![
+            CpuidEntry {
+                function: 0,
+                eax: 0xd,
+                ..Default::default()
+            },
+            CpuidEntry {
+                function: 1,
+                ecx: HYPERVISOR_BIT | 0x2000,
+                ebx: 0x0102_0800,
+                ..Default::default()
+            },
+            CpuidEntry {
+                function: 0x4000_0000,
+                eax: 0x4000_0001,
+                ebx: 0x4b4d_564b,
+                ..Default::default()
+            },
+            CpuidEntry {
+                function: 0x4000_0001,
+                eax: 0x0100_7efb,
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn full_mode_hides_the_hypervisor() {
+        let t = ModePolicy::new(Mode::Full).cpuid(EngineKind::Kvm, &host_like(), 0);
+        let leaf1 = lookup(&t, 1, 0).unwrap();
+        assert_eq!(leaf1.ecx & HYPERVISOR_BIT, 0);
+        assert_eq!(leaf1.ecx & 0x2000, 0x2000, "other features kept");
+        assert!(t.iter().all(|e| !is_hypervisor_leaf(e.function)));
+    }
+
+    #[test]
+    fn para_mode_shows_janus_and_kvm_leaves() {
+        let t = ModePolicy::new(Mode::Para).cpuid(EngineKind::Kvm, &host_like(), 0);
+        assert_ne!(lookup(&t, 1, 0).unwrap().ecx & HYPERVISOR_BIT, 0);
+        let sig = lookup(&t, JANUS_LEAF, 0).unwrap();
+        assert_eq!([sig.ebx, sig.ecx, sig.edx], signature_regs());
+        let bell = lookup(&t, JANUS_LEAF_DOORBELL, 0).unwrap();
+        assert_eq!(bell.eax, DOORBELL_BASE as u32);
+        assert_eq!(bell.ebx, CALL_COUNT as u32);
+        assert!(
+            lookup(&t, 0x4000_0000, 0).is_some(),
+            "KVM leaves kept on kvm"
+        );
+    }
+
+    #[test]
+    fn para_mode_on_soft_engine_advertises_only_janus() {
+        let t = ModePolicy::new(Mode::Para).cpuid(EngineKind::Soft, &host_like(), 0);
+        assert!(lookup(&t, 0x4000_0000, 0).is_none());
+        assert!(lookup(&t, JANUS_LEAF, 0).is_some());
+    }
+
+    #[test]
+    fn apic_id_is_the_vcpu_index() {
+        let t = ModePolicy::new(Mode::Full).cpuid(EngineKind::Kvm, &host_like(), 3);
+        assert_eq!(lookup(&t, 1, 0).unwrap().ebx >> 24, 3);
+    }
+
+    #[test]
+    fn devices_follow_mode() {
+        assert!(!ModePolicy::new(Mode::Full).para_devices().doorbell);
+        assert!(ModePolicy::new(Mode::Para).para_devices().doorbell);
+    }
+}

@@ -1,0 +1,233 @@
+//! The run loop: run the vCPU, dispatch each exit to the bus, count exits by kind, and stop on
+//! poweroff, reset or a fault with a report naming the exit and RIP.
+
+use crate::machine::Machine;
+use janus_abi::{hypercall, pc};
+use janus_devices::bus::{Access, Bus};
+use janus_devices::StopRequest;
+use janus_engine::{ExitCounters, ExitKind, VmExit};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Why the VM stopped with an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The exit that stopped it, in words.
+    pub exit: String,
+    pub rip: Option<u64>,
+    /// The vCPU's state at the time, in one line.
+    pub state: Option<String>,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.rip {
+            Some(rip) => write!(f, "{} at rip={rip:#x}", self.exit),
+            None => f.write_str(&self.exit),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Poweroff { code: u32, via: &'static str },
+    Reset { via: &'static str },
+    Fault(Fault),
+}
+
+impl Outcome {
+    /// Exit status for the `janus` process: the guest's poweroff code, 0 for a reset, 1 for a
+    /// fault.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Poweroff { code, .. } => (*code).min(255) as i32,
+            Outcome::Reset { .. } => 0,
+            Outcome::Fault(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Poweroff { code: 0, via } => write!(f, "guest powered off ({via})"),
+            Outcome::Poweroff { code, via } => {
+                write!(f, "guest powered off with code {code} ({via})")
+            }
+            Outcome::Reset { via } => write!(f, "guest reset the machine ({via})"),
+            Outcome::Fault(fault) => write!(f, "VM stopped: {fault}"),
+        }
+    }
+}
+
+/// A POST code the guest wrote, when, and the exit counts just before that write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostEvent {
+    pub code: u8,
+    pub at: Duration,
+    pub exits_before: ExitCounters,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub exits: ExitCounters,
+    pub post: Vec<PostEvent>,
+    pub wall: Duration,
+    pub instructions: Option<u64>,
+}
+
+/// What dispatching one exit decided.
+enum Next {
+    Continue,
+    Fault(String),
+}
+
+fn describe_data(data: &[u8]) -> String {
+    let mut v = [0u8; 8];
+    let n = data.len().min(8);
+    v[..n].copy_from_slice(&data[..n]);
+    format!(
+        "{:#x} ({} byte{})",
+        u64::from_le_bytes(v),
+        data.len(),
+        if data.len() == 1 { "" } else { "s" }
+    )
+}
+
+struct Dispatch<'a> {
+    bus: &'a Bus,
+    exits: &'a mut ExitCounters,
+    post: &'a mut Vec<PostEvent>,
+    started: Instant,
+    hypercalls: bool,
+}
+
+impl Dispatch<'_> {
+    fn exit(&mut self, exit: VmExit<'_>) -> Next {
+        match exit {
+            VmExit::PioIn { port, size, data } => {
+                self.exits.record(ExitKind::PioIn);
+                for chunk in data.chunks_mut(size.max(1) as usize) {
+                    if self.bus.pio_read(port, chunk) == Access::Unmapped {
+                        return Next::Fault(format!(
+                            "pio_in of {size} byte{} from port {port:#x}, where no device is mapped",
+                            if size == 1 { "" } else { "s" }
+                        ));
+                    }
+                }
+                Next::Continue
+            }
+            VmExit::PioOut { port, size, data } => {
+                let doorbell = self.hypercalls
+                    && (hypercall::DOORBELL_BASE..hypercall::DOORBELL_BASE + hypercall::CALL_COUNT)
+                        .contains(&port);
+                if port == pc::POST_CODE {
+                    self.post.push(PostEvent {
+                        code: data.first().copied().unwrap_or(0),
+                        at: self.started.elapsed(),
+                        exits_before: *self.exits,
+                    });
+                }
+                self.exits.record(if doorbell {
+                    ExitKind::Hypercall
+                } else {
+                    ExitKind::PioOut
+                });
+                for chunk in data.chunks(size.max(1) as usize) {
+                    if self.bus.pio_write(port, chunk) == Access::Unmapped {
+                        return Next::Fault(format!(
+                            "pio_out of {} to port {port:#x}, where no device is mapped",
+                            describe_data(chunk)
+                        ));
+                    }
+                }
+                Next::Continue
+            }
+            VmExit::MmioRead { addr, data } => {
+                self.exits.record(ExitKind::MmioRead);
+                if self.bus.mmio_read(addr, data) == Access::Unmapped {
+                    return Next::Fault(format!(
+                        "mmio_read of {} bytes at {addr:#x}, where no device is mapped",
+                        data.len()
+                    ));
+                }
+                Next::Continue
+            }
+            VmExit::MmioWrite { addr, data } => {
+                self.exits.record(ExitKind::MmioWrite);
+                if self.bus.mmio_write(addr, data) == Access::Unmapped {
+                    return Next::Fault(format!(
+                        "mmio_write of {} at {addr:#x}, where no device is mapped",
+                        describe_data(data)
+                    ));
+                }
+                Next::Continue
+            }
+            VmExit::Halt => {
+                self.exits.record(ExitKind::Halt);
+                Next::Fault("halt: the guest executed HLT and nothing can wake it".into())
+            }
+            VmExit::Shutdown => {
+                self.exits.record(ExitKind::Shutdown);
+                Next::Fault("shutdown: the guest triple-faulted".into())
+            }
+            VmExit::Interrupted => {
+                self.exits.record(ExitKind::Interrupted);
+                Next::Continue
+            }
+            VmExit::Failed { reason } => {
+                self.exits.record(ExitKind::Failed);
+                Next::Fault(format!("failed: {reason}"))
+            }
+        }
+    }
+}
+
+impl Machine {
+    /// Runs the guest until it powers off, resets, or faults.
+    pub fn run(&mut self) -> RunReport {
+        let started = Instant::now();
+        let mut exits = ExitCounters::default();
+        let mut post = Vec::new();
+        let hypercalls = self.doorbell.is_some();
+        let outcome = loop {
+            let next = match self.vcpu.run() {
+                Ok(exit) => Dispatch {
+                    bus: &self.bus,
+                    exits: &mut exits,
+                    post: &mut post,
+                    started,
+                    hypercalls,
+                }
+                .exit(exit),
+                Err(e) => Next::Fault(format!("engine error: {e}")),
+            };
+            if let Next::Fault(exit) = next {
+                let state = self.vcpu.state().ok();
+                break Outcome::Fault(Fault {
+                    exit,
+                    rip: state.as_ref().map(|s| s.rip),
+                    state: state.map(|s| s.summary()),
+                });
+            }
+            if self.control.pending() {
+                match self.control.take() {
+                    Some(StopRequest::Poweroff { code, via }) => {
+                        break Outcome::Poweroff { code, via }
+                    }
+                    Some(StopRequest::Reset { via }) => break Outcome::Reset { via },
+                    None => {}
+                }
+            }
+        };
+        RunReport {
+            outcome,
+            exits,
+            post,
+            wall: started.elapsed(),
+            instructions: self.vcpu.instructions_retired(),
+        }
+    }
+}

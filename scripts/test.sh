@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every check and test. CI runs this (.ci/run), and it
+# is the test command in the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The embedded guest links with the system C toolchain (cc, ld).
+missing=()
+command -v cc >/dev/null || missing+=(gcc)
+if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+        echo "scripts/test.sh: please install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -e /dev/kvm ]; then
+    echo "scripts/test.sh: /dev/kvm is absent: the tests that run guests on the kvm engine will skip" >&2
+fi
+
+step() { echo "==> $*"; "$@"; }
+step cargo fmt --all -- --check
+(cd guests/demo && step cargo fmt -- --check)
+step cargo clippy --workspace --all-targets --release -- -D warnings
+step cargo test --workspace --release

@@ -1,0 +1,122 @@
+//! Command-line syntax (Cloud Hypervisor's where it applies).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use janus_vmm::{EngineChoice, Mode};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "janus",
+    version,
+    about = "Run guests fully virtualized or para-virtualized, on hardware assist or in software, and measure the difference"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Boot a guest (the embedded demo guest unless --kernel is given).
+    Run(RunArgs),
+    /// Run the embedded guest fully virtualized and para-virtualized and compare them.
+    Demo(DemoArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum EngineArg {
+    /// kvm where the host has hardware assist (kvm_intel/kvm_amd), otherwise soft.
+    Auto,
+    /// Hardware-assisted virtualization through /dev/kvm.
+    Kvm,
+    /// Janus's own x86-64 CPU in software.
+    Soft,
+}
+
+impl From<EngineArg> for EngineChoice {
+    fn from(e: EngineArg) -> EngineChoice {
+        match e {
+            EngineArg::Auto => EngineChoice::Auto,
+            EngineArg::Kvm => EngineChoice::Kvm,
+            EngineArg::Soft => EngineChoice::Soft,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ModeArg {
+    /// Full virtualization: the guest is unmodified and sees a plain PC.
+    Full,
+    /// Para-virtualization: the guest sees Janus and uses hypercalls and the PV clock.
+    Para,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Full => Mode::Full,
+            ModeArg::Para => Mode::Para,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// CPU engine.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub engine: EngineArg,
+    /// What the guest is shown.
+    #[arg(long, value_enum, default_value = "full")]
+    pub mode: ModeArg,
+    /// Guest kernel: an x86-64 ELF with a 64-bit entry point. Default: the embedded demo guest.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk (needs the Linux boot protocol).
+    #[arg(long)]
+    pub initramfs: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// Guest RAM, as size=512M.
+    #[arg(long, default_value = "size=512M")]
+    pub memory: String,
+    /// vCPUs, as boot=1.
+    #[arg(long, default_value = "boot=1")]
+    pub cpus: String,
+    /// Disk image, as path=FILE.
+    #[arg(long)]
+    pub disk: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// CPU engine.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub engine: EngineArg,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Iterations of the compute loop.
+    #[arg(long, default_value_t = janus_abi_default_compute())]
+    pub compute: u64,
+    /// Disk image the block part reads, as path=FILE (default: a built-in test image).
+    #[arg(long)]
+    pub disk: Option<String>,
+}
+
+fn janus_abi_default_compute() -> u64 {
+    janus_vmm::demo::DemoOptions::default().compute_iters
+}
+
+/// Turns a clap error into one line (usage and tips dropped).
+pub fn one_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,121 @@
+//! `janus`: the command line.
+
+mod cli;
+mod table;
+
+use clap::Parser;
+use cli::{Cli, Command, DemoArgs, RunArgs};
+use janus_devices::uart16550::ConsoleOut;
+use janus_vmm::demo::{self, DemoOptions};
+use janus_vmm::{config, KernelSource, Machine, VmConfig, VmmError};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("janus: {}", cli::one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JANUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Demo(args) => demo(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("janus: {e}");
+            ExitCode::from(match e {
+                VmmError::Config(_) => 2,
+                _ => 1,
+            })
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
+    let config = VmConfig {
+        engine: args.engine.into(),
+        mode: args.mode.into(),
+        kernel: args
+            .kernel
+            .map_or(KernelSource::EmbeddedDemo, KernelSource::File),
+        initramfs: args.initramfs,
+        cmdline: args.cmdline,
+        memory_bytes: config::parse_memory(&args.memory)?,
+        vcpus: config::parse_cpus(&args.cpus)?,
+        disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
+    };
+    let mut machine = Machine::build(&config, ConsoleOut::new(Box::new(std::io::stdout())))?;
+    let sel = &machine.selection;
+    eprintln!(
+        "janus: engine {} ({}), mode {}",
+        sel.kind.name(),
+        sel.reason,
+        machine.mode.name()
+    );
+    if let Some(w) = &sel.warning {
+        eprintln!("janus: note: {w}");
+    }
+    for note in &machine.notes {
+        eprintln!("janus: note: {note}");
+    }
+    janus_vmm::stdin::forward(machine.uart());
+    let report = machine.run();
+    let kinds: Vec<String> = report
+        .exits
+        .nonzero()
+        .map(|(k, n)| format!("{k} {}", table::thousands(n)))
+        .collect();
+    eprintln!(
+        "janus: {} after {}; {} exits ({})",
+        report.outcome,
+        table::duration(report.wall.as_nanos() as f64),
+        table::thousands(report.exits.total()),
+        kinds.join(", ")
+    );
+    if let janus_vmm::Outcome::Fault(f) = &report.outcome {
+        if let Some(state) = &f.state {
+            eprintln!("janus: vcpu state: {state}");
+        }
+    }
+    Ok(ExitCode::from(report.outcome.exit_code() as u8))
+}
+
+fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {
+    let opts = DemoOptions {
+        engine: args.engine.into(),
+        compute_iters: args.compute,
+        disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
+        ..Default::default()
+    };
+    let report = demo::run(&opts)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        print!("{}", table::render(&report));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,176 @@
+//! The side-by-side table `janus demo` prints.
+
+use janus_vmm::demo::{DemoReport, ModeResult, PartResult};
+use std::fmt::Write;
+
+/// 1234567 -> "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Nanoseconds in the unit that keeps three significant digits.
+pub fn duration(ns: f64) -> String {
+    match ns {
+        x if x < 1e3 => format!("{x:.0} ns"),
+        x if x < 1e6 => format!("{:.1} us", x / 1e3),
+        x if x < 1e9 => format!("{:.2} ms", x / 1e6),
+        x => format!("{:.2} s", x / 1e9),
+    }
+}
+
+fn per_op(x: f64) -> String {
+    match x {
+        0.0 => "0".into(),
+        x if x >= 100.0 => format!("{x:.0}"),
+        x if x >= 0.01 => format!("{x:.2}"),
+        x => format!("{x:.1e}"),
+    }
+}
+
+fn cells(p: Option<&PartResult>) -> [String; 3] {
+    match p {
+        Some(p) if p.status == "ok" => [
+            thousands(p.exits),
+            per_op(p.exits_per_op),
+            duration(p.ns_per_op),
+        ],
+        Some(p) => [p.status.to_string(), String::new(), String::new()],
+        None => ["-".into(), String::new(), String::new()],
+    }
+}
+
+fn kinds(m: &ModeResult) -> String {
+    m.exits_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {}", thousands(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fewer(full: u64, para: u64) -> String {
+    match (full, para) {
+        (f, 0) => format!("{} exits -> none", thousands(f)),
+        (f, p) => format!(
+            "{} -> {} exits, {:.0}x fewer",
+            thousands(f),
+            thousands(p),
+            f as f64 / p as f64
+        ),
+    }
+}
+
+pub fn render(r: &DemoReport) -> String {
+    let mut o = String::new();
+    let full = &r.modes["full"];
+    let para = &r.modes["para"];
+    let _ = writeln!(
+        o,
+        "Janus demo: one guest, fully virtualized and para-virtualized"
+    );
+    let _ = writeln!(o, "engine: {} ({})", r.engine, r.engine_reason);
+    if let Some(w) = &r.warning {
+        let _ = writeln!(o, "note:   {w}");
+    }
+    let _ = writeln!(o, "full:   {}", full.description);
+    let _ = writeln!(o, "para:   {}", para.description);
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<9}{:>8} | {:>8} {:>9} {:>10} | {:>8} {:>9} {:>10} | checksum",
+        "", "", "full", "", "", "para", "", ""
+    );
+    let _ = writeln!(
+        o,
+        "{:<9}{:>8} | {:>8} {:>9} {:>10} | {:>8} {:>9} {:>10} |",
+        "part", "ops", "exits", "exits/op", "time/op", "exits", "exits/op", "time/op"
+    );
+    for (f, p) in full.parts.iter().zip(&para.parts) {
+        let ops = if p.ops > 0 { p.ops } else { f.ops };
+        let [fe, fx, ft] = cells(Some(f));
+        let [pe, px, pt] = cells(Some(p));
+        let sum = match (f.status, p.status) {
+            ("ok", "ok") if f.checksum == p.checksum => {
+                format!("{} same", f.checksum.as_deref().unwrap_or(""))
+            }
+            ("ok", "ok") => "DIFFERENT".to_string(),
+            (_, "ok") => format!("{} (para only)", p.checksum.as_deref().unwrap_or("")),
+            ("ok", _) => format!("{} (full only)", f.checksum.as_deref().unwrap_or("")),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "{:<9}{:>8} | {fe:>8} {fx:>9} {ft:>10} | {pe:>8} {px:>9} {pt:>10} | {sum}",
+            f.name,
+            thousands(ops)
+        );
+    }
+    for m in [full, para] {
+        for p in m.parts.iter().filter(|p| p.status != "ok") {
+            if let Some(n) = &p.note {
+                let _ = writeln!(o, "  {} {} {}: {n}", m.mode, p.name, p.status);
+            }
+        }
+    }
+    let _ = writeln!(o);
+    for m in [full, para] {
+        let mips = m.mips.map(|x| format!(", {x:.1} MIPS")).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{}: {} exits in {} ({}){mips}; {}",
+            m.mode,
+            thousands(m.exits_total),
+            duration(m.wall_ns as f64),
+            kinds(m),
+            m.outcome
+        );
+    }
+    let part = |m: &ModeResult, n: &str| m.parts.iter().find(|p| p.name == n).map(|p| p.exits);
+    for name in ["console", "clock"] {
+        if let (Some(f), Some(p)) = (part(full, name), part(para, name)) {
+            let _ = writeln!(o, "{name}: {}", fewer(f, p));
+        }
+    }
+    let _ = writeln!(o);
+    let failed: Vec<_> = full
+        .checks
+        .iter()
+        .chain(&para.checks)
+        .chain(&r.checks)
+        .filter(|c| !c.ok)
+        .collect();
+    if failed.is_empty() {
+        let n = full.checks.len() + para.checks.len() + r.checks.len();
+        let _ = writeln!(o, "result: OK ({n} checks passed: checksums against the host's references and across modes, console text, time of day, fewer exits in para mode)");
+    } else {
+        let _ = writeln!(o, "result: FAILED");
+        for c in failed {
+            let _ = writeln!(o, "  {}: {}", c.name, c.detail);
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(100), "100");
+        assert_eq!(duration(12.0), "12 ns");
+        assert_eq!(duration(12_345.0), "12.3 us");
+        assert_eq!(duration(2_500_000_000.0), "2.50 s");
+        assert_eq!(per_op(2.0), "2.00");
+        assert_eq!(per_op(0.000244), "2.4e-4");
+    }
+}

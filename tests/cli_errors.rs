@@ -1,0 +1,92 @@
+//! Bad user input gets a one-line error naming the problem and a non-zero exit.
+
+mod common;
+use common::*;
+
+#[test]
+fn missing_kernel_file() {
+    let o = janus(&["run", "--kernel", "/nonexistent/vmlinux"]);
+    assert_one_line_error(&o, "cannot read kernel /nonexistent/vmlinux");
+}
+
+#[test]
+fn kernel_that_is_not_elf() {
+    let path = temp_file(
+        "not-elf",
+        b"this is a text file, not a kernel image at all......................",
+    );
+    let o = janus(&["run", "--kernel", path.to_str().unwrap()]);
+    assert_one_line_error(&o, "not an ELF file");
+}
+
+#[test]
+fn kernel_elf_that_does_not_fit() {
+    // A segment of 8 MiB at 2 MiB in 4 MiB of RAM.
+    let image = janus_boot::elf::image_from_code(0x20_0000, &[0xf4], 8 << 20);
+    let path = temp_file("too-big", &image);
+    let o = janus(&[
+        "run",
+        "--memory",
+        "size=4M",
+        "--kernel",
+        path.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, "does not fit in guest RAM");
+}
+
+#[test]
+fn bzimage_is_named_as_such() {
+    let mut image = vec![0u8; 0x400];
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    let path = temp_file("bzimage", &image);
+    let o = janus(&["run", "--kernel", path.to_str().unwrap()]);
+    assert_one_line_error(&o, "bzImage");
+}
+
+#[test]
+fn unreadable_disk() {
+    let o = janus(&["run", "--disk", "path=/nonexistent/disk.img"]);
+    assert_one_line_error(&o, "cannot open disk /nonexistent/disk.img");
+}
+
+#[test]
+fn disk_that_is_a_directory() {
+    let dir = std::env::temp_dir();
+    let spec = format!("path={}", dir.display());
+    let o = janus(&["run", "--disk", &spec]);
+    assert_one_line_error(&o, "disk");
+}
+
+#[test]
+fn unknown_option_values() {
+    assert_one_line_error(&janus(&["run", "--mode", "half"]), "invalid value 'half'");
+    assert_one_line_error(&janus(&["run", "--engine", "qemu"]), "invalid value 'qemu'");
+    assert_one_line_error(&janus(&["demo", "--engine", "x"]), "possible values");
+    assert_one_line_error(&janus(&["run", "--memory", "size=lots"]), "not a size");
+    assert_one_line_error(
+        &janus(&["run", "--memory", "hugepages=on"]),
+        "unknown key 'hugepages'",
+    );
+    assert_one_line_error(&janus(&["run", "--cpus", "boot=zero"]), "not a vCPU count");
+    assert_one_line_error(
+        &janus(&["run", "--disk", "readonly=on"]),
+        "unknown key 'readonly'",
+    );
+    assert_one_line_error(&janus(&["frobnicate"]), "unrecognized subcommand");
+}
+
+#[test]
+fn limits_are_explained() {
+    assert_one_line_error(&janus(&["run", "--memory", "size=1M"]), "too small");
+    assert_one_line_error(&janus(&["run", "--memory", "size=1024G"]), "more than");
+    assert_one_line_error(&janus(&["run", "--cpus", "boot=2"]), "1 vCPU");
+}
+
+#[test]
+fn help_works() {
+    let o = janus(&["--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("demo"));
+    let o = janus(&["run", "--help"]);
+    assert!(stdout(&o).contains("--kernel"));
+}

@@ -1,0 +1,75 @@
+//! Helpers for the integration tests, which drive the `janus` binary like a user does.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn janus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(args)
+        .output()
+        .expect("run janus")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Why kvm tests cannot run here, if they cannot.
+pub fn kvm_missing() -> Option<&'static str> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => None,
+        Err(_) => Some("/dev/kvm is absent or not accessible"),
+    }
+}
+
+/// Skips the calling test (returns early) with a reason when /dev/kvm is not usable.
+#[macro_export]
+macro_rules! require_kvm {
+    () => {
+        if let Some(why) = common::kvm_missing() {
+            eprintln!("skipped: {why}; this test runs guests on the kvm engine");
+            return;
+        }
+    };
+}
+
+/// Writes `bytes` to a fresh file in the temp directory and returns its path.
+pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("janus-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write temp file");
+    path
+}
+
+/// A test guest: `code` at 2 MiB, entered in 64-bit mode.
+pub fn guest(name: &str, code: &[u8]) -> PathBuf {
+    temp_file(
+        name,
+        &janus_boot::elf::image_from_code(0x20_0000, code, 0x1000),
+    )
+}
+
+/// Asserts a failure was reported as one line, without a panic or backtrace.
+pub fn assert_one_line_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("janus: "), "{err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+}
