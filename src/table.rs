@@ -47,8 +47,11 @@ fn cells(p: Option<&PartResult>) -> [String; 3] {
     }
 }
 
-fn kinds(m: &ModeResult) -> String {
-    m.exits_by_kind
+fn kinds(by_kind: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    if by_kind.is_empty() {
+        return "none".into();
+    }
+    by_kind
         .iter()
         .map(|(k, n)| format!("{k} {}", thousands(*n)))
         .collect::<Vec<_>>()
@@ -112,6 +115,15 @@ pub fn render(r: &DemoReport) -> String {
             thousands(ops)
         );
     }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "exits by kind, per part");
+    for (f, p) in full.parts.iter().zip(&para.parts) {
+        let show = |x: &PartResult| match x.status {
+            "ok" => kinds(&x.exits_by_kind),
+            s => s.to_string(),
+        };
+        let _ = writeln!(o, "  {:<9} full: {:<34} para: {}", f.name, show(f), show(p));
+    }
     for m in [full, para] {
         for p in m.parts.iter().filter(|p| p.status != "ok") {
             if let Some(n) = &p.note {
@@ -128,7 +140,7 @@ pub fn render(r: &DemoReport) -> String {
             m.mode,
             thousands(m.exits_total),
             duration(m.wall_ns as f64),
-            kinds(m),
+            kinds(&m.exits_by_kind),
             m.outcome
         );
     }

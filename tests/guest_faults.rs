@@ -62,3 +62,19 @@ fn keyboard_controller_reset_ends_the_run_cleanly() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("guest reset the machine (i8042)"), "{err}");
 }
+
+#[test]
+fn emulation_failure_executing_from_the_mmio_hole() {
+    require_kvm!();
+    // mov eax, 0xd0000000 ; jmp rax -- no RAM there, so KVM cannot fetch the instruction.
+    let path = guest("jump-to-mmio", &[0xb8, 0x00, 0x00, 0x00, 0xd0, 0xff, 0xe0]);
+    let o = janus(&["run", "--engine", "kvm", "--kernel", path.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("failed: KVM: instruction emulation failed"),
+        "{err}"
+    );
+    assert!(err.contains("at rip=0xd0000000"), "{err}");
+}
