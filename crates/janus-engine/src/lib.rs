@@ -77,6 +77,28 @@ pub trait IrqLine: Send + Sync {
     }
 }
 
+/// An interrupt controller's output to a CPU (the INTR pin and the acknowledge cycle), for
+/// engines that deliver external interrupts themselves (the soft engine; KVM has its own).
+pub trait InterruptController: Send + Sync {
+    /// Is an interrupt waiting for the CPU (INTR asserted)?
+    fn has_interrupt(&self) -> bool;
+    /// Interrupt acknowledge: the vector to deliver, if one is still pending.
+    fn acknowledge(&self) -> Option<u8>;
+}
+
+/// Devices that write guest memory behind the vCPU's back (DMA) report the range here, so an
+/// engine that caches decoded guest code can drop what the write replaced.
+pub trait DmaObserver: Send + Sync {
+    fn dma_written(&self, gpa: u64, len: u64);
+}
+
+/// For engines that cache no guest code (kvm).
+pub struct NoDmaObserver;
+
+impl DmaObserver for NoDmaObserver {
+    fn dma_written(&self, _gpa: u64, _len: u64) {}
+}
+
 /// The guest's time-stamp counter as the VMM can read it from outside the vCPU, for building
 /// the PV clock page.
 pub trait GuestClock: Send + Sync {
@@ -98,6 +120,11 @@ pub trait Vm {
 
     /// The interrupt line for global system interrupt `gsi`.
     fn irq_line(&self, gsi: u32) -> Result<Arc<dyn IrqLine>>;
+
+    /// Where devices report DMA writes to guest memory.
+    fn dma_observer(&self) -> Arc<dyn DmaObserver> {
+        Arc::new(NoDmaObserver)
+    }
 
     /// Creates vCPU `index` with the given CPUID table and initial state.
     fn create_vcpu(

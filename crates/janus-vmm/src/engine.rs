@@ -31,9 +31,11 @@ pub fn select(choice: EngineChoice) -> Result<Selection> {
     let dev_kvm = Path::new("/dev/kvm").exists();
     let assist = janus_kvm::hardware_assist();
     match choice {
-        EngineChoice::Soft => Err(VmmError::Config(
-            "--engine soft: the soft engine is not built yet; use --engine kvm".into(),
-        )),
+        EngineChoice::Soft => Ok(Selection {
+            kind: EngineKind::Soft,
+            reason: "asked for".into(),
+            warning: None,
+        }),
         EngineChoice::Kvm if !dev_kvm => Err(VmmError::Config(
             "--engine kvm: /dev/kvm does not exist on this host".into(),
         )),
@@ -44,27 +46,24 @@ pub fn select(choice: EngineChoice) -> Result<Selection> {
                 None => "asked for".into(),
             },
             warning: assist.is_none().then(|| {
-                format!("{}, so /dev/kvm emulates guest instructions in software and runs them slowly", no_assist_note())
+                format!(
+                    "{}, so /dev/kvm emulates guest instructions in software and runs them slowly",
+                    no_assist_note()
+                )
             }),
         }),
-        EngineChoice::Auto => match (assist, dev_kvm) {
-            (Some(m), true) => Ok(Selection {
+        EngineChoice::Auto => Ok(match (assist, dev_kvm) {
+            (Some(m), true) => Selection {
                 kind: EngineKind::Kvm,
                 reason: format!("auto: hardware assist through {m}"),
                 warning: None,
-            }),
-            (None, true) => Ok(Selection {
-                kind: EngineKind::Kvm,
-                reason: "auto: /dev/kvm, the only engine built so far".into(),
-                warning: Some(format!(
-                    "{}; the soft engine is not built yet, so Janus uses /dev/kvm, which emulates guest instructions slowly here",
-                    no_assist_note()
-                )),
-            }),
-            (_, false) => Err(VmmError::Config(
-                "no engine: /dev/kvm does not exist and the soft engine is not built yet".into(),
-            )),
-        },
+            },
+            _ => Selection {
+                kind: EngineKind::Soft,
+                reason: format!("auto: {}", no_assist_note()),
+                warning: None,
+            },
+        }),
     }
 }
 
@@ -72,6 +71,6 @@ pub fn select(choice: EngineChoice) -> Result<Selection> {
 pub fn create_vm(kind: EngineKind, memory: &GuestMemory) -> Result<Box<dyn Vm>> {
     match kind {
         EngineKind::Kvm => Ok(Box::new(janus_kvm::KvmVm::new(memory)?)),
-        EngineKind::Soft => Err(VmmError::Config("the soft engine is not built yet".into())),
+        EngineKind::Soft => Ok(Box::new(janus_soft::SoftVm::new(memory))),
     }
 }

@@ -1,0 +1,236 @@
+//! Decoded blocks: runs of instructions decoded once and executed many times.
+//!
+//! A block is keyed by the guest-physical address of its first byte and the code bitness, so
+//! the same code mapped at several virtual addresses (or in several processes) is decoded
+//! once; branch targets and RIP-relative operands are kept relative, so a block runs at any
+//! virtual address. A jump cache keyed by linear PC and privilege skips the page walk for hot
+//! entries. Writes to a page holding blocks (self-modifying code, page reuse, DMA) invalidate
+//! every block on that page.
+
+use crate::core::{Cpu, Stop};
+use crate::cpu::CS;
+use crate::decode;
+use crate::exec::Insn;
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
+use std::collections::HashMap;
+
+/// Most instructions in one block.
+pub const MAX_INSNS: usize = 64;
+const JUMP_SIZE: usize = 4096;
+
+pub struct Block {
+    pub insns: Vec<Insn>,
+    /// Physical pages the block's bytes lie on (the second is `u64::MAX` if one page).
+    pub pages: [u64; 2],
+    key: (u64, u32),
+}
+
+#[derive(Clone, Copy)]
+struct JumpEntry {
+    pc: u64,
+    /// bitness | mmu_idx << 8
+    mode: u32,
+    id: u32,
+}
+
+const NO_JUMP: JumpEntry = JumpEntry {
+    pc: u64::MAX,
+    mode: 0,
+    id: 0,
+};
+
+pub struct BlockCache {
+    blocks: Vec<Option<Block>>,
+    free: Vec<u32>,
+    map: HashMap<(u64, u32), u32>,
+    by_page: HashMap<u64, Vec<u32>>,
+    jump: Vec<JumpEntry>,
+}
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        BlockCache::new()
+    }
+}
+
+/// Does executing `i` end the straight-line run a block covers? Branches do, and so do the
+/// instructions whose handlers return `Flow::Resync` (the executor leaves the block there, so
+/// decoding past them would be wasted).
+fn ends_block(i: &Instruction) -> bool {
+    use Mnemonic::*;
+    if i.flow_control() != FlowControl::Next {
+        return true;
+    }
+    match i.mnemonic() {
+        Mov => i.op0_register().is_cr() || i.op0_register().is_segment_register(),
+        Pop => i.op0_register().is_segment_register(),
+        Wrmsr | Lgdt | Lidt | Lldt | Ltr | Lmsw | Invlpg | Sti | Popf | Popfd | Popfq | Hlt
+        | Lds | Les | Lfs | Lgs | Lss => true,
+        _ => false,
+    }
+}
+
+impl BlockCache {
+    pub fn new() -> BlockCache {
+        BlockCache {
+            blocks: Vec::new(),
+            free: Vec::new(),
+            map: HashMap::new(),
+            by_page: HashMap::new(),
+            jump: vec![NO_JUMP; JUMP_SIZE],
+        }
+    }
+
+    pub fn get(&self, id: u32) -> &Block {
+        // Ids handed out by `lookup` always refer to live blocks until `invalidate_page`, after
+        // which the caller looks up again.
+        self.blocks[id as usize].as_ref().expect("block id is live")
+    }
+
+    pub fn flush_jump_cache(&mut self) {
+        self.jump.fill(NO_JUMP);
+    }
+
+    fn jump_slot(pc: u64) -> usize {
+        ((pc ^ (pc >> 12)) as usize) & (JUMP_SIZE - 1)
+    }
+
+    /// The block starting at the CPU's current RIP, decoding it if needed.
+    pub fn lookup(&mut self, cpu: &mut Cpu) -> Result<u32, Stop> {
+        let bitness = cpu.bitness();
+        let pc = cpu.r.seg[CS].base.wrapping_add(cpu.r.rip);
+        let pc = if bitness == 64 { pc } else { pc & 0xffff_ffff };
+        let mode = bitness | (cpu.mmu_idx as u32) << 8;
+        let slot = Self::jump_slot(pc);
+        let j = self.jump[slot];
+        if j.pc == pc && j.mode == mode {
+            return Ok(j.id);
+        }
+        let mut first = [0u8; 16];
+        let (phys, _) = cpu.fetch(pc, &mut first[..1])?;
+        let id = match self.map.get(&(phys, bitness)) {
+            Some(&id) => id,
+            None => self.decode(cpu, pc, phys, bitness)?,
+        };
+        self.jump[slot] = JumpEntry { pc, mode, id };
+        Ok(id)
+    }
+
+    fn decode(&mut self, cpu: &mut Cpu, pc: u64, phys: u64, bitness: u32) -> Result<u32, Stop> {
+        // Bytes from `pc` to the end of its page, plus up to 15 from the next page for an
+        // instruction that straddles the boundary.
+        let mut bytes = [0u8; 4096 + 15];
+        let (_, n) = cpu.fetch(pc, &mut bytes[..4096])?;
+        let mut second = u64::MAX;
+        let mut avail = n;
+        let next_page = (pc & !0xfff).wrapping_add(0x1000);
+        let next_page = if bitness == 64 {
+            next_page
+        } else {
+            next_page & 0xffff_ffff
+        };
+        let mut tried_next = false;
+        let mut insns = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let mut decoder = Decoder::with_ip(
+                bitness,
+                &bytes[offset..avail],
+                pc.wrapping_add(offset as u64),
+                DecoderOptions::NONE,
+            );
+            let mut i = Instruction::default();
+            decoder.decode_out(&mut i);
+            let incomplete = decoder.last_error() == iced_x86::DecoderError::NoMoreBytes;
+            if incomplete && !tried_next && offset < n && n + 15 > avail {
+                // The instruction runs onto the next page: fetch it (this may fault, and
+                // should, if this is the block's first instruction).
+                tried_next = true;
+                let mut tail = [0u8; 15];
+                match cpu.fetch(next_page, &mut tail) {
+                    Ok((p2, m)) => {
+                        bytes[n..n + m.min(15)].copy_from_slice(&tail[..m.min(15)]);
+                        avail = n + m.min(15);
+                        second = p2 >> 12;
+                        continue;
+                    }
+                    Err(e) if insns.is_empty() => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            if incomplete {
+                if insns.is_empty() {
+                    // Cannot even decode one instruction (bytes run out of RAM): #UD.
+                    insns.push(decode::lower(&i, bitness));
+                }
+                break;
+            }
+            let len = i.len();
+            insns.push(decode::lower(&i, bitness));
+            offset += len;
+            if ends_block(&i) || insns.len() >= MAX_INSNS || offset >= n {
+                break;
+            }
+        }
+        cpu.stats.blocks_decoded += 1;
+        let first_page = phys >> 12;
+        let pages = [first_page, second];
+        let block = Block {
+            insns,
+            pages,
+            key: (phys, bitness),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.blocks[id as usize] = Some(block);
+                id
+            }
+            None => {
+                self.blocks.push(Some(block));
+                (self.blocks.len() - 1) as u32
+            }
+        };
+        self.map.insert((phys, bitness), id);
+        for p in pages.into_iter().filter(|&p| p != u64::MAX) {
+            self.by_page.entry(p).or_default().push(id);
+            if !cpu.mem.is_code_page(p) {
+                cpu.mem.set_code_page(p, true);
+                cpu.tlb.protect_code(p);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Drops every block with bytes on physical page `ppage`.
+    pub fn invalidate_page(&mut self, cpu: &mut Cpu, ppage: u64) {
+        let Some(ids) = self.by_page.remove(&ppage) else {
+            cpu.mem.set_code_page(ppage, false);
+            return;
+        };
+        for id in ids {
+            if let Some(b) = self.blocks[id as usize].take() {
+                self.map.remove(&b.key);
+                for p in b.pages {
+                    if p != ppage && p != u64::MAX {
+                        if let Some(v) = self.by_page.get_mut(&p) {
+                            v.retain(|&x| x != id);
+                        }
+                    }
+                }
+                self.free.push(id);
+                cpu.stats.blocks_invalidated += 1;
+            }
+        }
+        cpu.mem.set_code_page(ppage, false);
+        self.flush_jump_cache();
+    }
+
+    /// Number of live blocks.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}

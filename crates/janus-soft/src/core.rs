@@ -1,0 +1,238 @@
+//! The soft CPU: registers, memory view, TLB and the bookkeeping the executor needs.
+
+use crate::cpu::{Mode, Regs, CS};
+use crate::mem::PhysMem;
+use crate::mmu::Tlb;
+use janus_engine::CpuidEntry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Exception vectors.
+pub mod vector {
+    pub const DE: u8 = 0;
+    pub const DB: u8 = 1;
+    pub const NMI: u8 = 2;
+    pub const BP: u8 = 3;
+    pub const OF: u8 = 4;
+    pub const BR: u8 = 5;
+    pub const UD: u8 = 6;
+    pub const NM: u8 = 7;
+    pub const DF: u8 = 8;
+    pub const TS: u8 = 10;
+    pub const NP: u8 = 11;
+    pub const SS: u8 = 12;
+    pub const GP: u8 = 13;
+    pub const PF: u8 = 14;
+    pub const MF: u8 = 16;
+    pub const AC: u8 = 17;
+    pub const XM: u8 = 19;
+}
+
+/// An exception raised by an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub vector: u8,
+    pub error: Option<u32>,
+}
+
+impl Fault {
+    pub const fn new(vector: u8) -> Fault {
+        Fault {
+            vector,
+            error: None,
+        }
+    }
+    pub const fn with_error(vector: u8, error: u32) -> Fault {
+        Fault {
+            vector,
+            error: Some(error),
+        }
+    }
+    pub const fn gp(error: u32) -> Fault {
+        Fault::with_error(vector::GP, error)
+    }
+    pub const fn ud() -> Fault {
+        Fault::new(vector::UD)
+    }
+}
+
+/// A device access the VMM must perform before the instruction can complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    PioIn { port: u16, size: u8 },
+    PioOut { port: u16, size: u8, value: u32 },
+    MmioRead { addr: u64, size: u8 },
+    MmioWrite { addr: u64, size: u8, value: u64 },
+}
+
+/// Why an instruction did not simply complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Deliver this exception (RIP still at the faulting instruction).
+    Fault(Fault),
+    /// Hand this access to the VMM, then re-execute the instruction (RIP unchanged).
+    Exit(Exit),
+    /// HLT completed: wait for an interrupt.
+    Halt,
+    /// The processor shut down (triple fault).
+    Shutdown(String),
+    /// The engine cannot continue the guest (for example code in MMIO space).
+    Failed(String),
+}
+
+impl From<Fault> for Stop {
+    fn from(f: Fault) -> Stop {
+        Stop::Fault(f)
+    }
+}
+
+/// What an instruction did to control flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Fell through to the next instruction.
+    Next,
+    /// Changed RIP (branch taken); the block ends here.
+    Jump,
+    /// Changed the CPU mode, paging or the code bytes: the block ends and the next one is looked
+    /// up afresh.
+    Resync,
+    /// A REP string instruction made progress but is not finished: RIP stays on it, the block
+    /// ends (so interrupts can be taken between iterations, as on hardware) and it runs again.
+    Repeat,
+}
+
+pub type Step = Result<Flow, Stop>;
+
+/// Device accesses already performed for the instruction being (re)executed: an I/O
+/// instruction that stopped for the VMM is executed again and finds its answer here.
+#[derive(Default, Debug)]
+pub struct IoLog {
+    done: Vec<Option<u64>>,
+    pos: usize,
+}
+
+impl IoLog {
+    /// The next recorded access, if the instruction got this far before.
+    #[inline]
+    pub fn replay(&mut self) -> Option<Option<u64>> {
+        let r = self.done.get(self.pos).copied();
+        if r.is_some() {
+            self.pos += 1;
+        }
+        r
+    }
+
+    /// Records the VMM's answer to the access that stopped the instruction.
+    pub fn push(&mut self, read_value: Option<u64>) {
+        self.done.push(read_value);
+    }
+
+    /// Starts the instruction over (replaying from the first access).
+    pub fn rewind(&mut self) {
+        self.pos = 0;
+    }
+
+    /// The instruction completed: forget its accesses.
+    #[inline]
+    pub fn clear(&mut self) {
+        if !self.done.is_empty() {
+            self.done.clear();
+        }
+        self.pos = 0;
+    }
+}
+
+/// Counters the engine keeps about itself.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub instructions: u64,
+    pub blocks_decoded: u64,
+    pub blocks_invalidated: u64,
+    /// Instructions the engine met but does not implement, by name (each raised #UD).
+    pub unimplemented: BTreeMap<String, u64>,
+}
+
+/// The whole soft CPU.
+pub struct Cpu {
+    pub r: Regs,
+    pub mem: PhysMem,
+    pub tlb: Tlb,
+    pub io: IoLog,
+    pub cpuid: Vec<CpuidEntry>,
+    pub stats: Stats,
+    /// RIP of the instruction after the one executing.
+    pub next_rip: u64,
+    /// Cached from CR0/EFER/CS: 64-bit mode, TLB index (user or supervisor).
+    pub long64: bool,
+    pub mmu_idx: usize,
+    /// A store hit a page holding cached code; the executor invalidates it.
+    pub code_written: Vec<u64>,
+    /// Interrupts are inhibited until after the next instruction (STI, MOV SS, POP SS).
+    pub int_shadow: bool,
+    /// The guest's time-stamp counter (shared with the PV clock).
+    pub tsc: Arc<crate::Tsc>,
+}
+
+impl Cpu {
+    pub fn new(r: Regs, mem: PhysMem, cpuid: Vec<CpuidEntry>, tsc: Arc<crate::Tsc>) -> Cpu {
+        let mut cpu = Cpu {
+            r,
+            mem,
+            tlb: Tlb::new(),
+            io: IoLog::default(),
+            cpuid,
+            stats: Stats::default(),
+            next_rip: 0,
+            long64: false,
+            mmu_idx: 0,
+            code_written: Vec::new(),
+            int_shadow: false,
+            tsc,
+        };
+        cpu.sync_mode();
+        cpu
+    }
+
+    /// Recomputes the cached mode bits after CR0, EFER or CS changed.
+    #[inline]
+    pub fn sync_mode(&mut self) {
+        self.long64 = self.r.mode() == Mode::Long;
+        self.mmu_idx = (self.r.cpl() == 3) as usize;
+    }
+
+    #[inline(always)]
+    pub fn cpl(&self) -> u8 {
+        self.r.cpl()
+    }
+
+    /// Bitness of the code segment (16, 32, 64).
+    pub fn bitness(&self) -> u32 {
+        self.r.bitness()
+    }
+
+    /// The code segment's selector, for error reports.
+    pub fn cs_selector(&self) -> u16 {
+        self.r.seg[CS].selector
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_log_replays_in_order() {
+        let mut log = IoLog::default();
+        assert_eq!(log.replay(), None);
+        log.push(Some(7));
+        log.rewind();
+        assert_eq!(log.replay(), Some(Some(7)));
+        assert_eq!(log.replay(), None);
+        log.push(None);
+        log.rewind();
+        assert_eq!(log.replay(), Some(Some(7)));
+        assert_eq!(log.replay(), Some(None));
+        log.clear();
+        assert_eq!(log.replay(), None);
+    }
+}

@@ -1,0 +1,123 @@
+//! The CPUID table of the soft CPU: exactly the features it implements.
+
+use janus_engine::CpuidEntry;
+
+/// Leaf 1 EDX features implemented.
+const L1_EDX: u32 = (1 << 0) // FPU
+    | (1 << 2)  // DE
+    | (1 << 3)  // PSE
+    | (1 << 4)  // TSC
+    | (1 << 5)  // MSR
+    | (1 << 6)  // PAE
+    | (1 << 8)  // CX8
+    | (1 << 11) // SEP
+    | (1 << 12) // MTRR
+    | (1 << 13) // PGE
+    | (1 << 15) // CMOV
+    | (1 << 16) // PAT
+    | (1 << 19) // CLFSH
+    | (1 << 23) // MMX
+    | (1 << 24) // FXSR
+    | (1 << 25) // SSE
+    | (1 << 26); // SSE2
+
+/// Leaf 1 ECX features implemented: CMPXCHG16B, POPCNT.
+const L1_ECX: u32 = (1 << 13) | (1 << 23);
+
+/// Leaf 0x8000_0001 EDX: SYSCALL, NX, 1 GiB pages, RDTSCP, long mode.
+const X1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
+/// Leaf 0x8000_0001 ECX: LAHF/SAHF in 64-bit mode.
+const X1_ECX: u32 = 1;
+
+fn leaf(function: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidEntry {
+    CpuidEntry {
+        function,
+        index: 0,
+        indexed: false,
+        eax,
+        ebx,
+        ecx,
+        edx,
+    }
+}
+
+fn regs(s: &[u8; 16]) -> [u32; 4] {
+    std::array::from_fn(|i| {
+        u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]])
+    })
+}
+
+/// The soft CPU's CPUID leaves, before the mode policy adds or hides hypervisor leaves.
+/// `tsc_hz` is reported through leaf 0x15 (TSC/crystal ratio) and 0x16 (base MHz).
+pub fn supported(tsc_hz: u64) -> Vec<CpuidEntry> {
+    let vendor = b"GenuineIntel";
+    let v = |i: usize| u32::from_le_bytes([vendor[i], vendor[i + 1], vendor[i + 2], vendor[i + 3]]);
+    // Family 6, model 15, stepping 11 (a Core 2): old enough that Linux applies no
+    // model-specific quirks, new enough for x86-64.
+    let signature = (6 << 8) | (0xf << 4) | 0xb;
+    // CLFLUSH line 8*8 bytes, one logical processor, APIC ID 0 (the policy sets it).
+    let l1_ebx = (8 << 8) | (1 << 16);
+    let mut brand = [0u8; 48];
+    let name = b"Janus soft x86-64 CPU";
+    brand[..name.len()].copy_from_slice(name);
+    let b: Vec<[u32; 4]> = brand
+        .chunks(16)
+        .map(|c| regs(c.try_into().unwrap_or(&[0; 16])))
+        .collect();
+    let mhz = (tsc_hz / 1_000_000) as u32;
+    vec![
+        leaf(0, 0x16, v(0), v(8), v(4)),
+        leaf(1, signature, l1_ebx, L1_ECX, L1_EDX),
+        leaf(7, 0, 0, 0, 0),
+        // TSC = crystal * EBX / EAX: a 1 MHz "crystal" times the MHz.
+        leaf(0x15, 1, mhz, 1_000_000, 0),
+        leaf(0x16, mhz, mhz, 0, 0),
+        leaf(0x8000_0000, 0x8000_0008, 0, 0, 0),
+        leaf(0x8000_0001, 0, 0, X1_ECX, X1_EDX),
+        leaf(0x8000_0002, b[0][0], b[0][1], b[0][2], b[0][3]),
+        leaf(0x8000_0003, b[1][0], b[1][1], b[1][2], b[1][3]),
+        leaf(0x8000_0004, b[2][0], b[2][1], b[2][2], b[2][3]),
+        // Invariant TSC.
+        leaf(0x8000_0007, 0, 0, 0, 1 << 8),
+        // 40 physical, 48 linear address bits.
+        leaf(0x8000_0008, (48 << 8) | crate::mmu::PHYS_BITS, 0, 0, 0),
+    ]
+}
+
+/// Answers CPUID for EAX=`function`, ECX=`index` from `table`, as Intel CPUs do for leaves
+/// outside the table: a basic leaf above the maximum returns the highest basic leaf.
+pub fn query(table: &[CpuidEntry], function: u32, index: u32) -> (u32, u32, u32, u32) {
+    let find = |f: u32| janus_engine::cpuid::lookup(table, f, index);
+    if let Some(e) = find(function) {
+        return (e.eax, e.ebx, e.ecx, e.edx);
+    }
+    let max_basic = find(0).map_or(0, |e| e.eax);
+    if function < 0x4000_0000 && function > max_basic {
+        if let Some(e) = find(max_basic) {
+            return (e.eax, e.ebx, e.ecx, e.edx);
+        }
+    }
+    (0, 0, 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_and_features() {
+        let t = supported(2_600_000_000);
+        let (a, b, c, d) = query(&t, 0, 0);
+        assert_eq!(a, 0x16);
+        let mut v = Vec::new();
+        for r in [b, d, c] {
+            v.extend_from_slice(&r.to_le_bytes());
+        }
+        assert_eq!(&v, b"GenuineIntel");
+        let (_, _, _, edx) = query(&t, 0x8000_0001, 0);
+        assert_ne!(edx & (1 << 29), 0, "long mode");
+        let (a, b, c, _) = query(&t, 0x15, 0);
+        assert_eq!(c as u64 * b as u64 / a as u64, 2_600_000_000);
+        assert_eq!(query(&t, 0x4000_0000, 0), (0, 0, 0, 0));
+    }
+}

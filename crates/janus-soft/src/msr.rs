@@ -1,0 +1,144 @@
+//! Model-specific registers: the ones an x86-64 OS reads and writes. Any other index raises
+//! #GP, as on hardware (Linux probes optional MSRs with the exception-safe accessors).
+
+use crate::core::{Cpu, Fault, Stop};
+use crate::cpu::{FS, GS};
+use janus_engine::cpu::bits;
+
+pub const TSC: u32 = 0x10;
+pub const APIC_BASE: u32 = 0x1b;
+pub const FEATURE_CONTROL: u32 = 0x3a;
+pub const BIOS_SIGN_ID: u32 = 0x8b;
+pub const MTRRCAP: u32 = 0xfe;
+pub const SYSENTER_CS: u32 = 0x174;
+pub const SYSENTER_ESP: u32 = 0x175;
+pub const SYSENTER_EIP: u32 = 0x176;
+pub const MCG_CAP: u32 = 0x179;
+pub const MCG_STATUS: u32 = 0x17a;
+pub const MISC_ENABLE: u32 = 0x1a0;
+pub const PAT: u32 = 0x277;
+pub const MTRR_DEF_TYPE: u32 = 0x2ff;
+pub const TSC_DEADLINE: u32 = 0x6e0;
+pub const EFER: u32 = 0xc000_0080;
+pub const STAR: u32 = 0xc000_0081;
+pub const LSTAR: u32 = 0xc000_0082;
+pub const CSTAR: u32 = 0xc000_0083;
+pub const SFMASK: u32 = 0xc000_0084;
+pub const FS_BASE: u32 = 0xc000_0100;
+pub const GS_BASE: u32 = 0xc000_0101;
+pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+pub const TSC_AUX: u32 = 0xc000_0103;
+
+/// Fixed-range MTRR indices, in the order `Msrs::mtrr_fixed` keeps them.
+const MTRR_FIXED: [u32; 11] = [
+    0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f,
+];
+
+/// EFER bits software can set: SCE, LME, NXE (LMA follows CR0.PG).
+const EFER_WRITABLE: u64 = bits::EFER_SCE | bits::EFER_LME | bits::EFER_NXE;
+
+fn canonical(v: u64) -> bool {
+    ((v as i64) << 16) >> 16 == v as i64
+}
+
+pub fn read(cpu: &mut Cpu, index: u32) -> Result<u64, Stop> {
+    let m = &cpu.r.msr;
+    Ok(match index {
+        TSC => crate::exec::system::guest_tsc(cpu),
+        APIC_BASE => m.apic_base,
+        FEATURE_CONTROL => 1, // locked, VMX off
+        BIOS_SIGN_ID => 0,
+        MTRRCAP => 0x508, // 8 variable ranges, fixed ranges, write-combining
+        SYSENTER_CS => m.sysenter_cs,
+        SYSENTER_ESP => m.sysenter_esp,
+        SYSENTER_EIP => m.sysenter_eip,
+        MCG_CAP | MCG_STATUS => 0,
+        MISC_ENABLE => m.misc_enable,
+        PAT => m.pat,
+        MTRR_DEF_TYPE => m.mtrr_def_type,
+        0x200..=0x20f => m.mtrr_var[(index - 0x200) as usize],
+        TSC_DEADLINE => m.tsc_deadline,
+        EFER => cpu.r.efer,
+        STAR => m.star,
+        LSTAR => m.lstar,
+        CSTAR => m.cstar,
+        SFMASK => m.sfmask,
+        FS_BASE => cpu.r.seg[FS].base,
+        GS_BASE => cpu.r.seg[GS].base,
+        KERNEL_GS_BASE => m.kernel_gs_base,
+        TSC_AUX => m.tsc_aux,
+        i => match MTRR_FIXED.iter().position(|&f| f == i) {
+            Some(k) => m.mtrr_fixed[k],
+            None => return Err(unknown(cpu, i, "read")),
+        },
+    })
+}
+
+pub fn write(cpu: &mut Cpu, index: u32, v: u64) -> Result<(), Stop> {
+    let gp = || Err(Fault::gp(0).into());
+    match index {
+        TSC => cpu.tsc.set(v),
+        APIC_BASE => {
+            if v & 0xfff & !((1 << 8) | (1 << 10) | (1 << 11)) != 0 {
+                return gp();
+            }
+            cpu.r.msr.apic_base = v;
+        }
+        FEATURE_CONTROL | BIOS_SIGN_ID | MCG_STATUS => {}
+        SYSENTER_CS => cpu.r.msr.sysenter_cs = v & 0xffff,
+        SYSENTER_ESP | SYSENTER_EIP if !canonical(v) => return gp(),
+        SYSENTER_ESP => cpu.r.msr.sysenter_esp = v,
+        SYSENTER_EIP => cpu.r.msr.sysenter_eip = v,
+        MISC_ENABLE => cpu.r.msr.misc_enable = v,
+        PAT => {
+            // Each of the 8 entries must be a valid memory type (0, 1, 4, 5, 6, 7).
+            if (0..8).any(|i| matches!((v >> (i * 8)) & 0xff, 2 | 3 | 8..=0xff)) {
+                return gp();
+            }
+            cpu.r.msr.pat = v;
+        }
+        MTRR_DEF_TYPE => cpu.r.msr.mtrr_def_type = v,
+        0x200..=0x20f => cpu.r.msr.mtrr_var[(index - 0x200) as usize] = v,
+        TSC_DEADLINE => cpu.r.msr.tsc_deadline = v,
+        EFER => {
+            if v & !(EFER_WRITABLE | bits::EFER_LMA) != 0 {
+                return gp();
+            }
+            let old = cpu.r.efer;
+            // LME cannot change while paging is on.
+            if cpu.r.paging() && (old ^ v) & bits::EFER_LME != 0 {
+                return gp();
+            }
+            cpu.r.efer = (v & EFER_WRITABLE) | (old & bits::EFER_LMA);
+            if (old ^ cpu.r.efer) & bits::EFER_NXE != 0 {
+                cpu.tlb.flush_all();
+            }
+        }
+        STAR => cpu.r.msr.star = v,
+        LSTAR | CSTAR if !canonical(v) => return gp(),
+        LSTAR => cpu.r.msr.lstar = v,
+        CSTAR => cpu.r.msr.cstar = v,
+        SFMASK => cpu.r.msr.sfmask = v & 0xffff_ffff,
+        FS_BASE | GS_BASE | KERNEL_GS_BASE if !canonical(v) => return gp(),
+        FS_BASE => cpu.r.seg[FS].base = v,
+        GS_BASE => cpu.r.seg[GS].base = v,
+        KERNEL_GS_BASE => cpu.r.msr.kernel_gs_base = v,
+        TSC_AUX => cpu.r.msr.tsc_aux = v & 0xffff_ffff,
+        i => match MTRR_FIXED.iter().position(|&f| f == i) {
+            Some(k) => cpu.r.msr.mtrr_fixed[k] = v,
+            None => return Err(unknown(cpu, i, "write")),
+        },
+    }
+    Ok(())
+}
+
+/// An MSR Janus does not implement: #GP, logged once per index.
+fn unknown(cpu: &mut Cpu, index: u32, what: &str) -> Stop {
+    let key = format!("msr {what} {index:#x}");
+    let n = cpu.stats.unimplemented.entry(key).or_insert(0);
+    *n += 1;
+    if *n == 1 {
+        tracing::debug!("soft engine: {what} of MSR {index:#x}: not implemented, #GP");
+    }
+    Fault::gp(0).into()
+}

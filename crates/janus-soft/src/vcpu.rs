@@ -1,0 +1,281 @@
+//! The executor: looks up blocks, runs their instructions, delivers exceptions and
+//! interrupts, and hands device accesses to the VMM as exits.
+
+use crate::block::BlockCache;
+use crate::core::{Cpu, Exit, Flow, Stop};
+use crate::interrupt::Source;
+use crate::Tsc;
+use janus_engine::{CpuState, GuestClock, InterruptController, Result, Vcpu, VmExit};
+use std::sync::{Arc, Mutex};
+
+/// Guest-physical ranges written behind the CPU's back (device DMA), for invalidating code.
+#[derive(Default)]
+pub struct DmaLog {
+    ranges: Mutex<Vec<(u64, u64)>>,
+    pending: std::sync::atomic::AtomicBool,
+}
+
+impl janus_engine::DmaObserver for DmaLog {
+    fn dma_written(&self, gpa: u64, len: u64) {
+        let mut r = self.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        r.push((gpa, len));
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+pub struct SoftVcpu {
+    pub cpu: Cpu,
+    cache: BlockCache,
+    /// The exit returned by the last `run`, completed by the next one.
+    pending: Option<Exit>,
+    io_buf: [u8; 8],
+    jump_generation: u64,
+    halted: bool,
+    irq: Option<Arc<dyn InterruptController>>,
+    dma: Arc<DmaLog>,
+}
+
+fn mask_ip(rip: u64, bitness: u32) -> u64 {
+    match bitness {
+        64 => rip,
+        32 => rip & 0xffff_ffff,
+        _ => rip & 0xffff,
+    }
+}
+
+impl SoftVcpu {
+    pub fn new(cpu: Cpu, irq: Option<Arc<dyn InterruptController>>, dma: Arc<DmaLog>) -> SoftVcpu {
+        SoftVcpu {
+            cpu,
+            cache: BlockCache::new(),
+            pending: None,
+            io_buf: [0; 8],
+            jump_generation: 0,
+            halted: false,
+            irq,
+            dma,
+        }
+    }
+
+    /// Live decoded blocks (for tests and statistics).
+    pub fn blocks(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Completes the exit handed out last time: its answer goes into the I/O log and the
+    /// instruction runs again from its first access.
+    fn complete_pending(&mut self) {
+        if let Some(e) = self.pending.take() {
+            let value = match e {
+                Exit::PioIn { size, .. } | Exit::MmioRead { size, .. } => {
+                    let mut v = [0u8; 8];
+                    v[..size as usize].copy_from_slice(&self.io_buf[..size as usize]);
+                    Some(u64::from_le_bytes(v))
+                }
+                _ => None,
+            };
+            self.cpu.io.push(value);
+            self.cpu.io.rewind();
+        }
+    }
+
+    fn drain_dma(&mut self) {
+        if !self
+            .dma
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let ranges =
+            std::mem::take(&mut *self.dma.ranges.lock().unwrap_or_else(|p| p.into_inner()));
+        for (gpa, len) in ranges {
+            let first = gpa >> 12;
+            let last = gpa.saturating_add(len.max(1) - 1) >> 12;
+            for p in first..=last {
+                if self.cpu.mem.is_code_page(p) {
+                    self.cache.invalidate_page(&mut self.cpu, p);
+                }
+            }
+        }
+    }
+
+    fn invalidate_written_code(&mut self) {
+        let pages = std::mem::take(&mut self.cpu.code_written);
+        for p in pages {
+            self.cache.invalidate_page(&mut self.cpu, p);
+        }
+    }
+
+    /// Takes a pending external interrupt if the CPU accepts one now.
+    fn take_interrupt(&mut self) -> std::result::Result<bool, Stop> {
+        if self.cpu.int_shadow || !self.cpu.r.flags.if_() {
+            return Ok(false);
+        }
+        let Some(irq) = &self.irq else {
+            return Ok(false);
+        };
+        if !irq.has_interrupt() {
+            return Ok(false);
+        }
+        let Some(vector) = irq.acknowledge() else {
+            return Ok(false);
+        };
+        self.halted = false;
+        self.cpu.raise(vector, None, Source::External)?;
+        Ok(true)
+    }
+
+    /// Runs guest code until something needs the VMM.
+    fn execute(&mut self) -> Stop {
+        loop {
+            if self.cpu.tlb.generation != self.jump_generation {
+                self.cache.flush_jump_cache();
+                self.jump_generation = self.cpu.tlb.generation;
+            }
+            match self.take_interrupt() {
+                Ok(_) => {}
+                Err(stop) => return stop,
+            }
+            if self.halted {
+                return Stop::Halt;
+            }
+            let shadow = self.cpu.int_shadow;
+            let id = match self.cache.lookup(&mut self.cpu) {
+                Ok(id) => id,
+                Err(Stop::Fault(f)) => {
+                    if let Err(stop) = self.cpu.raise(f.vector, f.error, Source::Exception) {
+                        return stop;
+                    }
+                    continue;
+                }
+                Err(stop) => return stop,
+            };
+            let block = self.cache.get(id);
+            let cpu = &mut self.cpu;
+            let bitness = cpu.bitness();
+            let limit = if shadow { 1 } else { block.insns.len() };
+            let mut retired = 0u64;
+            let mut stop = None;
+            for insn in &block.insns[..limit] {
+                cpu.next_rip = mask_ip(cpu.r.rip.wrapping_add(insn.len as u64), bitness);
+                match (insn.exec)(cpu, insn) {
+                    Ok(Flow::Next) => {
+                        cpu.r.rip = cpu.next_rip;
+                        retired += 1;
+                        cpu.io.clear();
+                        if !cpu.code_written.is_empty() {
+                            break;
+                        }
+                    }
+                    Ok(Flow::Jump) => {
+                        retired += 1;
+                        cpu.io.clear();
+                        break;
+                    }
+                    Ok(Flow::Resync) => {
+                        cpu.r.rip = cpu.next_rip;
+                        retired += 1;
+                        cpu.io.clear();
+                        break;
+                    }
+                    Ok(Flow::Repeat) => break,
+                    Err(s) => {
+                        stop = Some(s);
+                        break;
+                    }
+                }
+            }
+            cpu.stats.instructions += retired;
+            if shadow && (retired > 0 || stop.is_some()) {
+                cpu.int_shadow = false;
+            }
+            if !self.cpu.code_written.is_empty() {
+                self.invalidate_written_code();
+            }
+            match stop {
+                None => {}
+                Some(Stop::Fault(f)) => {
+                    self.cpu.io.clear();
+                    if let Err(stop) = self.cpu.raise(f.vector, f.error, Source::Exception) {
+                        return stop;
+                    }
+                }
+                Some(Stop::Halt) => {
+                    self.cpu.r.rip = self.cpu.next_rip;
+                    self.cpu.stats.instructions += 1;
+                    self.halted = true;
+                }
+                Some(other) => return other,
+            }
+        }
+    }
+
+    fn exit_for(&mut self, e: Exit) -> VmExit<'_> {
+        self.pending = Some(e);
+        match e {
+            Exit::PioIn { port, size } => VmExit::PioIn {
+                port,
+                size,
+                data: &mut self.io_buf[..size as usize],
+            },
+            Exit::PioOut { port, size, value } => {
+                self.io_buf[..4].copy_from_slice(&value.to_le_bytes());
+                VmExit::PioOut {
+                    port,
+                    size,
+                    data: &self.io_buf[..size as usize],
+                }
+            }
+            Exit::MmioRead { addr, size } => VmExit::MmioRead {
+                addr,
+                data: &mut self.io_buf[..size as usize],
+            },
+            Exit::MmioWrite { addr, size, value } => {
+                self.io_buf = value.to_le_bytes();
+                VmExit::MmioWrite {
+                    addr,
+                    data: &self.io_buf[..size as usize],
+                }
+            }
+        }
+    }
+}
+
+impl Vcpu for SoftVcpu {
+    fn run(&mut self) -> Result<VmExit<'_>> {
+        self.complete_pending();
+        self.drain_dma();
+        match self.execute() {
+            Stop::Exit(e) => Ok(self.exit_for(e)),
+            Stop::Halt => {
+                // Stay halted: the next run waits for an interrupt again.
+                Ok(VmExit::Halt)
+            }
+            Stop::Shutdown(why) => {
+                tracing::info!("soft engine: {why}");
+                Ok(VmExit::Shutdown)
+            }
+            Stop::Failed(reason) => Ok(VmExit::Failed { reason }),
+            Stop::Fault(f) => Ok(VmExit::Failed {
+                reason: format!("unhandled exception {f:?}"),
+            }),
+        }
+    }
+
+    fn state(&mut self) -> Result<CpuState> {
+        Ok(self.cpu.r.to_state())
+    }
+
+    fn clock(&self) -> Arc<dyn GuestClock> {
+        self.cpu.tsc.clone()
+    }
+
+    fn instructions_retired(&self) -> Option<u64> {
+        Some(self.cpu.stats.instructions)
+    }
+}
+
+/// Re-exported for tests: the TSC type behind `clock()`.
+pub type SoftClock = Tsc;
