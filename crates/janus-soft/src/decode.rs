@@ -182,9 +182,16 @@ pub fn lower(i: &Instruction, bitness: u32) -> Insn {
         op,
         mem,
         rel,
+        implemented: true,
         i: *i,
     };
-    insn.exec = handler(&mut insn, bitness);
+    insn.exec = match handler(&mut insn, bitness) {
+        Some(h) => h,
+        None => {
+            insn.implemented = false;
+            exec::unimplemented
+        }
+    };
     insn
 }
 
@@ -230,8 +237,9 @@ fn condition(i: &Instruction) -> u8 {
     }
 }
 
-/// Picks the handler; may adjust operand facts the handler relies on.
-fn handler(insn: &mut Insn, bitness: u32) -> Handler {
+/// Picks the handler (`None`: not implemented); may adjust operand facts the handler relies
+/// on.
+fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
     use Mnemonic::*;
     let i = insn.i;
     let rr = matches!(insn.op, [Opnd::Reg(_), Opnd::Reg(_), _]);
@@ -248,7 +256,7 @@ fn handler(insn: &mut Insn, bitness: u32) -> Handler {
         };
     }
     let stack_bytes = (-i.stack_pointer_increment()).unsigned_abs() as u8;
-    match i.mnemonic() {
+    Some(match i.mnemonic() {
         INVALID => exec::invalid,
         Add => alu!(alu::ADD),
         Or => alu!(alu::OR),
@@ -509,8 +517,8 @@ fn handler(insn: &mut Insn, bitness: u32) -> Handler {
         Verr => system::descriptor_query::<2>,
         Verw => system::descriptor_query::<3>,
         Ud0 | Ud1 | Ud2 => exec::invalid,
-        _ => crate::exec::extended(insn),
-    }
+        _ => return crate::exec::extended(insn),
+    })
 }
 
 /// SSE forms share mnemonics with string instructions (MOVSD, CMPSD).

@@ -20,6 +20,7 @@ pub mod mem;
 pub mod mmu;
 pub mod msr;
 pub mod segments;
+pub mod testing;
 pub mod vcpu;
 
 pub use vcpu::SoftVcpu;

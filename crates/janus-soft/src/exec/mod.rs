@@ -5,8 +5,10 @@
 pub mod alu;
 pub mod control;
 pub mod data;
+pub mod sse;
 pub mod string;
 pub mod system;
+pub mod x87;
 
 use crate::core::{Cpu, Fault, Step, Stop};
 use crate::cpu::{CS, SS};
@@ -60,6 +62,8 @@ pub struct Insn {
     pub mem: MemRef,
     /// Branch displacement relative to the next instruction.
     pub rel: i64,
+    /// Janus implements this instruction (false: it raises #UD and is counted by name).
+    pub implemented: bool,
     /// The iced-x86 instruction, for handlers that need more than the above.
     pub i: iced_x86::Instruction,
 }
@@ -280,8 +284,8 @@ pub fn unimplemented(cpu: &mut Cpu, insn: &Insn) -> Step {
 }
 
 /// Handlers for the instruction groups outside the integer core (x87, MMX, SSE, SSE2).
-pub fn extended(_insn: &mut Insn) -> Handler {
-    unimplemented
+pub fn extended(insn: &mut Insn) -> Option<Handler> {
+    x87::handler(insn).or_else(|| sse::handler(insn))
 }
 
 /// Raises #UD (an invalid or unsupported encoding).
