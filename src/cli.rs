@@ -99,6 +99,9 @@ pub struct DemoArgs {
     /// Iterations of the compute loop.
     #[arg(long, default_value_t = janus_abi_default_compute())]
     pub compute: u64,
+    /// Iterations of the two-instruction loop (guest MIPS).
+    #[arg(long = "loop", default_value_t = janus_vmm::demo::DemoOptions::default().loop_iters)]
+    pub loop_iters: u64,
     /// Disk image the block part reads, as path=FILE (default: a built-in test image).
     #[arg(long)]
     pub disk: Option<String>,

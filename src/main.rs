@@ -100,6 +100,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {
     let opts = DemoOptions {
         engine: args.engine.into(),
         compute_iters: args.compute,
+        loop_iters: args.loop_iters,
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
         ..Default::default()
     };

@@ -87,12 +87,12 @@ pub fn render(r: &DemoReport) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "{:<9}{:>8} | {:>8} {:>9} {:>10} | {:>8} {:>9} {:>10} | checksum",
+        "{:<9}{:>11} | {:>8} {:>9} {:>10} | {:>8} {:>9} {:>10} | checksum",
         "", "", "full", "", "", "para", "", ""
     );
     let _ = writeln!(
         o,
-        "{:<9}{:>8} | {:>8} {:>9} {:>10} | {:>8} {:>9} {:>10} |",
+        "{:<9}{:>11} | {:>8} {:>9} {:>10} | {:>8} {:>9} {:>10} |",
         "part", "ops", "exits", "exits/op", "time/op", "exits", "exits/op", "time/op"
     );
     for (f, p) in full.parts.iter().zip(&para.parts) {
@@ -110,7 +110,7 @@ pub fn render(r: &DemoReport) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<9}{:>8} | {fe:>8} {fx:>9} {ft:>10} | {pe:>8} {px:>9} {pt:>10} | {sum}",
+            "{:<9}{:>11} | {fe:>8} {fx:>9} {ft:>10} | {pe:>8} {px:>9} {pt:>10} | {sum}",
             f.name,
             thousands(ops)
         );
@@ -133,10 +133,9 @@ pub fn render(r: &DemoReport) -> String {
     }
     let _ = writeln!(o);
     for m in [full, para] {
-        let mips = m.mips.map(|x| format!(", {x:.1} MIPS")).unwrap_or_default();
         let _ = writeln!(
             o,
-            "{}: {} exits in {} ({}){mips}; {}",
+            "{}: {} exits in {} ({}); {}",
             m.mode,
             thousands(m.exits_total),
             duration(m.wall_ns as f64),
@@ -144,6 +143,15 @@ pub fn render(r: &DemoReport) -> String {
             m.outcome
         );
     }
+    let mips = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let _ = writeln!(
+        o,
+        "guest MIPS: compute full {} para {} (instructions counted by the engine); loop full {} para {} (2 instructions per iteration)",
+        mips(full.mips),
+        mips(para.mips),
+        mips(full.loop_mips),
+        mips(para.loop_mips)
+    );
     let part = |m: &ModeResult, n: &str| m.parts.iter().find(|p| p.name == n).map(|p| p.exits);
     for name in ["console", "clock"] {
         if let (Some(f), Some(p)) = (part(full, name), part(para, name)) {

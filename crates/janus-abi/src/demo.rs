@@ -17,10 +17,18 @@ pub enum Part {
     Compute = 3,
     /// Read [`BLOCK_BYTES`] from the disk.
     Block = 4,
+    /// A two-instruction loop (`dec rcx; jnz`), for guest instructions per second.
+    Loop = 5,
 }
 
 impl Part {
-    pub const ALL: [Part; 4] = [Part::Console, Part::Clock, Part::Compute, Part::Block];
+    pub const ALL: [Part; 5] = [
+        Part::Console,
+        Part::Clock,
+        Part::Compute,
+        Part::Block,
+        Part::Loop,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -28,6 +36,7 @@ impl Part {
             Part::Clock => "clock",
             Part::Compute => "compute",
             Part::Block => "block",
+            Part::Loop => "loop",
         }
     }
 
@@ -76,6 +85,10 @@ pub const BLOCK_REQUEST_BYTES: usize = 64 * 1024;
 pub const BLOCK_OP_BYTES: usize = 4096;
 /// Default iterations of the compute loop (command line `compute=N` overrides).
 pub const DEFAULT_COMPUTE_ITERS: u64 = 200_000;
+/// Default iterations of the two-instruction loop (command line `loop=N` overrides).
+pub const DEFAULT_LOOP_ITERS: u64 = 500_000;
+/// Instructions per iteration of the loop part, by construction.
+pub const LOOP_INSNS_PER_ITER: u64 = 2;
 
 /// FNV-1a offset basis.
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -28,6 +28,7 @@ const TIME_SLACK_SECS: u64 = 10;
 pub struct DemoOptions {
     pub engine: EngineChoice,
     pub compute_iters: u64,
+    pub loop_iters: u64,
     pub disk: Option<PathBuf>,
     pub memory_bytes: u64,
 }
@@ -37,6 +38,7 @@ impl Default for DemoOptions {
         DemoOptions {
             engine: EngineChoice::Auto,
             compute_iters: demo::DEFAULT_COMPUTE_ITERS,
+            loop_iters: demo::DEFAULT_LOOP_ITERS,
             disk: None,
             memory_bytes: 64 << 20,
         }
@@ -72,6 +74,11 @@ pub struct PartResult {
     /// Host wall time between the part's POST codes.
     pub ns: u64,
     pub ns_per_op: f64,
+    /// Guest instructions the part retired, where the engine counts them.
+    pub instructions: Option<u64>,
+    /// Guest instructions per microsecond over the part (millions per second): counted by the
+    /// engine, or for the loop part known by construction (two per iteration).
+    pub mips: Option<f64>,
     /// The guest's own measurement of the part, by its clock.
     pub guest_ns: Option<u64>,
     pub checksum: Option<String>,
@@ -90,9 +97,10 @@ pub struct ModeResult {
     pub exits_by_kind: BTreeMap<&'static str, u64>,
     pub wall_ns: u64,
     pub instructions: Option<u64>,
-    /// Guest instructions per microsecond (millions per second) over the run, where the engine
-    /// counts them.
+    /// Guest MIPS over the compute part, where the engine counts instructions.
     pub mips: Option<f64>,
+    /// Guest MIPS over the two-instruction loop (known on every engine).
+    pub loop_mips: Option<f64>,
     pub parts: Vec<PartResult>,
     pub checks: Vec<Check>,
 }
@@ -103,6 +111,7 @@ pub struct DemoReport {
     pub engine_reason: String,
     pub warning: Option<String>,
     pub compute_iters: u64,
+    pub loop_iters: u64,
     pub modes: BTreeMap<&'static str, ModeResult>,
     pub checks: Vec<Check>,
     pub ok: bool,
@@ -165,6 +174,7 @@ struct References {
     console: u64,
     compute: u64,
     block: Option<u64>,
+    loop_iters: u64,
 }
 
 impl References {
@@ -182,6 +192,7 @@ impl References {
             console: demo::console_checksum(),
             compute: demo::compute(opts.compute_iters),
             block,
+            loop_iters: opts.loop_iters.max(1),
         })
     }
 
@@ -191,18 +202,36 @@ impl References {
             Part::Clock => Some(demo::CLOCK_READS as u64),
             Part::Compute => Some(self.compute),
             Part::Block => self.block,
+            Part::Loop => Some(self.loop_iters),
         }
     }
 }
 
-/// Exits and host time between a part's POST codes. Each snapshot is taken just before its own
-/// marker exit is counted, so the span includes the begin marker's exit; it is taken back out.
-fn measure(post: &[PostEvent], part: Part) -> Option<(ExitCounters, u64)> {
+/// What the host measured between a part's POST codes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Span {
+    exits: ExitCounters,
+    ns: u64,
+    instructions: Option<u64>,
+}
+
+/// Exits, host time and instructions between a part's POST codes. Each snapshot is taken just
+/// before its own marker exit is counted and before its OUT retires, so the span includes the
+/// begin marker's exit and instruction; both are taken back out.
+fn measure(post: &[PostEvent], part: Part) -> Option<Span> {
     let begin = post.iter().find(|e| e.code == part.begin_code())?;
     let end = post.iter().find(|e| e.code == part.end_code())?;
     let mut exits = end.exits_before.since(&begin.exits_before);
     exits.discount(ExitKind::PioOut, 1);
-    Some((exits, end.at.saturating_sub(begin.at).as_nanos() as u64))
+    let instructions = end
+        .instructions
+        .zip(begin.instructions)
+        .map(|(e, b)| e.saturating_sub(b).saturating_sub(1));
+    Some(Span {
+        exits,
+        ns: end.at.saturating_sub(begin.at).as_nanos() as u64,
+        instructions,
+    })
 }
 
 fn part_result(
@@ -212,7 +241,11 @@ fn part_result(
     refs: &References,
 ) -> PartResult {
     let measured = measure(post, part);
-    let (exits, ns) = measured.unwrap_or_default();
+    let Span {
+        exits,
+        ns,
+        instructions,
+    } = measured.unwrap_or_default();
     let mut r = PartResult {
         name: part.name(),
         status: "missing",
@@ -222,6 +255,8 @@ fn part_result(
         exits_per_op: 0.0,
         ns,
         ns_per_op: 0.0,
+        instructions,
+        mips: None,
         guest_ns: None,
         checksum: None,
         expected_checksum: refs.expected(part).map(hex),
@@ -257,6 +292,14 @@ fn part_result(
         r.exits_per_op = r.exits as f64 / r.ops as f64;
         r.ns_per_op = r.ns as f64 / r.ops as f64;
     }
+    let known = if part == Part::Loop {
+        Some(r.ops * demo::LOOP_INSNS_PER_ITER)
+    } else {
+        r.instructions
+    };
+    r.mips = known
+        .filter(|_| r.ns > 0 && r.status == "ok")
+        .map(|n| n as f64 * 1000.0 / r.ns as f64);
     r
 }
 
@@ -264,7 +307,7 @@ fn run_mode(opts: &DemoOptions, mode: Mode, refs: &References) -> Result<(Select
     let config = VmConfig {
         engine: opts.engine,
         mode,
-        cmdline: format!("compute={}", opts.compute_iters),
+        cmdline: format!("compute={} loop={}", opts.compute_iters, opts.loop_iters),
         memory_bytes: opts.memory_bytes,
         disk: opts.disk.clone(),
         ..Default::default()
@@ -354,12 +397,14 @@ fn evaluate(mode: Mode, report: &RunReport, console: &[u8], refs: &References) -
         ),
     ));
 
-    // Over the whole run, where the engine counts guest instructions (kvm does not).
-    let wall_us = report.wall.as_nanos() as f64 / 1000.0;
-    let mips = report
-        .instructions
-        .filter(|_| wall_us > 0.0)
-        .map(|n| n as f64 / wall_us);
+    let part_mips = |p: Part| {
+        parts
+            .iter()
+            .find(|r| r.name == p.name())
+            .and_then(|r| r.mips)
+    };
+    let mips = part_mips(Part::Compute).filter(|_| report.instructions.is_some());
+    let loop_mips = part_mips(Part::Loop);
     ModeResult {
         mode: mode.name(),
         description: crate::policy::ModePolicy::new(mode).describe(),
@@ -370,6 +415,7 @@ fn evaluate(mode: Mode, report: &RunReport, console: &[u8], refs: &References) -
         wall_ns: report.wall.as_nanos() as u64,
         instructions: report.instructions,
         mips,
+        loop_mips,
         parts,
         checks,
     }
@@ -419,6 +465,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport> {
         engine_reason: selection.reason,
         warning: selection.warning,
         compute_iters: opts.compute_iters,
+        loop_iters: opts.loop_iters,
         modes,
         checks,
         ok,
@@ -442,6 +489,10 @@ mod tests {
     }
 
     fn event(code: u8, ms: u64, pio_out: u64, pio_in: u64) -> PostEvent {
+        event_at(code, ms, pio_out, pio_in, None)
+    }
+
+    fn event_at(code: u8, ms: u64, pio_out: u64, pio_in: u64, insns: Option<u64>) -> PostEvent {
         let mut c = ExitCounters::default();
         for _ in 0..pio_out {
             c.record(ExitKind::PioOut);
@@ -453,6 +504,7 @@ mod tests {
             code,
             at: Duration::from_millis(ms),
             exits_before: c,
+            instructions: insns,
         }
     }
 
@@ -461,11 +513,18 @@ mod tests {
         // Begin marker seen with 10 outs so far; the part does 5 outs and 5 ins; the end
         // marker sees 10 + 1 (begin marker) + 5 outs.
         let post = [event(0x11, 100, 10, 0), event(0x21, 300, 16, 5)];
-        let (exits, ns) = measure(&post, Part::Console).unwrap();
-        assert_eq!(exits.get(ExitKind::PioOut), 5);
-        assert_eq!(exits.get(ExitKind::PioIn), 5);
-        assert_eq!(ns, 200_000_000);
+        let span = measure(&post, Part::Console).unwrap();
+        assert_eq!(span.exits.get(ExitKind::PioOut), 5);
+        assert_eq!(span.exits.get(ExitKind::PioIn), 5);
+        assert_eq!(span.ns, 200_000_000);
+        assert_eq!(span.instructions, None);
         assert!(measure(&post, Part::Clock).is_none());
+        // The begin marker's OUT retires inside the span and is taken back out.
+        let post = [
+            event_at(0x15, 0, 0, 0, Some(100)),
+            event_at(0x25, 1, 1, 0, Some(2101)),
+        ];
+        assert_eq!(measure(&post, Part::Loop).unwrap().instructions, Some(2000));
     }
 
     #[test]
@@ -474,6 +533,7 @@ mod tests {
             console: 1,
             compute: 2,
             block: Some(3),
+            loop_iters: 4,
         };
         let post = [event(0x13, 0, 0, 0), event(0x23, 10, 1, 0)];
         let line = parse_fields("part=compute ops=100 checksum=0x0000000000000002 guest_ns=9");

@@ -67,6 +67,8 @@ pub struct PostEvent {
     pub code: u8,
     pub at: Duration,
     pub exits_before: ExitCounters,
+    /// Guest instructions retired before the POST write, where the engine counts them.
+    pub instructions: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -128,6 +130,7 @@ impl Dispatch<'_> {
                         code: data.first().copied().unwrap_or(0),
                         at: self.started.elapsed(),
                         exits_before: *self.exits,
+                        instructions: None,
                     });
                 }
                 self.exits.record(if doorbell {
@@ -193,6 +196,7 @@ impl Machine {
         let mut post = Vec::new();
         let hypercalls = self.doorbell.is_some();
         let outcome = loop {
+            let posts = post.len();
             let next = match self.vcpu.run() {
                 Ok(exit) => Dispatch {
                     bus: &self.bus,
@@ -204,6 +208,12 @@ impl Machine {
                 .exit(exit),
                 Err(e) => Next::Fault(format!("engine error: {e}")),
             };
+            if post.len() > posts {
+                // The POST write has not retired yet: this counts what ran before it.
+                if let Some(e) = post.last_mut() {
+                    e.instructions = self.vcpu.instructions_retired();
+                }
+            }
             if let Next::Fault(exit) = next {
                 let state = self.vcpu.state().ok();
                 break Outcome::Fault(Fault {

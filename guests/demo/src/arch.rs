@@ -60,6 +60,14 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
     }
 }
 
+/// Runs `dec rcx; jnz` `n` times (n >= 1) and returns how many iterations ran.
+pub fn count_down(n: u64) -> u64 {
+    let left: u64;
+    // SAFETY: register-only loop; no memory is touched.
+    unsafe { asm!("2:", "dec rcx", "jnz 2b", inout("rcx") n => left, options(nomem, nostack)) };
+    n - left
+}
+
 /// Stops the CPU for good.
 pub fn halt_forever() -> ! {
     loop {

@@ -91,6 +91,9 @@ extern "C" fn guest_main(info: *const BootInfo) -> ! {
     let cmdline = cmdline(&info);
     let compute_iters =
         demo::cmdline_u64(cmdline, "compute").unwrap_or(demo::DEFAULT_COMPUTE_ITERS);
+    let loop_iters = demo::cmdline_u64(cmdline, "loop")
+        .unwrap_or(demo::DEFAULT_LOOP_ITERS)
+        .max(1);
 
     let clock = match Clock::new(platform) {
         Ok(c) => c,
@@ -183,6 +186,13 @@ extern "C" fn guest_main(info: *const BootInfo) -> ! {
             );
         }
     }
+
+    // Exactly two instructions per iteration, whatever the compiler does around it.
+    g.part(
+        Part::Loop,
+        |_| Ok((loop_iters, arch::count_down(loop_iters))),
+        |done| done,
+    );
 
     let _ = writeln!(g.console, "{LINE_PREFIX}done");
     g.console.flush();
