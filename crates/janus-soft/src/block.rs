@@ -22,6 +22,8 @@ pub struct Block {
     pub insns: Vec<Insn>,
     /// Physical pages the block's bytes lie on (the second is `u64::MAX` if one page).
     pub pages: [u64; 2],
+    /// Instruction pointers wrap at this mask (16-, 32- or 64-bit code).
+    pub ip_mask: u64,
     key: (u64, u32),
 }
 
@@ -96,16 +98,25 @@ impl BlockCache {
     }
 
     /// The block starting at the CPU's current RIP, decoding it if needed.
+    #[inline(always)]
     pub fn lookup(&mut self, cpu: &mut Cpu) -> Result<u32, Stop> {
-        let bitness = cpu.bitness();
-        let pc = cpu.r.seg[CS].base.wrapping_add(cpu.r.rip);
-        let pc = if bitness == 64 { pc } else { pc & 0xffff_ffff };
-        let mode = bitness | (cpu.mmu_idx as u32) << 8;
-        let slot = Self::jump_slot(pc);
-        let j = self.jump[slot];
+        let mode = cpu.exec_key;
+        let pc = if cpu.long64 {
+            cpu.r.rip
+        } else {
+            cpu.r.seg[CS].base.wrapping_add(cpu.r.rip) & 0xffff_ffff
+        };
+        let j = self.jump[Self::jump_slot(pc)];
         if j.pc == pc && j.mode == mode {
             return Ok(j.id);
         }
+        self.lookup_slow(cpu, pc, mode)
+    }
+
+    #[inline(never)]
+    fn lookup_slow(&mut self, cpu: &mut Cpu, pc: u64, mode: u32) -> Result<u32, Stop> {
+        let bitness = mode & 0xff;
+        let slot = Self::jump_slot(pc);
         let mut first = [0u8; 16];
         let (phys, _) = cpu.fetch(pc, &mut first[..1])?;
         let id = match self.map.get(&(phys, bitness)) {
@@ -178,6 +189,11 @@ impl BlockCache {
         let block = Block {
             insns,
             pages,
+            ip_mask: match bitness {
+                64 => u64::MAX,
+                32 => 0xffff_ffff,
+                _ => 0xffff,
+            },
             key: (phys, bitness),
         };
         let id = match self.free.pop() {

@@ -65,19 +65,22 @@ pub enum Exit {
     MmioWrite { addr: u64, size: u8, value: u64 },
 }
 
-/// Why an instruction did not simply complete.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why an instruction did not simply complete. Kept to a few bytes so that handler results
+/// come back in registers; the details of the rarer stops live in the [`Cpu`]
+/// (`pending_exit`, `stop_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// Deliver this exception (RIP still at the faulting instruction).
     Fault(Fault),
-    /// Hand this access to the VMM, then re-execute the instruction (RIP unchanged).
-    Exit(Exit),
+    /// Hand `Cpu::pending_exit` to the VMM, then re-execute the instruction (RIP unchanged).
+    Exit,
     /// HLT completed: wait for an interrupt.
     Halt,
-    /// The processor shut down (triple fault).
-    Shutdown(String),
-    /// The engine cannot continue the guest (for example code in MMIO space).
-    Failed(String),
+    /// The processor shut down (triple fault); why is in `Cpu::stop_reason`.
+    Shutdown,
+    /// The engine cannot continue the guest (for example code in MMIO space); why is in
+    /// `Cpu::stop_reason`.
+    Failed,
 }
 
 impl From<Fault> for Stop {
@@ -171,6 +174,13 @@ pub struct Cpu {
     pub int_shadow: bool,
     /// The guest's time-stamp counter (shared with the PV clock).
     pub tsc: Arc<crate::Tsc>,
+    /// The device access behind the last `Stop::Exit`.
+    pub pending_exit: Option<Exit>,
+    /// What the last `Stop::Shutdown` or `Stop::Failed` was about.
+    pub stop_reason: String,
+    /// Bitness and privilege of the code running now (`bitness | mmu_idx << 8`): the key
+    /// decoded blocks are looked up with, refreshed by `sync_mode`.
+    pub exec_key: u32,
 }
 
 impl Cpu {
@@ -188,6 +198,9 @@ impl Cpu {
             code_written: Vec::new(),
             int_shadow: false,
             tsc,
+            pending_exit: None,
+            stop_reason: String::new(),
+            exec_key: 0,
         };
         cpu.sync_mode();
         cpu
@@ -198,6 +211,25 @@ impl Cpu {
     pub fn sync_mode(&mut self) {
         self.long64 = self.r.mode() == Mode::Long;
         self.mmu_idx = (self.r.cpl() == 3) as usize;
+        self.exec_key = self.r.bitness() | (self.mmu_idx as u32) << 8;
+    }
+
+    /// Stops the instruction for device access `e`.
+    pub fn exit(&mut self, e: Exit) -> Stop {
+        self.pending_exit = Some(e);
+        Stop::Exit
+    }
+
+    /// Stops the guest: the engine cannot go on.
+    pub fn fail(&mut self, why: String) -> Stop {
+        self.stop_reason = why;
+        Stop::Failed
+    }
+
+    /// Stops the guest: the processor shut down.
+    pub fn shutdown(&mut self, why: String) -> Stop {
+        self.stop_reason = why;
+        Stop::Shutdown
     }
 
     #[inline(always)]

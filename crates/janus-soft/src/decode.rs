@@ -245,15 +245,32 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
     let rr = matches!(insn.op, [Opnd::Reg(_), Opnd::Reg(_), _]);
     let ri = matches!(insn.op, [Opnd::Reg(_), Opnd::Imm(_), _]);
     macro_rules! alu {
-        ($op:expr) => {
+        ($op:expr) => {{
+            use alu::{alu_ri as ri_, alu_rr as rr_};
             if rr {
-                alu::alu_rr::<{ $op }>
+                by_size(
+                    insn.osize,
+                    [
+                        rr_::<{ $op }, 1>,
+                        rr_::<{ $op }, 2>,
+                        rr_::<{ $op }, 4>,
+                        rr_::<{ $op }, 8>,
+                    ],
+                )
             } else if ri {
-                alu::alu_ri::<{ $op }>
+                by_size(
+                    insn.osize,
+                    [
+                        ri_::<{ $op }, 1>,
+                        ri_::<{ $op }, 2>,
+                        ri_::<{ $op }, 4>,
+                        ri_::<{ $op }, 8>,
+                    ],
+                )
             } else {
                 alu::alu::<{ $op }>
             }
-        };
+        }};
     }
     let stack_bytes = (-i.stack_pointer_increment()).unsigned_abs() as u8;
     Some(match i.mnemonic() {
@@ -267,6 +284,20 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
         Xor => alu!(alu::XOR),
         Cmp => alu!(alu::CMP),
         Test => alu!(alu::TEST),
+        Inc if matches!(insn.op[0], Opnd::Reg(_)) => {
+            use alu::incdec_r as f;
+            by_size(
+                insn.osize,
+                [f::<false, 1>, f::<false, 2>, f::<false, 4>, f::<false, 8>],
+            )
+        }
+        Dec if matches!(insn.op[0], Opnd::Reg(_)) => {
+            use alu::incdec_r as f;
+            by_size(
+                insn.osize,
+                [f::<true, 1>, f::<true, 2>, f::<true, 4>, f::<true, 8>],
+            )
+        }
         Inc => alu::inc,
         Dec => alu::dec,
         Neg => alu::neg,
@@ -322,7 +353,8 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
                 } else if a.is_tr() || b.is_tr() {
                     exec::invalid
                 } else {
-                    data::mov_rr
+                    use data::mov_rr as f;
+                    by_size(insn.osize, [f::<1>, f::<2>, f::<4>, f::<8>])
                 }
             }
             (OpKind::Register, OpKind::Memory) if i.op0_register().is_segment_register() => {
@@ -331,7 +363,10 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
             (OpKind::Memory, OpKind::Register) if i.op1_register().is_segment_register() => {
                 system::mov_from_sreg
             }
-            _ if ri => data::mov_ri,
+            _ if ri => {
+                use data::mov_ri as f;
+                by_size(insn.osize, [f::<1>, f::<2>, f::<4>, f::<8>])
+            }
             _ => data::mov,
         },
         Movzx => data::movzx,
@@ -519,6 +554,17 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
         Ud0 | Ud1 | Ud2 => exec::invalid,
         _ => return crate::exec::extended(insn),
     })
+}
+
+/// The handler for operand size `size` out of its 1-, 2-, 4- and 8-byte monomorphizations
+/// (the register forms of the hottest instructions, so they skip a size dispatch at run time).
+fn by_size(size: u8, h: [Handler; 4]) -> Handler {
+    match size {
+        1 => h[0],
+        2 => h[1],
+        4 => h[2],
+        _ => h[3],
+    }
 }
 
 /// SSE forms share mnemonics with string instructions (MOVSD, CMPSD).

@@ -38,7 +38,7 @@ impl Cpu {
             Err(other) => return Err(other),
         };
         if vector == vector::DF {
-            return Err(Stop::Shutdown(format!(
+            return Err(self.shutdown(format!(
                 "triple fault: #{} while delivering a double fault",
                 first.vector
             )));
@@ -52,7 +52,7 @@ impl Cpu {
         };
         match self.deliver(v, e, Source::Exception) {
             Ok(()) => Ok(()),
-            Err(Stop::Fault(f)) if v == vector::DF => Err(Stop::Shutdown(format!(
+            Err(Stop::Fault(f)) if v == vector::DF => Err(self.shutdown(format!(
                 "triple fault: #{} while delivering a double fault",
                 f.vector
             ))),
@@ -60,10 +60,10 @@ impl Cpu {
                 // The second event also failed: now it is a double fault.
                 match self.deliver(vector::DF, Some(0), Source::Exception) {
                     Ok(()) => Ok(()),
-                    Err(Stop::Fault(_)) => Err(Stop::Shutdown(format!(
-                        "triple fault: #{} while delivering #{v}",
-                        f.vector
-                    ))),
+                    Err(Stop::Fault(_)) => {
+                        Err(self
+                            .shutdown(format!("triple fault: #{} while delivering #{v}", f.vector)))
+                    }
                     Err(o) => Err(o),
                 }
             }
@@ -145,7 +145,7 @@ impl Cpu {
             return Err(Fault::with_error(vector::NP, idt_err).into());
         }
         if typ == 0x05 {
-            return Err(Stop::Failed(format!(
+            return Err(self.fail(format!(
                 "interrupt {vector} goes through a task gate; hardware task switching is not implemented"
             )));
         }
@@ -252,9 +252,7 @@ impl Cpu {
         source: Source,
     ) -> Result<(), Stop> {
         if self.r.flags.bits & flags::VM != 0 {
-            return Err(Stop::Failed(
-                "interrupt in virtual-8086 mode: not implemented".into(),
-            ));
+            return Err(self.fail("interrupt in virtual-8086 mode: not implemented".into()));
         }
         let (offset, sel, typ, _) = self.gate(vector, source, false)?;
         let (seg, new_cpl) = self.handler_cs(sel, source)?;
@@ -354,7 +352,7 @@ impl Cpu {
             }
             mode => {
                 if self.r.flags.bits & flags::NT != 0 && mode == Mode::Protected {
-                    return Err(Stop::Failed(
+                    return Err(self.fail(
                         "IRET with NT set (task return): hardware task switching is not implemented".into(),
                     ));
                 }
@@ -367,9 +365,7 @@ impl Cpu {
                     return Err(Fault::gp(sel_error(cs)).into());
                 }
                 if fl & flags::VM != 0 && size == 4 && mode == Mode::Protected && cpl == 0 {
-                    return Err(Stop::Failed(
-                        "IRET to virtual-8086 mode: not implemented".into(),
-                    ));
+                    return Err(self.fail("IRET to virtual-8086 mode: not implemented".into()));
                 }
                 let seg = self.check_code_seg(cs, Some(rpl))?;
                 // 64-bit mode always pops SS:RSP; otherwise only a return to an outer level does.

@@ -549,7 +549,7 @@ impl Cpu {
     fn mmio_read(&mut self, addr: u64, size: usize) -> Result<u64, Stop> {
         match self.io.replay() {
             Some(Some(v)) => Ok(v),
-            _ => Err(Stop::Exit(Exit::MmioRead {
+            _ => Err(self.exit(Exit::MmioRead {
                 addr,
                 size: size as u8,
             })),
@@ -559,7 +559,7 @@ impl Cpu {
     fn mmio_write(&mut self, addr: u64, size: usize, value: u64) -> Result<(), Stop> {
         match self.io.replay() {
             Some(_) => Ok(()),
-            None => Err(Stop::Exit(Exit::MmioWrite {
+            None => Err(self.exit(Exit::MmioWrite {
                 addr,
                 size: size as u8,
                 value,
@@ -581,7 +581,7 @@ impl Cpu {
         };
         let n = buf.len().min(4096 - (lin & 0xfff) as usize);
         if !self.mem.read_bytes(pa, &mut buf[..n]) {
-            return Err(Stop::Failed(format!(
+            return Err(self.fail(format!(
                 "instruction fetch from {pa:#x}, which is not RAM (rip={:#x})",
                 self.r.rip
             )));

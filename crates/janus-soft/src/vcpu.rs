@@ -36,14 +36,6 @@ pub struct SoftVcpu {
     dma: Arc<DmaLog>,
 }
 
-fn mask_ip(rip: u64, bitness: u32) -> u64 {
-    match bitness {
-        64 => rip,
-        32 => rip & 0xffff_ffff,
-        _ => rip & 0xffff,
-    }
-}
-
 impl SoftVcpu {
     pub fn new(cpu: Cpu, irq: Option<Arc<dyn InterruptController>>, dma: Arc<DmaLog>) -> SoftVcpu {
         SoftVcpu {
@@ -134,14 +126,14 @@ impl SoftVcpu {
                 self.cache.flush_jump_cache();
                 self.jump_generation = self.cpu.tlb.generation;
             }
-            match self.take_interrupt() {
-                Ok(_) => {}
-                Err(stop) => return stop,
+            if self.cpu.r.flags.if_() && self.irq.is_some() {
+                if let Err(stop) = self.take_interrupt() {
+                    return stop;
+                }
             }
             if self.halted {
                 return Stop::Halt;
             }
-            let shadow = self.cpu.int_shadow;
             let id = match self.cache.lookup(&mut self.cpu) {
                 Ok(id) => id,
                 Err(Stop::Fault(f)) => {
@@ -152,45 +144,7 @@ impl SoftVcpu {
                 }
                 Err(stop) => return stop,
             };
-            let block = self.cache.get(id);
-            let cpu = &mut self.cpu;
-            let bitness = cpu.bitness();
-            let limit = if shadow { 1 } else { block.insns.len() };
-            let mut retired = 0u64;
-            let mut stop = None;
-            for insn in &block.insns[..limit] {
-                cpu.next_rip = mask_ip(cpu.r.rip.wrapping_add(insn.len as u64), bitness);
-                match (insn.exec)(cpu, insn) {
-                    Ok(Flow::Next) => {
-                        cpu.r.rip = cpu.next_rip;
-                        retired += 1;
-                        cpu.io.clear();
-                        if !cpu.code_written.is_empty() {
-                            break;
-                        }
-                    }
-                    Ok(Flow::Jump) => {
-                        retired += 1;
-                        cpu.io.clear();
-                        break;
-                    }
-                    Ok(Flow::Resync) => {
-                        cpu.r.rip = cpu.next_rip;
-                        retired += 1;
-                        cpu.io.clear();
-                        break;
-                    }
-                    Ok(Flow::Repeat) => break,
-                    Err(s) => {
-                        stop = Some(s);
-                        break;
-                    }
-                }
-            }
-            cpu.stats.instructions += retired;
-            if shadow && (retired > 0 || stop.is_some()) {
-                cpu.int_shadow = false;
-            }
+            let stop = run_block(&mut self.cpu, self.cache.get(id));
             if !self.cpu.code_written.is_empty() {
                 self.invalidate_written_code();
             }
@@ -243,21 +197,76 @@ impl SoftVcpu {
     }
 }
 
+/// Runs the instructions of `block` from its start until it ends, leaves, or stops; after an
+/// STI or MOV SS only one instruction runs, so the interrupt shadow covers exactly that one.
+#[inline(always)]
+fn run_block(cpu: &mut Cpu, block: &crate::block::Block) -> Option<Stop> {
+    let shadow = cpu.int_shadow;
+    let insns = if shadow {
+        &block.insns[..1]
+    } else {
+        &block.insns[..]
+    };
+    let mut retired = 0u64;
+    let mut stop = None;
+    for insn in insns {
+        cpu.next_rip = cpu.r.rip.wrapping_add(insn.len as u64) & block.ip_mask;
+        match (insn.exec)(cpu, insn) {
+            Ok(Flow::Next) => {
+                cpu.r.rip = cpu.next_rip;
+                retired += 1;
+                cpu.io.clear();
+                if !cpu.code_written.is_empty() {
+                    break;
+                }
+            }
+            Ok(Flow::Jump) => {
+                retired += 1;
+                cpu.io.clear();
+                break;
+            }
+            Ok(Flow::Resync) => {
+                cpu.r.rip = cpu.next_rip;
+                retired += 1;
+                cpu.io.clear();
+                break;
+            }
+            Ok(Flow::Repeat) => break,
+            Err(s) => {
+                stop = Some(s);
+                break;
+            }
+        }
+    }
+    cpu.stats.instructions += retired;
+    if shadow && (retired > 0 || stop.is_some()) {
+        cpu.int_shadow = false;
+    }
+    stop
+}
+
 impl Vcpu for SoftVcpu {
     fn run(&mut self) -> Result<VmExit<'_>> {
+        // Registers may have been edited between runs (tests, state restore).
+        self.cpu.sync_mode();
         self.complete_pending();
         self.drain_dma();
         match self.execute() {
-            Stop::Exit(e) => Ok(self.exit_for(e)),
-            Stop::Halt => {
-                // Stay halted: the next run waits for an interrupt again.
-                Ok(VmExit::Halt)
-            }
-            Stop::Shutdown(why) => {
-                tracing::info!("soft engine: {why}");
+            Stop::Exit => match self.cpu.pending_exit.take() {
+                Some(e) => Ok(self.exit_for(e)),
+                None => Ok(VmExit::Failed {
+                    reason: "soft engine: an exit without its access".into(),
+                }),
+            },
+            // Stay halted: the next run waits for an interrupt again.
+            Stop::Halt => Ok(VmExit::Halt),
+            Stop::Shutdown => {
+                tracing::info!("soft engine: {}", self.cpu.stop_reason);
                 Ok(VmExit::Shutdown)
             }
-            Stop::Failed(reason) => Ok(VmExit::Failed { reason }),
+            Stop::Failed => Ok(VmExit::Failed {
+                reason: std::mem::take(&mut self.cpu.stop_reason),
+            }),
             Stop::Fault(f) => Ok(VmExit::Failed {
                 reason: format!("unhandled exception {f:?}"),
             }),

@@ -61,12 +61,12 @@ pub fn alu<const OP: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// The register-register form, without operand dispatch.
-pub fn alu_rr<const OP: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
+/// The register-register form at operand size `SIZE`, without operand dispatch.
+pub fn alu_rr<const OP: u8, const SIZE: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
     let (Opnd::Reg(d), Opnd::Reg(s)) = (insn.op[0], insn.op[1]) else {
         return alu::<OP>(cpu, insn);
     };
-    let size = insn.osize;
+    let size = SIZE;
     let a = reg_get(cpu, d, size);
     let b = reg_get(cpu, s, size);
     let (r, c) = compute::<OP>(cpu, a, b);
@@ -77,12 +77,12 @@ pub fn alu_rr<const OP: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// The register-immediate form.
-pub fn alu_ri<const OP: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
+/// The register-immediate form at operand size `SIZE`.
+pub fn alu_ri<const OP: u8, const SIZE: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
     let (Opnd::Reg(d), Opnd::Imm(b)) = (insn.op[0], insn.op[1]) else {
         return alu::<OP>(cpu, insn);
     };
-    let size = insn.osize;
+    let size = SIZE;
     let a = reg_get(cpu, d, size);
     let b = b & mask(size);
     let (r, c) = compute::<OP>(cpu, a, b);
@@ -108,6 +108,24 @@ pub fn dec(cpu: &mut Cpu, insn: &Insn) -> Step {
     let r = a.wrapping_sub(1);
     put(cpu, insn, 0, size, r)?;
     cpu.r.flags.set_incdec(Op::Dec, size, r, a);
+    Ok(Flow::Next)
+}
+
+/// INC/DEC of a register at operand size `SIZE`, without operand dispatch.
+pub fn incdec_r<const DEC: bool, const SIZE: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
+    let Opnd::Reg(r) = insn.op[0] else {
+        return if DEC { dec(cpu, insn) } else { inc(cpu, insn) };
+    };
+    let size = SIZE;
+    let a = reg_get(cpu, r, size);
+    let v = if DEC {
+        a.wrapping_sub(1)
+    } else {
+        a.wrapping_add(1)
+    };
+    reg_put(cpu, r, size, v);
+    let op = if DEC { Op::Dec } else { Op::Inc };
+    cpu.r.flags.set_incdec(op, size, v, a);
     Ok(Flow::Next)
 }
 

@@ -133,7 +133,7 @@ fn far_transfer(cpu: &mut Cpu, sel: u16, off: u64, push_ret: Option<u8>) -> Step
             let (desc, _) = cpu.read_descriptor(sel, false).unwrap_or((0, 0));
             let system_type = (desc >> 40) & 0x1f;
             if matches!(system_type, 0x04 | 0x05 | 0x0c | 0x09 | 0x0b) {
-                return Err(Stop::Failed(format!(
+                return Err(cpu.fail(format!(
                     "far transfer through a call gate, task gate or TSS (selector {sel:#x}): not implemented"
                 )));
             }

@@ -15,22 +15,22 @@ pub fn mov(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// MOV reg, reg without operand dispatch.
-pub fn mov_rr(cpu: &mut Cpu, insn: &Insn) -> Step {
+/// MOV reg, reg at operand size `SIZE`, without operand dispatch.
+pub fn mov_rr<const SIZE: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
     let (Opnd::Reg(d), Opnd::Reg(s)) = (insn.op[0], insn.op[1]) else {
         return mov(cpu, insn);
     };
-    let v = reg_get(cpu, s, insn.osize);
-    reg_put(cpu, d, insn.osize, v);
+    let v = reg_get(cpu, s, SIZE);
+    reg_put(cpu, d, SIZE, v);
     Ok(Flow::Next)
 }
 
-/// MOV reg, imm.
-pub fn mov_ri(cpu: &mut Cpu, insn: &Insn) -> Step {
+/// MOV reg, imm at operand size `SIZE`.
+pub fn mov_ri<const SIZE: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
     let (Opnd::Reg(d), Opnd::Imm(v)) = (insn.op[0], insn.op[1]) else {
         return mov(cpu, insn);
     };
-    reg_put(cpu, d, insn.osize, v);
+    reg_put(cpu, d, SIZE, v);
     Ok(Flow::Next)
 }
 

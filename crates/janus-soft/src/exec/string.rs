@@ -7,7 +7,7 @@
 //! directly when both sides are RAM.
 
 use super::{mem_get, mem_put, reg_put, Insn};
-use crate::core::{Cpu, Exit, Flow, Step, Stop};
+use crate::core::{Cpu, Exit, Flow, Step};
 use crate::cpu::ES;
 use crate::flags::{mask, Op};
 use crate::mmu::Acc;
@@ -265,7 +265,7 @@ pub fn ins(cpu: &mut Cpu, insn: &Insn) -> Step {
         cpu.probe_write(ES, di, size as u32)?;
         let v = match cpu.io.replay() {
             Some(Some(v)) => v,
-            _ => return Err(Stop::Exit(Exit::PioIn { port, size })),
+            _ => return Err(cpu.exit(Exit::PioIn { port, size })),
         };
         mem_put(cpu, ES, di, size, v)?;
         let d = delta(cpu, size);
@@ -289,7 +289,7 @@ pub fn outs(cpu: &mut Cpu, insn: &Insn) -> Step {
         }
         let v = mem_get(cpu, seg, areg(cpu, insn, 6), size)?;
         if cpu.io.replay().is_none() {
-            return Err(Stop::Exit(Exit::PioOut {
+            return Err(cpu.exit(Exit::PioOut {
                 port,
                 size,
                 value: v as u32,

@@ -58,7 +58,7 @@ pub fn in_(cpu: &mut Cpu, insn: &Insn) -> Step {
             reg_put(cpu, 0, size, v);
             Ok(Flow::Next)
         }
-        _ => Err(Stop::Exit(Exit::PioIn { port, size })),
+        _ => Err(cpu.exit(Exit::PioIn { port, size })),
     }
 }
 
@@ -72,7 +72,7 @@ pub fn out(cpu: &mut Cpu, insn: &Insn) -> Step {
     check_io(cpu, port, size)?;
     match cpu.io.replay() {
         Some(_) => Ok(Flow::Next),
-        None => Err(Stop::Exit(Exit::PioOut {
+        None => Err(cpu.exit(Exit::PioOut {
             port,
             size,
             value: (cpu.r.gpr[0] & mask(size)) as u32,
