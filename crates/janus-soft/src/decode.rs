@@ -433,7 +433,10 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
 
         Jmp => match i.op0_kind() {
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => control::jmp_rel,
-            OpKind::FarBranch16 | OpKind::FarBranch32 => control::jmp_far_direct,
+            OpKind::FarBranch16 | OpKind::FarBranch32 => {
+                insn.osize = far_branch_size(&i);
+                control::jmp_far_direct
+            }
             _ if is_far_pointer(&i) => {
                 insn.osize = (i.memory_size().size() - 2) as u8;
                 control::jmp_far_ind
@@ -445,7 +448,10 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
         }
         Call => match i.op0_kind() {
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => control::call_rel,
-            OpKind::FarBranch16 | OpKind::FarBranch32 => control::call_far_direct,
+            OpKind::FarBranch16 | OpKind::FarBranch32 => {
+                insn.osize = far_branch_size(&i);
+                control::call_far_direct
+            }
             _ if is_far_pointer(&i) => {
                 insn.osize = (i.memory_size().size() - 2) as u8;
                 control::call_far_ind
@@ -581,6 +587,15 @@ fn string_size(insn: &mut Insn) {
         Movsd | Stosd | Lodsd | Cmpsd | Scasd | Insd | Outsd => 4,
         _ => 8,
     };
+}
+
+/// Offset size of a direct far branch (ptr16:16 or ptr16:32).
+fn far_branch_size(i: &Instruction) -> u8 {
+    if i.op0_kind() == OpKind::FarBranch32 {
+        4
+    } else {
+        2
+    }
 }
 
 /// A memory operand holding a far pointer (offset and selector).

@@ -126,9 +126,11 @@ impl TestMachine {
         s.gdt.limit = 0x2f;
         s.gprs[4] = STACK_TOP;
         let m = TestMachine::new(&s, RAM);
-        m.write_u64(PML4, PDPT | 3);
+        // Upper levels allow user access (as OSes set them); the 2 MiB leaves are supervisor
+        // pages, so a test opens a page to CPL 3 by setting U/S on its leaf.
+        m.write_u64(PML4, PDPT | 7);
         for g in 0..4u64 {
-            m.write_u64(PDPT + g * 8, (PD + g * 0x1000) | 3);
+            m.write_u64(PDPT + g * 8, (PD + g * 0x1000) | 7);
             for e in 0..512u64 {
                 m.write_u64(PD + g * 0x1000 + e * 8, (g << 30) | (e << 21) | 0x83);
             }

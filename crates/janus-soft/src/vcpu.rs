@@ -50,6 +50,11 @@ impl SoftVcpu {
         }
     }
 
+    /// Connects the CPU's INTR pin to `irq`.
+    pub fn set_interrupt_controller(&mut self, irq: Arc<dyn InterruptController>) {
+        self.irq = Some(irq);
+    }
+
     /// Live decoded blocks (for tests and statistics).
     pub fn blocks(&self) -> usize {
         self.cache.len()
