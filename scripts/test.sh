@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The embedded guest links with the system C toolchain (cc, ld).
+# The embedded guest links with the system C toolchain (cc, ld); QEMU is the peer that
+# `janus bench` (and its test) compares against.
 missing=()
 command -v cc >/dev/null || missing+=(gcc)
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq

@@ -21,6 +21,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run the embedded guest fully virtualized and para-virtualized and compare them.
     Demo(DemoArgs),
+    /// Time the embedded guest on Janus's engines and on QEMU (TCG) in the same run.
+    Bench(BenchArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -105,6 +107,25 @@ pub struct DemoArgs {
     /// Disk image the block part reads, as path=FILE (default: a built-in test image).
     #[arg(long)]
     pub disk: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Janus engines to time (repeat for several).
+    #[arg(long = "engine", value_enum, default_values_t = [EngineArg::Soft])]
+    pub engines: Vec<EngineArg>,
+    /// Iterations of the compute loop.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub compute: u64,
+    /// Iterations of the two-instruction loop.
+    #[arg(long = "loop", default_value_t = 20_000_000)]
+    pub loop_iters: u64,
+    /// QEMU binary to compare with.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: std::path::PathBuf,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn janus_abi_default_compute() -> u64 {

@@ -4,7 +4,7 @@ mod cli;
 mod table;
 
 use clap::Parser;
-use cli::{Cli, Command, DemoArgs, RunArgs};
+use cli::{BenchArgs, Cli, Command, DemoArgs, RunArgs};
 use janus_devices::uart16550::ConsoleOut;
 use janus_vmm::demo::{self, DemoOptions};
 use janus_vmm::{config, KernelSource, Machine, VmConfig, VmmError};
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Demo(args) => demo(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(code) => code,
@@ -119,4 +120,24 @@ fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode, VmmError> {
+    let opts = janus_vmm::bench::BenchOptions {
+        engines: args.engines.into_iter().map(Into::into).collect(),
+        compute_iters: args.compute,
+        loop_iters: args.loop_iters,
+        qemu: args.qemu,
+    };
+    let report = janus_vmm::bench::run(&opts)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        print!("{}", table::render_bench(&report));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! The side-by-side table `janus demo` prints.
 
+use janus_vmm::bench::BenchReport;
 use janus_vmm::demo::{DemoReport, ModeResult, PartResult};
 use std::fmt::Write;
 
@@ -174,6 +175,83 @@ pub fn render(r: &DemoReport) -> String {
         for c in failed {
             let _ = writeln!(o, "  {}: {}", c.name, c.detail);
         }
+    }
+    o
+}
+
+fn ratio(janus: f64, peer: f64) -> String {
+    if janus <= 0.0 || peer <= 0.0 {
+        return "-".into();
+    }
+    let r = janus / peer;
+    if r >= 1.0 {
+        format!("{r:.1}x slower")
+    } else {
+        format!("{:.1}x faster", 1.0 / r)
+    }
+}
+
+pub fn render_bench(r: &BenchReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Janus bench: the demo guest, fully virtualized, timed by the guest's own clock"
+    );
+    for c in &r.columns {
+        let _ = writeln!(o, "  {}: {}", c.name, c.detail);
+    }
+    for s in &r.skipped {
+        let _ = writeln!(o, "  skipped {s}");
+    }
+    let _ = writeln!(o);
+    let _ = write!(o, "{:<9}{:>12}", "part", "ops");
+    for c in &r.columns {
+        let _ = write!(o, " | {:>22}", c.name);
+    }
+    let peer = r.columns.iter().position(|c| c.name == "qemu-tcg");
+    if peer.is_some() {
+        let _ = write!(o, " | vs qemu-tcg");
+    }
+    let _ = writeln!(o);
+    for part in ["console", "clock", "compute", "loop"] {
+        let ops = r
+            .columns
+            .iter()
+            .find_map(|c| c.parts.get(part).map(|p| p.ops))
+            .unwrap_or(0);
+        let _ = write!(o, "{part:<9}{:>12}", thousands(ops));
+        for c in &r.columns {
+            let cell = match c.parts.get(part) {
+                Some(p) => {
+                    let t = p.ns_per_op.map_or("-".into(), duration);
+                    match p.mips {
+                        Some(m) => format!("{t} ({m:.0} MIPS)"),
+                        None => t,
+                    }
+                }
+                None => "-".into(),
+            };
+            let _ = write!(o, " | {cell:>22}");
+        }
+        if let Some(pi) = peer {
+            let peer_ns = r.columns[pi].parts.get(part).and_then(|p| p.ns_per_op);
+            let cmp: Vec<String> = r
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != pi)
+                .map(|(_, c)| {
+                    let j = c.parts.get(part).and_then(|p| p.ns_per_op);
+                    format!(
+                        "{} {}",
+                        c.name,
+                        j.zip(peer_ns).map_or("-".into(), |(a, b)| ratio(a, b))
+                    )
+                })
+                .collect();
+            let _ = write!(o, " | {}", cmp.join(", "));
+        }
+        let _ = writeln!(o);
     }
     o
 }

@@ -2,7 +2,8 @@
 //! this crate through OUT_DIR.
 //!
 //! A guest is a `#![no_std]` program for the host target, linked static at 1 MiB by its own
-//! linker script with no C start files, and without SSE (see `guest_rustflags`). It is a separate cargo project (not a workspace member)
+//! linker script with no C start files (its own build.rs), and without SSE (see
+//! `guest_rustflags`). It is a separate cargo project (not a workspace member)
 //! built by a nested cargo with its own target directory and its own RUSTFLAGS, so none of the
 //! outer build's flags or wrappers leak into it.
 
@@ -12,8 +13,8 @@ use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-fn guest_rustflags(dir: &Path) -> String {
-    let script = dir.join("link.ld");
+/// Code generation flags for guests (the guest's own build.rs adds its link arguments).
+fn guest_rustflags() -> String {
     [
         "-C".to_string(),
         "relocation-model=static".into(),
@@ -26,14 +27,6 @@ fn guest_rustflags(dir: &Path) -> String {
         // has no floating point, so the ABI warning rustc prints for this does not apply.
         "-C".into(),
         "target-feature=-sse,-sse2".into(),
-        "-C".into(),
-        format!("link-arg=-T{}", script.display()),
-        "-C".into(),
-        "link-arg=-nostartfiles".into(),
-        "-C".into(),
-        "link-arg=-static".into(),
-        "-C".into(),
-        "link-arg=-Wl,--build-id=none".into(),
     ]
     .join("\x1f")
 }
@@ -55,7 +48,7 @@ fn build_guest(name: &str, package: &str, out_dir: &Path) {
         ])
         .arg("--target-dir")
         .arg(&target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", guest_rustflags(&dir))
+        .env("CARGO_ENCODED_RUSTFLAGS", guest_rustflags())
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")

@@ -134,7 +134,7 @@ impl Write for Capture {
 }
 
 /// `key=value` and `key="quoted value"` pairs of one guest line.
-fn parse_fields(line: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_fields(line: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut rest = line.trim();
     while let Some(eq) = rest.find('=') {
@@ -301,6 +301,12 @@ fn part_result(
         .filter(|_| r.ns > 0 && r.status == "ok")
         .map(|n| n as f64 * 1000.0 / r.ns as f64);
     r
+}
+
+/// Runs the demo guest once in `mode` and evaluates it.
+pub fn run_one(opts: &DemoOptions, mode: Mode) -> Result<(Selection, ModeResult)> {
+    let refs = References::new(opts)?;
+    run_mode(opts, mode, &refs)
 }
 
 fn run_mode(opts: &DemoOptions, mode: Mode, refs: &References) -> Result<(Selection, ModeResult)> {

@@ -5,6 +5,7 @@
 //! `run_loop` dispatches exits to the bus and counts them; `demo` runs the embedded guest in
 //! both modes and compares.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -10,6 +10,7 @@
 
 mod arch;
 mod platform;
+mod pvh;
 
 use core::fmt::Write;
 use janus_abi::boot::{BootInfo, BOOT_INFO_MAGIC};
