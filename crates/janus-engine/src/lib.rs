@@ -79,11 +79,29 @@ pub trait IrqLine: Send + Sync {
 
 /// An interrupt controller's output to a CPU (the INTR pin and the acknowledge cycle), for
 /// engines that deliver external interrupts themselves (the soft engine; KVM has its own).
+/// On a PC this is the local APIC, which also passes the 8259 PIC's ExtINT through LINT0.
 pub trait InterruptController: Send + Sync {
-    /// Is an interrupt waiting for the CPU (INTR asserted)?
+    /// Is an interrupt waiting for the CPU (INTR asserted)? Called between instruction blocks,
+    /// so it must be cheap (an atomic load, not a lock).
     fn has_interrupt(&self) -> bool;
     /// Interrupt acknowledge: the vector to deliver, if one is still pending.
     fn acknowledge(&self) -> Option<u8>;
+    /// The guest wrote CR8 (task priority, TPR bits 7:4 = CR8 bits 3:0).
+    fn set_cr8(&self, _cr8: u64) {}
+    /// The task priority as CR8 reads it, where the controller keeps it.
+    fn cr8(&self) -> Option<u64> {
+        None
+    }
+    /// Blocks a halted vCPU until an interrupt may be pending or `timeout` passes.
+    fn wait(&self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout)
+    }
+}
+
+/// Where device interrupt lines go: the platform's interrupt controllers (GSI numbering:
+/// 0..=15 are the ISA IRQs, routed to both the 8259 PICs and the I/O APIC, as on a PC).
+pub trait IrqRouter: Send + Sync {
+    fn set_level(&self, gsi: u32, high: bool);
 }
 
 /// Devices that write guest memory behind the vCPU's back (DMA) report the range here, so an

@@ -25,6 +25,7 @@ pub mod vcpu;
 
 pub use vcpu::SoftVcpu;
 
+pub use janus_engine::IrqRouter;
 use janus_engine::{
     CpuState, CpuidEntry, DmaObserver, EngineKind, GuestClock, GuestMemory, InKernelDevices,
     InterruptController, IrqLine, Result, Vcpu, Vm,
@@ -88,12 +89,6 @@ impl GuestClock for Tsc {
     fn tsc_hz(&self) -> u64 {
         self.hz
     }
-}
-
-/// Where the soft VM's interrupt lines lead: the platform's interrupt controllers, installed
-/// by the VMM (`set_irq_router`), which also serve as the CPU's INTR source.
-pub trait IrqRouter: Send + Sync {
-    fn set_level(&self, gsi: u32, high: bool);
 }
 
 struct RoutedLine {

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the test guest from Debian packages and caches it:
+#   $JANUS_GUEST_DIR (default .cache/guest)/vmlinuz           Debian's stock kernel (bzImage)
+#   $JANUS_GUEST_DIR/initramfs.cpio.gz                        busybox, /init and modules
+# The kernel comes from linux-image-amd64, busybox from busybox-static; both with apt.
+#
+# /init mounts proc, sys and dev, prints "janus-init: started", loads the modules named by
+# janus.modules=a,b,c on the kernel command line, then runs the shell command given base64-
+# encoded as janus.cmd=... between "janus-cmd: begin" and "janus-cmd: end status=N" lines and
+# powers off. Without janus.cmd it starts an interactive shell on the console.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${JANUS_GUEST_DIR:-$repo/.cache/guest}
+# Modules the tests load (their dependencies are added).
+modules="ata_piix sd_mod e1000 virtio_mmio virtio_blk virtio_net virtio_console virtio-rng"
+recipe_version=1
+
+mkdir -p "$out"
+if [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.cpio.gz" ] && [ "$(cat "$out/recipe" 2>/dev/null)" = "$recipe_version" ]; then
+    echo "guest-assets: cached in $out ($(cat "$out/kernel-version"))"
+    exit 0
+fi
+command -v apt-get >/dev/null || { echo "guest-assets: apt-get is needed" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+download() {
+    apt-get download "$@" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get download "$@" >/dev/null 2>&1; }
+}
+download linux-image-amd64 busybox-static
+meta=$(ls linux-image-amd64_*.deb)
+kpkg=$(dpkg-deb -f "$meta" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -n 1)
+[ -n "$kpkg" ] || { echo "guest-assets: cannot find the kernel package behind $meta" >&2; exit 1; }
+download "$kpkg"
+dpkg-deb -x "$(ls "$kpkg"_*.deb)" kernel
+dpkg-deb -x "$(ls busybox-static_*.deb)" busybox
+kver=$(ls kernel/lib/modules)
+bb=$work/busybox/bin/busybox
+
+root=$work/root
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc,lib/modules/"$kver"}
+cp "$bb" "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+
+# The modules and their dependencies, from the full tree's modules.dep.
+"$bb" depmod -b "$work/kernel" "$kver"
+dep="$work/kernel/lib/modules/$kver/modules.dep"
+want=""
+for m in $modules; do
+    line=$(grep -E "/$m\.ko(\.[a-z]+)?:" "$dep" | head -n 1) || { echo "guest-assets: no module $m" >&2; exit 1; }
+    want="$want ${line%%:*} ${line#*:}"
+done
+for f in $(echo "$want" | tr ' ' '\n' | sort -u); do
+    mkdir -p "$root/lib/modules/$kver/$(dirname "$f")"
+    cp "$work/kernel/lib/modules/$kver/$f" "$root/lib/modules/$kver/$f"
+done
+"$bb" depmod -b "$root" "$kver"
+
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "janus-init: started"
+arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -n 1; }
+for m in $(arg janus.modules | tr ',' ' '); do
+    modprobe "$m" || echo "janus-init: modprobe $m failed"
+done
+cmd=$(arg janus.cmd)
+if [ -n "$cmd" ]; then
+    echo "janus-cmd: begin"
+    echo "$cmd" | base64 -d > /tmp/cmd.sh
+    sh /tmp/cmd.sh
+    echo "janus-cmd: end status=$?"
+else
+    setsid cttyhack sh
+fi
+sync
+poweroff -f
+INIT
+chmod +x "$root/init"
+
+(cd "$root" && find . | "$bb" cpio -o -H newc 2>/dev/null) | gzip -9 > "$out/initramfs.cpio.gz.new"
+cp "$(ls kernel/boot/vmlinuz-*)" "$out/vmlinuz.new"
+mv "$out/vmlinuz.new" "$out/vmlinuz"
+mv "$out/initramfs.cpio.gz.new" "$out/initramfs.cpio.gz"
+echo "$kver" > "$out/kernel-version"
+echo "$recipe_version" > "$out/recipe"
+echo "guest-assets: built $out (kernel $kver, $(du -h "$out/initramfs.cpio.gz" | cut -f1) initramfs)"
