@@ -1,33 +1,40 @@
-//! The ACPI PM1a event and control registers (fixed hardware), at 0x600: PM1 status
-//! (write 1 to clear), PM1 enable, PM1 control. Writing SLP_EN with the S5 sleep type powers the
-//! VM off, which is how an OS shuts a PC down.
+//! The ACPI fixed hardware at 0x600: PM1a status (write 1 to clear) and enable, PM1a control,
+//! and the PM timer (a 24-bit counter at 3.579545 MHz that Linux uses as a clocksource).
+//! Writing SLP_EN with the S5 sleep type powers the VM off, which is how an OS shuts a PC down.
 
 use crate::bus::BusDevice;
 use crate::control::{StopRequest, VmControl};
+use crate::pit8254::MonoClock;
 use janus_abi::pc;
 use std::sync::Arc;
 
-/// Bytes the device spans: PM1_STS (2), PM1_EN (2), PM1_CNT (2).
-pub const LEN: u16 = 6;
+/// Bytes the device spans: PM1_STS (2), PM1_EN (2), PM1_CNT (2), reserved (2), PM_TMR (4).
+pub const LEN: u16 = 12;
 const STS: usize = 0;
 const CNT: usize = 4;
+/// Offset of the PM timer (port 0x608).
+pub const TMR: usize = 8;
+/// The PM timer's frequency.
+pub const PM_TIMER_HZ: u64 = 3_579_545;
 const SLP_TYP_MASK: u16 = 7 << pc::PM1_SLP_TYP_SHIFT;
 const SCI_EN: u16 = 1;
 
 pub struct AcpiPm {
-    regs: [u8; LEN as usize],
+    regs: [u8; 6],
     control: Arc<VmControl>,
+    clock: MonoClock,
     warned_sleep: bool,
 }
 
 impl AcpiPm {
-    pub fn new(control: Arc<VmControl>) -> AcpiPm {
-        let mut regs = [0u8; LEN as usize];
+    pub fn new(control: Arc<VmControl>, clock: MonoClock) -> AcpiPm {
+        let mut regs = [0u8; 6];
         // ACPI mode is already on: there is no SMI handler to switch it.
         regs[CNT] = SCI_EN as u8;
         AcpiPm {
             regs,
             control,
+            clock,
             warned_sleep: false,
         }
     }
@@ -56,10 +63,24 @@ impl AcpiPm {
     }
 }
 
+impl AcpiPm {
+    /// The PM timer's 24-bit count now.
+    fn timer(&self) -> u32 {
+        let ns = (self.clock)();
+        ((ns as u128 * PM_TIMER_HZ as u128 / 1_000_000_000) as u32) & 0x00ff_ffff
+    }
+}
+
 impl BusDevice for AcpiPm {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        let timer = self.timer();
         for (i, b) in data.iter_mut().enumerate() {
-            *b = self.regs.get(offset as usize + i).copied().unwrap_or(0xff);
+            let at = offset as usize + i;
+            *b = match at {
+                0..=5 => self.regs[at],
+                TMR..=11 => timer.to_le_bytes()[at - TMR],
+                _ => 0xff,
+            };
         }
     }
 
@@ -88,10 +109,26 @@ mod tests {
         (pc::SLP_TYP_S5 << pc::PM1_SLP_TYP_SHIFT) | pc::PM1_SLP_EN
     }
 
+    fn pm(control: Arc<VmControl>) -> AcpiPm {
+        AcpiPm::new(control, Box::new(|| 1_000_000_000))
+    }
+
+    #[test]
+    fn pm_timer_counts_at_3_58_mhz() {
+        let mut pm = pm(Arc::new(VmControl::new()));
+        let mut d = [0u8; 4];
+        pm.read(TMR as u64, &mut d);
+        assert_eq!(
+            u32::from_le_bytes(d),
+            (PM_TIMER_HZ as u32) & 0xff_ffff,
+            "one second"
+        );
+    }
+
     #[test]
     fn s5_powers_off() {
         let control = Arc::new(VmControl::new());
-        let mut pm = AcpiPm::new(control.clone());
+        let mut pm = pm(control.clone());
         pm.write(4, &s5().to_le_bytes());
         assert_eq!(
             control.take(),
@@ -112,7 +149,7 @@ mod tests {
     #[test]
     fn byte_writes_and_other_sleep_types() {
         let control = Arc::new(VmControl::new());
-        let mut pm = AcpiPm::new(control.clone());
+        let mut pm = pm(control.clone());
         let s3 = (3 << pc::PM1_SLP_TYP_SHIFT) | pc::PM1_SLP_EN;
         pm.write(5, &[(s3 >> 8) as u8]);
         assert!(!control.pending(), "S3 is not supported and is ignored");
@@ -123,7 +160,7 @@ mod tests {
 
     #[test]
     fn status_is_write_one_to_clear() {
-        let mut pm = AcpiPm::new(Arc::new(VmControl::new()));
+        let mut pm = pm(Arc::new(VmControl::new()));
         pm.regs[0] = 0b1011;
         pm.write(0, &[0b0001, 0]);
         let mut d = [0u8; 1];

@@ -4,10 +4,14 @@
 //! and date registers in BCD or binary and 12- or 24-hour form (register B), the
 //! update-in-progress bit (register A) for the 244 µs before and the 1984 µs of each update
 //! cycle, the SET bit that freezes the registers while the guest writes a new time, register D's
-//! valid-RAM bit, and the CMOS memory-size bytes a PC BIOS leaves for the OS. Alarm, periodic
-//! and update interrupts are not raised yet (the flags in register C stay clear).
+//! valid-RAM bit, the CMOS memory-size bytes a PC BIOS leaves for the OS, and the periodic,
+//! alarm and update-ended interrupts on IRQ 8 (flags in register C, the line held until
+//! register C is read), driven through [`Timed`].
 
 use crate::bus::BusDevice;
+use crate::timer::{Timed, Wakeup};
+use janus_engine::IrqLine;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SECONDS: usize = 0x00;
@@ -27,6 +31,16 @@ const REG_A_UIP: u8 = 0x80;
 /// Divider 010 (32.768 kHz time base) and rate 0110 (1024 Hz): the power-on value.
 const REG_A_DEFAULT: u8 = 0x26;
 const REG_B_SET: u8 = 0x80;
+const REG_B_PIE: u8 = 0x40;
+const REG_B_AIE: u8 = 0x20;
+const REG_B_UIE: u8 = 0x10;
+const REG_C_IRQF: u8 = 0x80;
+const REG_C_PF: u8 = 0x40;
+const REG_C_AF: u8 = 0x20;
+const REG_C_UF: u8 = 0x10;
+const SECONDS_ALARM: usize = 0x01;
+const MINUTES_ALARM: usize = 0x03;
+const HOURS_ALARM: usize = 0x05;
 const REG_B_BINARY: u8 = 0x04;
 const REG_B_24H: u8 = 0x02;
 const REG_D_VRT: u8 = 0x80;
@@ -124,6 +138,13 @@ pub struct CmosRtc {
     offset_ns: i128,
     /// While register B's SET bit is on: the frozen time the guest is editing.
     latched: Option<Fields>,
+    irq: Option<Arc<dyn IrqLine>>,
+    wakeup: Option<Arc<Wakeup>>,
+    /// The platform's monotonic clock, which `Timed` deadlines are expressed in.
+    mono: Option<crate::pit8254::MonoClock>,
+    /// Guest-time ns of the next periodic flag and the next update cycle.
+    next_periodic: Option<i128>,
+    next_update: i128,
 }
 
 impl CmosRtc {
@@ -145,13 +166,81 @@ impl CmosRtc {
         ram[0x5b..0x5e].copy_from_slice(&over_4g.to_le_bytes()[..3]);
         let sum: u16 = ram[0x10..0x2e].iter().map(|&b| b as u16).sum();
         ram[0x2e..0x30].copy_from_slice(&sum.to_be_bytes());
-        CmosRtc {
+        let mut rtc = CmosRtc {
             index: 0,
             ram,
             clock,
             offset_ns: 0,
             latched: None,
+            irq: None,
+            wakeup: None,
+            mono: None,
+            next_periodic: None,
+            next_update: 0,
+        };
+        rtc.next_update = rtc.next_second();
+        rtc
+    }
+
+    /// Connects IRQ 8 and the timer thread, whose deadlines are on `mono`.
+    pub fn connect(
+        &mut self,
+        irq8: Arc<dyn IrqLine>,
+        wakeup: Arc<Wakeup>,
+        mono: crate::pit8254::MonoClock,
+    ) {
+        self.irq = Some(irq8);
+        self.wakeup = Some(wakeup);
+        self.mono = Some(mono);
+    }
+
+    fn next_second(&self) -> i128 {
+        (self.now_ns().div_euclid(1_000_000_000) + 1) * 1_000_000_000
+    }
+
+    /// Period of the periodic interrupt from register A's rate bits, if enabled.
+    fn period_ns(&self) -> Option<i128> {
+        let rs = self.ram[REG_A] & 0xf;
+        let hz: i128 = match rs {
+            0 => return None,
+            1 => 256,
+            2 => 128,
+            r => 32_768 >> (r - 1),
+        };
+        Some(1_000_000_000 / hz)
+    }
+
+    fn reschedule(&mut self) {
+        let now = self.now_ns();
+        self.next_periodic = self.period_ns().map(|p| (now.div_euclid(p) + 1) * p);
+        self.next_update = self.next_second();
+        if let Some(w) = &self.wakeup {
+            w.kick();
         }
+    }
+
+    /// Sets flags in register C; raises IRQ 8 when an enabled one is set and the line was low.
+    fn flag(&mut self, flags: u8) {
+        let enabled = self.ram[REG_B] & (REG_B_PIE | REG_B_AIE | REG_B_UIE);
+        let was_up = self.ram[REG_C] & REG_C_IRQF != 0;
+        self.ram[REG_C] |= flags;
+        // Each flag in C sits at the same bit as its enable in B (PF/PIE, AF/AIE, UF/UIE).
+        if flags & enabled != 0 {
+            self.ram[REG_C] |= REG_C_IRQF;
+            if !was_up {
+                if let Some(line) = &self.irq {
+                    let _ = line.set_level(true);
+                }
+            }
+        }
+    }
+
+    fn alarm_matches(&self, f: &Fields) -> bool {
+        let field = |reg: usize, v: u8| {
+            let a = self.ram[reg];
+            a & 0xc0 == 0xc0 || self.decode(a) == v
+        };
+        field(SECONDS_ALARM, f.sec) && field(MINUTES_ALARM, f.min) && field(HOURS_ALARM, f.hour)
     }
 
     /// Guest time now, in nanoseconds since the epoch.
@@ -236,7 +325,15 @@ impl CmosRtc {
                 };
                 (self.ram[REG_A] & !REG_A_UIP) | uip
             }
-            REG_C => std::mem::take(&mut self.ram[REG_C]),
+            REG_C => {
+                let v = std::mem::take(&mut self.ram[REG_C]);
+                if v & REG_C_IRQF != 0 {
+                    if let Some(line) = &self.irq {
+                        let _ = line.set_level(false);
+                    }
+                }
+                v
+            }
             _ => self.ram[reg],
         }
     }
@@ -257,7 +354,10 @@ impl CmosRtc {
                 }
                 self.set_time(f);
             }
-            REG_A => self.ram[REG_A] = v & !REG_A_UIP,
+            REG_A => {
+                self.ram[REG_A] = v & !REG_A_UIP;
+                self.reschedule();
+            }
             REG_B => {
                 let was_set = self.ram[REG_B] & REG_B_SET != 0;
                 let now_set = v & REG_B_SET != 0;
@@ -270,6 +370,7 @@ impl CmosRtc {
                         self.restart_at(f);
                     }
                 }
+                self.reschedule();
             }
             REG_C | REG_D => {} // read-only
             _ => self.ram[reg] = v,
@@ -288,6 +389,48 @@ impl CmosRtc {
     fn restart_at(&mut self, f: Fields) {
         let target = f.to_unix() as i128 * 1_000_000_000;
         self.offset_ns = target - (self.clock)().as_nanos() as i128;
+    }
+}
+
+impl Timed for CmosRtc {
+    fn next_deadline(&self) -> Option<u64> {
+        self.irq.as_ref()?;
+        let mono = self.mono.as_ref()?;
+        // Guest time runs with the host's wall clock; a deadline `d` guest-ns away is `d` ns
+        // away on the monotonic clock too.
+        let (guest_now, mono_now) = (self.now_ns(), mono() as i128);
+        let to_mono = |guest_ns: i128| (mono_now + (guest_ns - guest_now).max(0)) as u64;
+        let b = self.ram[REG_B];
+        let mut next = None::<u64>;
+        if b & REG_B_PIE != 0 {
+            if let Some(p) = self.next_periodic {
+                next = Some(to_mono(p));
+            }
+        }
+        if b & (REG_B_UIE | REG_B_AIE) != 0 && self.latched.is_none() {
+            let u = to_mono(self.next_update);
+            next = Some(next.map_or(u, |n| n.min(u)));
+        }
+        next
+    }
+
+    fn tick(&mut self, _now: u64) {
+        let now = self.now_ns();
+        if let (Some(p), Some(at)) = (self.period_ns(), self.next_periodic) {
+            if now >= at {
+                self.flag(REG_C_PF);
+                self.next_periodic = Some((now.div_euclid(p) + 1) * p);
+            }
+        }
+        if self.latched.is_none() && now >= self.next_update {
+            let f = Fields::from_unix(now.div_euclid(1_000_000_000) as i64);
+            let mut flags = REG_C_UF;
+            if self.alarm_matches(&f) {
+                flags |= REG_C_AF;
+            }
+            self.flag(flags);
+            self.next_update = self.next_second();
+        }
     }
 }
 
@@ -316,7 +459,6 @@ impl BusDevice for CmosRtc {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
 
     /// 2026-11-21 13:45:30 UTC, a Saturday.
     const T0: u64 = 1_795_268_730;
@@ -426,6 +568,71 @@ mod tests {
         assert_eq!(lo as u64, (512 - 16) * 16, "64 KiB blocks above 16 MiB");
         assert_eq!(get(&mut r, 0x15), 0x80);
         assert_eq!(get(&mut r, 0x16), 0x02, "640 KiB base memory");
+    }
+
+    #[derive(Default)]
+    struct Level(std::sync::Mutex<Vec<bool>>);
+    impl IrqLine for Level {
+        fn set_level(&self, high: bool) -> janus_engine::Result<()> {
+            self.0.lock().unwrap().push(high);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn periodic_interrupt_until_register_c_is_read() {
+        let (mut r, ns) = fixed(T0, 0);
+        let line = Arc::new(Level::default());
+        let n = ns.clone();
+        r.connect(
+            line.clone(),
+            Arc::new(Wakeup::new()),
+            Box::new(move || n.load(Ordering::SeqCst)),
+        );
+        set(&mut r, 0x0a, 0x26); // 1024 Hz
+        set(&mut r, 0x0b, REG_B_24H | REG_B_PIE);
+        let d = r.next_deadline().expect("periodic scheduled");
+        ns.store(d, Ordering::SeqCst);
+        r.tick(d);
+        assert_eq!(*line.0.lock().unwrap(), vec![true], "IRQ 8 raised");
+        let c = get(&mut r, 0x0c);
+        assert_eq!(c & (REG_C_IRQF | REG_C_PF), REG_C_IRQF | REG_C_PF);
+        assert_eq!(
+            *line.0.lock().unwrap(),
+            vec![true, false],
+            "lowered by reading C"
+        );
+        assert!(r.next_deadline().unwrap() > d);
+    }
+
+    #[test]
+    fn update_and_alarm_interrupts() {
+        let (mut r, ns) = fixed(T0, 500_000_000);
+        let line = Arc::new(Level::default());
+        let n = ns.clone();
+        r.connect(
+            line.clone(),
+            Arc::new(Wakeup::new()),
+            Box::new(move || n.load(Ordering::SeqCst)),
+        );
+        // Alarm at 13:45:31 (BCD), update-ended interrupts on.
+        set(&mut r, 0x01, 0x31);
+        set(&mut r, 0x03, 0x45);
+        set(&mut r, 0x05, 0x13);
+        set(&mut r, 0x0b, REG_B_24H | REG_B_UIE | REG_B_AIE);
+        let d = r.next_deadline().unwrap();
+        ns.store(d, Ordering::SeqCst);
+        r.tick(d);
+        // PF follows the periodic rate whether or not PIE is set, as on the MC146818.
+        let c = get(&mut r, 0x0c) & !REG_C_PF;
+        assert_eq!(
+            c,
+            REG_C_IRQF | REG_C_UF | REG_C_AF,
+            "update and alarm at :31"
+        );
+        // Without enables, flags are set but no interrupt.
+        set(&mut r, 0x0b, REG_B_24H);
+        assert_eq!(r.next_deadline(), None);
     }
 
     #[test]

@@ -10,9 +10,11 @@ pub mod control;
 pub mod disk;
 pub mod hypercall;
 pub mod i8042;
+pub mod pci;
 pub mod pit8254;
 pub mod post;
 pub mod pvclock;
+pub mod timer;
 pub mod uart16550;
 
 pub use bus::{Bus, BusDevice, BusError};

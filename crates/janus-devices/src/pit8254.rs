@@ -9,7 +9,10 @@
 //! [`Pit8254::take_irq0_edges`] for the caller to raise IRQ 0.
 
 use crate::bus::BusDevice;
+use crate::timer::{Timed, Wakeup};
 use janus_abi::pc::PIT_HZ;
+use janus_engine::IrqLine;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Device offset of port 0x61 when the PIT is mapped at 0x40 (0x61 - 0x40).
@@ -341,6 +344,10 @@ pub struct Pit8254 {
     clock: MonoClock,
     /// Port 0x61 bits 0..=3 (gate 2, speaker data, parity and channel-check enables).
     port61: u8,
+    /// IRQ 0, pulsed on channel 0's rising edges by `tick`.
+    irq0: Option<Arc<dyn IrqLine>>,
+    /// The timer thread, told when channel 0 is reprogrammed.
+    wakeup: Option<Arc<Wakeup>>,
 }
 
 impl Pit8254 {
@@ -350,7 +357,15 @@ impl Pit8254 {
             channels: [Channel::new(true), Channel::new(true), Channel::new(false)],
             clock,
             port61: 0,
+            irq0: None,
+            wakeup: None,
         }
+    }
+
+    /// Connects channel 0's output to IRQ 0 and its reprogramming to the timer thread.
+    pub fn connect(&mut self, irq0: Arc<dyn IrqLine>, wakeup: Arc<Wakeup>) {
+        self.irq0 = Some(irq0);
+        self.wakeup = Some(wakeup);
     }
 
     /// Channel 0 output rising edges since the last call: the IRQ 0 edges to deliver
@@ -395,7 +410,14 @@ impl BusDevice for Pit8254 {
         let Some(&v) = data.first() else { return };
         let now = (self.clock)();
         match offset {
-            0..=2 => self.channels[offset as usize].write_count(v, now),
+            0..=2 => {
+                self.channels[offset as usize].write_count(v, now);
+                if offset == 0 {
+                    if let Some(w) = &self.wakeup {
+                        w.kick();
+                    }
+                }
+            }
             3 => {
                 let sel = v >> 6;
                 if sel == 3 {
@@ -420,6 +442,25 @@ impl BusDevice for Pit8254 {
                 self.channels[2].set_gate(v & 1 != 0, now);
             }
             _ => {}
+        }
+    }
+}
+
+impl Timed for Pit8254 {
+    fn next_deadline(&self) -> Option<u64> {
+        self.irq0.as_ref()?;
+        self.next_irq0_ns()
+    }
+
+    /// Pulses IRQ 0 once if channel 0's output rose since the last tick (missed periods
+    /// coalesce, as lost ticks do).
+    fn tick(&mut self, _now: u64) {
+        if self.take_irq0_edges() > 0 {
+            if let Some(line) = &self.irq0 {
+                if let Err(e) = line.pulse() {
+                    tracing::warn!("pit: raising IRQ 0 failed: {e}");
+                }
+            }
         }
     }
 }
@@ -607,6 +648,35 @@ mod tests {
         t.fetch_add(15_085, Ordering::SeqCst);
         let b = rd(&mut p, PORT61_OFFSET) & 0x10;
         assert_ne!(a, b);
+    }
+
+    #[derive(Default)]
+    struct Count(AtomicU64);
+    impl IrqLine for Count {
+        fn set_level(&self, high: bool) -> janus_engine::Result<()> {
+            if high {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn timed_tick_pulses_irq0() {
+        let (mut p, t) = pit();
+        let line = Arc::new(Count::default());
+        p.connect(line.clone(), Arc::new(Wakeup::new()));
+        assert_eq!(p.next_deadline(), None, "nothing programmed");
+        p.write(3, &[0x34]);
+        p.write(0, &[0x9c]);
+        p.write(0, &[0x2e]); // 10 ms period
+        let d = p.next_deadline().unwrap();
+        t.store(d, Ordering::SeqCst);
+        p.tick(d);
+        assert_eq!(line.0.load(Ordering::SeqCst), 1);
+        p.tick(d);
+        assert_eq!(line.0.load(Ordering::SeqCst), 1, "one pulse per edge");
+        assert!(p.next_deadline().unwrap() > d);
     }
 
     #[test]

@@ -94,12 +94,8 @@ impl Machine {
         let (below_4g, above_4g) = split_ram(config.memory_bytes);
         let rtc = CmosRtc::new(cmos_rtc::host_wall_clock(), below_4g, above_4g);
         bus.insert_pio(pc::CMOS_INDEX, 2, "cmos_rtc", shared(rtc))?;
-        bus.insert_pio(
-            pc::PM1A_EVT_BLK,
-            acpi_pm::LEN,
-            "acpi_pm",
-            shared(AcpiPm::new(control.clone())),
-        )?;
+        let pm = AcpiPm::new(control.clone(), pit8254::host_mono_clock(start));
+        bus.insert_pio(pc::PM1A_EVT_BLK, acpi_pm::LEN, "acpi_pm", shared(pm))?;
         bus.insert_pio(pc::POST_CODE, 1, "post", shared(PostCode::new()))?;
         if !vm.in_kernel_devices().pit {
             let pit = shared(Pit8254::new(pit8254::host_mono_clock(start)));
