@@ -76,6 +76,8 @@ pub enum Stop {
     Exit,
     /// HLT completed: wait for an interrupt.
     Halt,
+    /// Halted and no interrupt arrived within the wait: the VMM may act, then run again.
+    Idle,
     /// The processor shut down (triple fault); why is in `Cpu::stop_reason`.
     Shutdown,
     /// The engine cannot continue the guest (for example code in MMIO space); why is in
@@ -181,6 +183,9 @@ pub struct Cpu {
     /// Bitness and privilege of the code running now (`bitness | mmu_idx << 8`): the key
     /// decoded blocks are looked up with, refreshed by `sync_mode`.
     pub exec_key: u32,
+    /// The interrupt controller behind INTR (on a PC, the local APIC), which also keeps the
+    /// task priority CR8 reads and writes.
+    pub intc: Option<Arc<dyn janus_engine::InterruptController>>,
 }
 
 impl Cpu {
@@ -201,6 +206,7 @@ impl Cpu {
             pending_exit: None,
             stop_reason: String::new(),
             exec_key: 0,
+            intc: None,
         };
         cpu.sync_mode();
         cpu

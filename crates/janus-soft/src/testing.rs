@@ -32,7 +32,8 @@ const GDT: u64 = 0x8000;
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
-    /// HLT (with nothing to wake the CPU).
+    /// HLT with nothing to wake the CPU (or, with an interrupt controller attached, nothing
+    /// pending for 10 ms).
     Halt,
     /// Triple fault.
     Shutdown,
@@ -195,7 +196,11 @@ impl TestMachine {
                 VmExit::Halt => return End::Halt,
                 VmExit::Shutdown => return End::Shutdown,
                 VmExit::Failed { reason } => return End::Failed(reason),
-                VmExit::Interrupted => {}
+                VmExit::Interrupted => {
+                    if self.vcpu.is_halted() {
+                        return End::Halt;
+                    }
+                }
                 VmExit::PioIn { port, size, data } => {
                     let v = on_access(Access::PioIn { port, size });
                     let n = data.len();

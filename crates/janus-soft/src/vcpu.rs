@@ -32,12 +32,16 @@ pub struct SoftVcpu {
     io_buf: [u8; 8],
     jump_generation: u64,
     halted: bool,
-    irq: Option<Arc<dyn InterruptController>>,
     dma: Arc<DmaLog>,
 }
 
 impl SoftVcpu {
-    pub fn new(cpu: Cpu, irq: Option<Arc<dyn InterruptController>>, dma: Arc<DmaLog>) -> SoftVcpu {
+    pub fn new(
+        mut cpu: Cpu,
+        irq: Option<Arc<dyn InterruptController>>,
+        dma: Arc<DmaLog>,
+    ) -> SoftVcpu {
+        cpu.intc = irq;
         SoftVcpu {
             cpu,
             cache: BlockCache::new(),
@@ -45,14 +49,18 @@ impl SoftVcpu {
             io_buf: [0; 8],
             jump_generation: 0,
             halted: false,
-            irq,
             dma,
         }
     }
 
     /// Connects the CPU's INTR pin to `irq`.
     pub fn set_interrupt_controller(&mut self, irq: Arc<dyn InterruptController>) {
-        self.irq = Some(irq);
+        self.cpu.intc = Some(irq);
+    }
+
+    /// The CPU executed HLT and no interrupt has woken it yet.
+    pub fn is_halted(&self) -> bool {
+        self.halted
     }
 
     /// Live decoded blocks (for tests and statistics).
@@ -110,7 +118,7 @@ impl SoftVcpu {
         if self.cpu.int_shadow || !self.cpu.r.flags.if_() {
             return Ok(false);
         }
-        let Some(irq) = &self.irq else {
+        let Some(irq) = &self.cpu.intc else {
             return Ok(false);
         };
         if !irq.has_interrupt() {
@@ -131,13 +139,25 @@ impl SoftVcpu {
                 self.cache.flush_jump_cache();
                 self.jump_generation = self.cpu.tlb.generation;
             }
-            if self.cpu.r.flags.if_() && self.irq.is_some() {
+            if self.cpu.r.flags.if_() && self.cpu.intc.is_some() {
                 if let Err(stop) = self.take_interrupt() {
                     return stop;
                 }
             }
             if self.halted {
-                return Stop::Halt;
+                // Interrupts can wake the CPU only if IF is set and something can raise one.
+                match &self.cpu.intc {
+                    Some(irq) if self.cpu.r.flags.if_() => {
+                        if !irq.has_interrupt() {
+                            irq.wait(std::time::Duration::from_millis(10));
+                            if !irq.has_interrupt() {
+                                return Stop::Idle;
+                            }
+                        }
+                        continue;
+                    }
+                    _ => return Stop::Halt,
+                }
             }
             let id = match self.cache.lookup(&mut self.cpu) {
                 Ok(id) => id,
@@ -263,8 +283,10 @@ impl Vcpu for SoftVcpu {
                     reason: "soft engine: an exit without its access".into(),
                 }),
             },
-            // Stay halted: the next run waits for an interrupt again.
+            // Halted for good: interrupts are off or there is nothing to raise one.
             Stop::Halt => Ok(VmExit::Halt),
+            // Halted, waiting for an interrupt: give the VMM a look.
+            Stop::Idle => Ok(VmExit::Interrupted),
             Stop::Shutdown => {
                 tracing::info!("soft engine: {}", self.cpu.stop_reason);
                 Ok(VmExit::Shutdown)

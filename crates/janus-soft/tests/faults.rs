@@ -266,7 +266,7 @@ fn double_fault_on_an_ist_stack() {
     assert_eq!(m.read_u64(REC), 0, "#DF error code is 0");
     let stack = m.read_u64(REC + 40);
     assert!(
-        stack < IST1_TOP && stack >= IST1_TOP - 64,
+        (IST1_TOP - 64..IST1_TOP).contains(&stack),
         "ran on the IST1 stack: rsp={stack:#x}"
     );
 }

@@ -173,7 +173,11 @@ pub fn mov_from_cr(cpu: &mut Cpu, insn: &Insn) -> Step {
         2 => cpu.r.cr2,
         3 => cpu.r.cr3,
         4 => cpu.r.cr4,
-        8 => cpu.r.cr8 & 0xf,
+        8 => cpu
+            .intc
+            .as_ref()
+            .and_then(|c| c.cr8())
+            .unwrap_or(cpu.r.cr8 & 0xf),
         _ => return Err(Fault::ud().into()),
     };
     put(cpu, insn, 0, insn.osize, v)?;
@@ -255,6 +259,9 @@ pub fn set_cr(cpu: &mut Cpu, n: u32, v: u64) -> Result<(), Stop> {
                 return Err(Fault::gp(0).into());
             }
             cpu.r.cr8 = v;
+            if let Some(c) = &cpu.intc {
+                c.set_cr8(v);
+            }
         }
         _ => return Err(Fault::ud().into()),
     }
