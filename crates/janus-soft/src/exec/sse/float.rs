@@ -39,12 +39,26 @@ impl Lanes {
     }
 }
 
+/// What an operation that can overflow or underflow computes, to tell whether its result
+/// is exact when the exponent range does not matter (see [`exact`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Arith {
+    None,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// Rounds the source to single precision.
+    Narrow,
+}
+
 /// One floating-point operation with an XMM (or, for CVT*2PI, MMX) destination.
 pub struct FpOp {
     pub host: Bin,
     /// Bytes of the source operand that the instruction reads (the rest of a register source is
     /// zeroed, so the host instruction sees only those lanes).
     pub src: u32,
+    pub arith: Arith,
     pub lanes: Lanes,
 }
 
@@ -103,9 +117,13 @@ fn isolate(v: u128, k: u32, bits: u32) -> u128 {
     r
 }
 
-/// Lane `k` of `bits` bits is a nonzero denormal.
-fn denormal(v: u128, k: u32, bits: u32) -> bool {
-    let x = (v >> (k * bits)) as u64;
+/// Lane `k` of `v`, `bits` wide.
+fn lane(v: u128, k: u32, bits: u32) -> u64 {
+    (low(v >> (k * bits), bits / 8)) as u64
+}
+
+/// Lane value `x` (`bits` wide) is a nonzero denormal.
+fn denormal(x: u64, bits: u32) -> bool {
     if bits == 32 {
         x & 0x7f80_0000 == 0 && x & 0x007f_ffff != 0
     } else {
@@ -113,21 +131,82 @@ fn denormal(v: u128, k: u32, bits: u32) -> bool {
     }
 }
 
+/// A finite nonzero value as (negative, odd significand, exponent): ±odd × 2^exponent.
+/// `daz` treats denormals as zero. None for zeros, infinities and NaNs.
+fn parts(x: u64, bits: u32, daz: bool) -> Option<(bool, u64, i32)> {
+    let (frac_bits, exp_bits): (u32, u32) = if bits == 32 { (23, 8) } else { (52, 11) };
+    let x = low(x as u128, bits / 8) as u64;
+    let neg = x >> (bits - 1) != 0;
+    let max_exp = (1i32 << exp_bits) - 1;
+    let exp = (x >> frac_bits) as i32 & max_exp;
+    let frac = x & ((1u64 << frac_bits) - 1);
+    // value = significand × 2^(exp - bias), the significand an integer.
+    let bias = (max_exp >> 1) + frac_bits as i32;
+    let (sig, e) = match exp {
+        0 if daz || frac == 0 => return None,
+        0 => (frac, 1 - bias),
+        _ if exp == max_exp => return None,
+        _ => (frac | 1 << frac_bits, exp - bias),
+    };
+    let tz = sig.trailing_zeros();
+    Some((neg, sig >> tz, e + tz as i32))
+}
+
+/// Bits from the highest set bit down to the lowest set bit of `v` (nonzero).
+fn span(v: u128) -> u32 {
+    128 - v.leading_zeros() - v.trailing_zeros()
+}
+
+/// Whether `a op b` is exact at `precision` significand bits with an unbounded exponent:
+/// what decides inexact when overflow or underflow traps (the trap sees the result rounded to
+/// precision with its exponent out of range).
+fn exact(arith: Arith, a: u64, b: u64, bits: u32, precision: u32, daz: bool) -> bool {
+    let (pa, pb) = (parts(a, bits, daz), parts(b, bits, daz));
+    match (arith, pa, pb) {
+        (Arith::Narrow, _, Some((_, m, _))) => span(m as u128) <= precision,
+        (Arith::Mul, Some((_, ma, _)), Some((_, mb, _))) => {
+            span(ma as u128 * mb as u128) <= precision
+        }
+        (Arith::Div, Some((_, ma, _)), Some((_, mb, _))) => {
+            ma % mb == 0 && span((ma / mb) as u128) <= precision
+        }
+        (Arith::Add | Arith::Sub, Some((na, ma, ea)), Some((nb, mb, eb))) => {
+            let nb = nb ^ (arith == Arith::Sub);
+            let lo = ea.min(eb);
+            let (da, db) = ((ea - lo) as u32, (eb - lo) as u32);
+            // Past 70 bits apart the sum of two odd-ended values spans more than 53 bits.
+            if da.max(db) > 70 {
+                return false;
+            }
+            let (x, y) = ((ma as i128) << da, (mb as i128) << db);
+            let s = if na == nb { x + y } else { x - y };
+            s == 0 || span(s.unsigned_abs()) <= precision
+        }
+        _ => true,
+    }
+}
+
 /// The post-computation flags hardware reports when overflow or underflow is unmasked, which a
-/// masked run cannot show directly: a lane whose overflow or underflow traps does not report
-/// inexact, and with underflow unmasked an exact tiny result underflows too. So each lane is
-/// run alone.
-fn post_flags(op: Bin, ctl: u32, a: u128, b: u128, lanes: Lanes, unmasked: u32) -> u32 {
-    let (n, inb, outb) = lanes.shape();
+/// masked run cannot show directly: a lane whose overflow or underflow traps reports inexact
+/// only if its result is inexact at full precision with an unbounded exponent, and with
+/// underflow unmasked an exact tiny result underflows too. So each lane is run alone.
+fn post_flags(op: &FpOp, ctl: u32, a: u128, b: u128, unmasked: u32) -> u32 {
+    let (n, inb, outb) = op.lanes.shape();
+    let daz = ctl & (1 << 6) != 0;
+    let precision = if outb == 32 { 24 } else { 53 };
     let mut flags = 0;
     for k in 0..n {
-        let (r, csr) = op(ctl, isolate(a, k, inb), isolate(b, k, inb));
+        let (r, csr) = (op.host)(ctl, isolate(a, k, inb), isolate(b, k, inb));
         let mut f = csr & FLAGS;
-        if unmasked & UE != 0 && denormal(r, k, outb) {
+        if unmasked & UE != 0 && denormal(lane(r, k, outb), outb) {
             f |= UE;
         }
         if f & unmasked & (OE | UE) != 0 {
             f &= !PE;
+            let (x, y) = (lane(a, k, inb), lane(b, k, inb));
+            if !exact(op.arith, x, y, inb, precision, daz) {
+                f |= PE;
+            }
         }
         flags |= f;
     }
@@ -135,12 +214,12 @@ fn post_flags(op: Bin, ctl: u32, a: u128, b: u128, lanes: Lanes, unmasked: u32) 
 }
 
 /// Runs `op` on the host for the guest and applies the guest's MXCSR.
-pub fn compute(cpu: &mut Cpu, op: Bin, a: u128, b: u128, lanes: Lanes) -> Result<u128, Stop> {
+pub fn compute(cpu: &mut Cpu, op: &FpOp, a: u128, b: u128) -> Result<u128, Stop> {
     let ctl = host::control(cpu.r.fpu.mxcsr);
-    let (r, csr) = op(ctl, a, b);
+    let (r, csr) = (op.host)(ctl, a, b);
     settle(cpu, csr, |unmasked| {
-        if lanes != Lanes::None && unmasked & (OE | UE) != 0 {
-            post_flags(op, ctl, a, b, lanes, unmasked)
+        if op.lanes != Lanes::None && unmasked & (OE | UE) != 0 {
+            post_flags(op, ctl, a, b, unmasked)
         } else {
             csr & FLAGS
         }
@@ -154,7 +233,7 @@ pub fn run(cpu: &mut Cpu, insn: &Insn, op: &FpOp) -> Step {
     let mmx = prologue(cpu, insn, true)?;
     let a = read(cpu, insn, 0)?;
     let b = low(read(cpu, insn, 1)?, op.src);
-    let r = compute(cpu, op.host, a, b, op.lanes)?;
+    let r = compute(cpu, op, a, b)?;
     write(cpu, insn, 0, r)?;
     if mmx {
         mmx_enter(cpu);
@@ -163,40 +242,45 @@ pub fn run(cpu: &mut Cpu, insn: &Insn, op: &FpOp) -> Step {
 }
 
 /// Defines handlers for floating-point operations: `name: host function, source bytes,
-/// lanes`.
+/// arithmetic, lanes`.
 macro_rules! fp_ops {
-    ($($name:ident: $host:path, $src:expr, $lanes:ident;)*) => {$(
+    ($($name:ident: $host:path, $src:expr, $arith:ident $lanes:ident;)*) => {$(
         pub fn $name(cpu: &mut Cpu, insn: &Insn) -> Step {
-            run(cpu, insn, &FpOp { host: $host, src: $src, lanes: Lanes::$lanes })
+            run(cpu, insn, &FpOp {
+                host: $host,
+                src: $src,
+                arith: Arith::$arith,
+                lanes: Lanes::$lanes,
+            })
         }
     )*};
 }
 
 fp_ops! {
-    addps: host::addps, 16, Ps; addpd: host::addpd, 16, Pd;
-    addss: host::addss, 4, Ss; addsd: host::addsd, 8, Sd;
-    subps: host::subps, 16, Ps; subpd: host::subpd, 16, Pd;
-    subss: host::subss, 4, Ss; subsd: host::subsd, 8, Sd;
-    mulps: host::mulps, 16, Ps; mulpd: host::mulpd, 16, Pd;
-    mulss: host::mulss, 4, Ss; mulsd: host::mulsd, 8, Sd;
-    divps: host::divps, 16, Ps; divpd: host::divpd, 16, Pd;
-    divss: host::divss, 4, Ss; divsd: host::divsd, 8, Sd;
-    minps: host::minps, 16, None; minpd: host::minpd, 16, None;
-    minss: host::minss, 4, None; minsd: host::minsd, 8, None;
-    maxps: host::maxps, 16, None; maxpd: host::maxpd, 16, None;
-    maxss: host::maxss, 4, None; maxsd: host::maxsd, 8, None;
-    sqrtps: host::sqrtps, 16, None; sqrtpd: host::sqrtpd, 16, None;
-    sqrtss: host::sqrtss, 4, None; sqrtsd: host::sqrtsd, 8, None;
-    rcpps: host::rcpps, 16, None; rcpss: host::rcpss, 4, None;
-    rsqrtps: host::rsqrtps, 16, None; rsqrtss: host::rsqrtss, 4, None;
-    cvtps2pd: host::cvtps2pd, 8, None; cvtpd2ps: host::cvtpd2ps, 16, PdToPs;
-    cvtss2sd: host::cvtss2sd, 4, None; cvtsd2ss: host::cvtsd2ss, 8, SdToSs;
-    cvtdq2ps: host::cvtdq2ps, 16, None; cvtps2dq: host::cvtps2dq, 16, None;
-    cvttps2dq: host::cvttps2dq, 16, None; cvtdq2pd: host::cvtdq2pd, 8, None;
-    cvtpd2dq: host::cvtpd2dq, 16, None; cvttpd2dq: host::cvttpd2dq, 16, None;
-    cvtpi2ps: host::cvtpi2ps, 8, None; cvtpi2pd: host::cvtdq2pd, 8, None;
-    cvtps2pi: host::cvtps2dq, 8, None; cvttps2pi: host::cvttps2dq, 8, None;
-    cvtpd2pi: host::cvtpd2dq, 16, None; cvttpd2pi: host::cvttpd2dq, 16, None;
+    addps: host::addps, 16, Add Ps; addpd: host::addpd, 16, Add Pd;
+    addss: host::addss, 4, Add Ss; addsd: host::addsd, 8, Add Sd;
+    subps: host::subps, 16, Sub Ps; subpd: host::subpd, 16, Sub Pd;
+    subss: host::subss, 4, Sub Ss; subsd: host::subsd, 8, Sub Sd;
+    mulps: host::mulps, 16, Mul Ps; mulpd: host::mulpd, 16, Mul Pd;
+    mulss: host::mulss, 4, Mul Ss; mulsd: host::mulsd, 8, Mul Sd;
+    divps: host::divps, 16, Div Ps; divpd: host::divpd, 16, Div Pd;
+    divss: host::divss, 4, Div Ss; divsd: host::divsd, 8, Div Sd;
+    minps: host::minps, 16, None None; minpd: host::minpd, 16, None None;
+    minss: host::minss, 4, None None; minsd: host::minsd, 8, None None;
+    maxps: host::maxps, 16, None None; maxpd: host::maxpd, 16, None None;
+    maxss: host::maxss, 4, None None; maxsd: host::maxsd, 8, None None;
+    sqrtps: host::sqrtps, 16, None None; sqrtpd: host::sqrtpd, 16, None None;
+    sqrtss: host::sqrtss, 4, None None; sqrtsd: host::sqrtsd, 8, None None;
+    rcpps: host::rcpps, 16, None None; rcpss: host::rcpss, 4, None None;
+    rsqrtps: host::rsqrtps, 16, None None; rsqrtss: host::rsqrtss, 4, None None;
+    cvtps2pd: host::cvtps2pd, 8, None None; cvtpd2ps: host::cvtpd2ps, 16, Narrow PdToPs;
+    cvtss2sd: host::cvtss2sd, 4, None None; cvtsd2ss: host::cvtsd2ss, 8, Narrow SdToSs;
+    cvtdq2ps: host::cvtdq2ps, 16, None None; cvtps2dq: host::cvtps2dq, 16, None None;
+    cvttps2dq: host::cvttps2dq, 16, None None; cvtdq2pd: host::cvtdq2pd, 8, None None;
+    cvtpd2dq: host::cvtpd2dq, 16, None None; cvttpd2dq: host::cvttpd2dq, 16, None None;
+    cvtpi2ps: host::cvtpi2ps, 8, None None; cvtpi2pd: host::cvtdq2pd, 8, None None;
+    cvtps2pi: host::cvtps2dq, 8, None None; cvttps2pi: host::cvttps2dq, 8, None None;
+    cvtpd2pi: host::cvtpd2dq, 16, None None; cvttpd2pi: host::cvttpd2dq, 16, None None;
 }
 
 /// CMPPS/CMPPD/CMPSS/CMPSD: the predicate is imm8 bits 0..=2 (legacy SSE ignores the rest).
@@ -215,6 +299,7 @@ pub fn cmp<const F: usize>(cpu: &mut Cpu, insn: &Insn) -> Step {
         &FpOp {
             host: table[p],
             src,
+            arith: Arith::None,
             lanes: Lanes::None,
         },
     )

@@ -1,7 +1,7 @@
 //! LDMXCSR/STMXCSR, EMMS and FXSAVE/FXRSTOR (legacy and 64-bit formats).
 
 use super::super::{ea, Insn};
-use super::operand::{check, check_align, offset_add, read, write};
+use super::operand::{check, check_align, mmx_enter, offset_add, read, write};
 use crate::core::{vector, Cpu, Fault, Flow, Step, Stop};
 use crate::cpu::CR4_OSFXSR;
 use crate::fpu::{Fpu, MXCSR_MASK};
@@ -26,9 +26,10 @@ pub fn stmxcsr(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// EMMS: every x87 register empty.
+/// EMMS: every x87 register empty and TOP = 0.
 pub fn emms(cpu: &mut Cpu, _insn: &Insn) -> Step {
     check(cpu, false, true)?;
+    mmx_enter(cpu);
     cpu.r.fpu.ftw = 0;
     Ok(Flow::Next)
 }

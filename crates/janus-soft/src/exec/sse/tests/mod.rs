@@ -1,0 +1,6 @@
+//! Tests: each instruction family against the host CPU, the exceptions, and FXSAVE/FXRSTOR.
+
+mod faults;
+mod harness;
+mod native;
+mod state;
