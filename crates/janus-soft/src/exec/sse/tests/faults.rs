@@ -307,3 +307,18 @@ fn faulting_store_writes_nothing() {
     assert_eq!(m.run(), End::Halt);
     assert_eq!(m.read_u64(0x5f_fff8), 0);
 }
+
+#[test]
+fn nothing_beyond_sse2() {
+    let s = State::default();
+    for insn in [
+        assemble(|a| a.haddps(xmm1, xmm2)),
+        assemble(|a| a.pshufb(xmm1, xmm2)),
+        assemble(|a| a.pextrw(word_ptr(rbx), xmm1, 1)),
+        assemble(|a| a.vaddps(xmm1, xmm2, xmm3)),
+    ] {
+        let (vector, _, got) = fault_of(&insn, &s, |_| {});
+        assert_eq!(vector, Some(6), "{insn:x?}");
+        assert_eq!(got, s);
+    }
+}

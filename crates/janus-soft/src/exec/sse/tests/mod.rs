@@ -2,5 +2,6 @@
 
 mod faults;
 mod harness;
+mod modes;
 mod native;
 mod state;
