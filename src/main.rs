@@ -2,6 +2,7 @@
 
 mod cli;
 mod table;
+mod terminal;
 
 use clap::Parser;
 use cli::{BenchArgs, Cli, Command, DemoArgs, RunArgs};
@@ -75,8 +76,13 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
     for note in &machine.notes {
         eprintln!("janus: note: {note}");
     }
-    janus_vmm::stdin::forward(machine.uart());
+    let raw = terminal::RawMode::enable();
+    if raw.is_some() {
+        eprintln!("janus: console attached; Ctrl-A x stops the VM\r");
+    }
+    janus_vmm::stdin::forward(machine.uart(), machine.control());
     let report = machine.run();
+    drop(raw);
     let kinds: Vec<String> = report
         .exits
         .nonzero()

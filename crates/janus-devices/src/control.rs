@@ -10,6 +10,8 @@ pub enum StopRequest {
     Poweroff { code: u32, via: &'static str },
     /// The guest asked for a reset (keyboard-controller reset line).
     Reset { via: &'static str },
+    /// The user asked the VMM to stop the VM (the console escape).
+    Quit { via: &'static str },
 }
 
 /// Shared between devices and the run loop. The first request wins.

@@ -10,6 +10,7 @@ pub mod control;
 pub mod disk;
 pub mod hypercall;
 pub mod i8042;
+pub mod legacy;
 pub mod pci;
 pub mod pit8254;
 pub mod post;

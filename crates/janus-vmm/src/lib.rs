@@ -14,6 +14,7 @@ pub mod memory;
 pub mod policy;
 pub mod run_loop;
 pub mod stdin;
+pub mod timers;
 
 pub use config::{EngineChoice, KernelSource, Mode, VmConfig};
 pub use machine::Machine;

@@ -154,6 +154,11 @@ impl Machine {
         self.uart.clone()
     }
 
+    /// Where stop requests go (devices, the console escape).
+    pub fn control(&self) -> Arc<VmControl> {
+        self.control.clone()
+    }
+
     /// Doorbell counters (para mode only).
     pub fn hypercall_stats(&self) -> Option<janus_devices::hypercall::HypercallStats> {
         self.doorbell

@@ -31,8 +31,17 @@ impl fmt::Display for Fault {
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Poweroff { code: u32, via: &'static str },
-    Reset { via: &'static str },
+    Poweroff {
+        code: u32,
+        via: &'static str,
+    },
+    Reset {
+        via: &'static str,
+    },
+    /// The user stopped the VM from the host.
+    Quit {
+        via: &'static str,
+    },
     Fault(Fault),
 }
 
@@ -42,7 +51,7 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Poweroff { code, .. } => (*code).min(255) as i32,
-            Outcome::Reset { .. } => 0,
+            Outcome::Reset { .. } | Outcome::Quit { .. } => 0,
             Outcome::Fault(_) => 1,
         }
     }
@@ -56,6 +65,7 @@ impl fmt::Display for Outcome {
                 write!(f, "guest powered off with code {code} ({via})")
             }
             Outcome::Reset { via } => write!(f, "guest reset the machine ({via})"),
+            Outcome::Quit { via } => write!(f, "stopped by the user ({via})"),
             Outcome::Fault(fault) => write!(f, "VM stopped: {fault}"),
         }
     }
@@ -228,6 +238,7 @@ impl Machine {
                         break Outcome::Poweroff { code, via }
                     }
                     Some(StopRequest::Reset { via }) => break Outcome::Reset { via },
+                    Some(StopRequest::Quit { via }) => break Outcome::Quit { via },
                     None => {}
                 }
             }
