@@ -10,6 +10,7 @@ pub mod control;
 pub mod disk;
 pub mod hypercall;
 pub mod i8042;
+pub mod ioapic;
 pub mod lapic;
 pub mod pic8259;
 pub mod pit8254;
