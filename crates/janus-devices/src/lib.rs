@@ -11,6 +11,7 @@ pub mod disk;
 pub mod hypercall;
 pub mod i8042;
 pub mod ioapic;
+pub mod irqchip;
 pub mod lapic;
 pub mod pic8259;
 pub mod pit8254;
