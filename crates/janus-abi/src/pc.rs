@@ -40,3 +40,34 @@ pub const PM1_SLP_TYP_SHIFT: u16 = 10;
 pub const PM1_SLP_EN: u16 = 1 << 13;
 /// Sleep type value Janus assigns to S5 (soft off); the ACPI `_S5` object carries the same.
 pub const SLP_TYP_S5: u16 = 5;
+
+/// Master i8259 PIC: command (OCW2/OCW3, ICW1) at 0x20, data (IMR, ICW2-4) at 0x21.
+pub const PIC_MASTER: u16 = 0x20;
+/// Slave i8259 PIC, cascaded on the master's IRQ 2: command at 0xa0, data at 0xa1.
+pub const PIC_SLAVE: u16 = 0xa0;
+/// Edge/level control registers (PIIX ELCR): 0x4d0 for IRQs 0-7, 0x4d1 for IRQs 8-15.
+pub const ELCR: u16 = 0x4d0;
+/// ISA IRQ of the PIT's channel 0.
+pub const PIT_IRQ: u32 = 0;
+/// ISA IRQ of the slave PIC's cascade input on the master (no device may use it).
+pub const PIC_CASCADE_IRQ: u32 = 2;
+
+/// I/O APIC MMIO base (IOREGSEL at +0x00, IOWIN at +0x10).
+pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+/// Size of the I/O APIC's MMIO window as the VMM maps it.
+pub const IOAPIC_SIZE: u64 = 0x1000;
+/// I/O APIC ID; the ACPI MADT's I/O APIC entry must carry the same.
+pub const IOAPIC_ID: u8 = 0;
+/// Redirection entries (pins) of the I/O APIC: GSIs 0..=23.
+pub const IOAPIC_PINS: u32 = 24;
+/// I/O APIC pin the PIT's IRQ 0 arrives on (the MADT's interrupt source override for IRQ 0).
+pub const IOAPIC_PIT_PIN: u32 = 2;
+
+/// Local APIC MMIO base (xAPIC page), as the APIC_BASE MSR reports it.
+pub const LAPIC_BASE: u64 = 0xfee0_0000;
+/// Size of the local APIC's register page.
+pub const LAPIC_SIZE: u64 = 0x1000;
+/// Input clock of the local APIC timer, before its divider. Linux takes the timer's frequency
+/// from CPUID leaf 0x15 ECX (the "crystal") when that is non-zero, so the CPUID a guest sees
+/// must report this same number there.
+pub const LAPIC_TIMER_HZ: u64 = 1_000_000;
