@@ -70,4 +70,4 @@ pub const LAPIC_SIZE: u64 = 0x1000;
 /// Input clock of the local APIC timer, before its divider. Linux takes the timer's frequency
 /// from CPUID leaf 0x15 ECX (the "crystal") when that is non-zero, so the CPUID a guest sees
 /// must report this same number there.
-pub const LAPIC_TIMER_HZ: u64 = 1_000_000;
+pub const LAPIC_TIMER_HZ: u64 = 25_000_000;

@@ -287,6 +287,9 @@ impl PcIrqChip {
     }
 }
 
+/// IA32_APIC_BASE.
+const APIC_BASE_MSR: u32 = 0x1b;
+
 impl IrqRouter for PcIrqChip {
     fn set_level(&self, gsi: u32, high: bool) {
         self.with(|c| c.set_gsi(gsi, high));
@@ -310,6 +313,14 @@ impl InterruptController for PcIrqChip {
 
     fn cr8(&self) -> Option<u64> {
         Some(self.with(|c| c.lapic.cr8()))
+    }
+
+    fn read_msr(&self, index: u32) -> Option<u64> {
+        (index == APIC_BASE_MSR).then(|| self.apic_base_msr())
+    }
+
+    fn write_msr(&self, index: u32, value: u64) -> Option<bool> {
+        (index == APIC_BASE_MSR).then(|| self.set_apic_base_msr(value))
     }
 
     /// Sleeps until INTR rises or `timeout` passes, waking for the local APIC timer's deadline
@@ -429,7 +440,9 @@ mod tests {
         fn new() -> Rig {
             let time = Arc::new(AtomicU64::new(0));
             let t = time.clone();
-            let chip = PcIrqChip::new(Box::new(move || t.load(Ordering::SeqCst)));
+            // A 1 MHz timer clock keeps the tests' arithmetic in whole microseconds.
+            let chip =
+                PcIrqChip::with_timer_hz(Box::new(move || t.load(Ordering::SeqCst)), 1_000_000);
             let mut bus = Bus::new();
             chip.map(&mut bus).unwrap();
             Rig { chip, bus, time }

@@ -96,6 +96,15 @@ pub trait InterruptController: Send + Sync {
     fn wait(&self, timeout: std::time::Duration) {
         std::thread::sleep(timeout)
     }
+    /// Reads an MSR the controller owns (IA32_APIC_BASE), or `None` if it is not one of its.
+    fn read_msr(&self, _index: u32) -> Option<u64> {
+        None
+    }
+    /// Writes an MSR the controller owns: `Some(false)` if the value is refused (#GP), `None`
+    /// if it is not one of its.
+    fn write_msr(&self, _index: u32, _value: u64) -> Option<bool> {
+        None
+    }
 }
 
 /// Where device interrupt lines go: the platform's interrupt controllers (GSI numbering:

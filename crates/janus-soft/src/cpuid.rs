@@ -65,12 +65,15 @@ pub fn supported(tsc_hz: u64) -> Vec<CpuidEntry> {
         .map(|c| regs(c.try_into().unwrap_or(&[0; 16])))
         .collect();
     let mhz = (tsc_hz / 1_000_000) as u32;
+    // The "crystal" of leaf 0x15 is the local APIC timer's input clock, as Linux assumes.
+    let crystal = janus_abi::pc::LAPIC_TIMER_HZ as u32;
+    let tsc_khz = (tsc_hz / 1000) as u32;
     vec![
         leaf(0, 0x16, v(0), v(8), v(4)),
         leaf(1, signature, l1_ebx, L1_ECX, L1_EDX),
         leaf(7, 0, 0, 0, 0),
-        // TSC = crystal * EBX / EAX: a 1 MHz "crystal" times the MHz.
-        leaf(0x15, 1, mhz, 1_000_000, 0),
+        // TSC = crystal * EBX / EAX.
+        leaf(0x15, crystal / 1000, tsc_khz, crystal, 0),
         leaf(0x16, mhz, mhz, 0, 0),
         leaf(0x8000_0000, 0x8000_0008, 0, 0, 0),
         leaf(0x8000_0001, 0, 0, X1_ECX, X1_EDX),

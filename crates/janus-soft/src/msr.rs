@@ -42,6 +42,9 @@ fn canonical(v: u64) -> bool {
 }
 
 pub fn read(cpu: &mut Cpu, index: u32) -> Result<u64, Stop> {
+    if let Some(v) = cpu.intc.as_ref().and_then(|c| c.read_msr(index)) {
+        return Ok(v);
+    }
     let m = &cpu.r.msr;
     Ok(match index {
         TSC => crate::exec::system::guest_tsc(cpu),
@@ -76,6 +79,11 @@ pub fn read(cpu: &mut Cpu, index: u32) -> Result<u64, Stop> {
 
 pub fn write(cpu: &mut Cpu, index: u32, v: u64) -> Result<(), Stop> {
     let gp = || Err(Fault::gp(0).into());
+    match cpu.intc.as_ref().and_then(|c| c.write_msr(index, v)) {
+        Some(true) => return Ok(()),
+        Some(false) => return gp(),
+        None => {}
+    }
     match index {
         TSC => cpu.tsc.set(v),
         APIC_BASE => {

@@ -2,8 +2,10 @@
 
 use crate::config::EngineChoice;
 use crate::{Result, VmmError};
+use janus_devices::irqchip::PcIrqChip;
 use janus_engine::{EngineKind, GuestMemory, Vm};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The engine that will run the guest, and the reason in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,10 +69,21 @@ pub fn select(choice: EngineChoice) -> Result<Selection> {
     }
 }
 
-/// Creates the VM for the selected engine.
-pub fn create_vm(kind: EngineKind, memory: &GuestMemory) -> Result<Box<dyn Vm>> {
+/// Creates the VM for the selected engine. The soft engine gets `irqchip` as its interrupt
+/// controllers (KVM has its own in the kernel).
+pub fn create_vm(
+    kind: EngineKind,
+    memory: &GuestMemory,
+    irqchip: Option<Arc<PcIrqChip>>,
+) -> Result<Box<dyn Vm>> {
     match kind {
         EngineKind::Kvm => Ok(Box::new(janus_kvm::KvmVm::new(memory)?)),
-        EngineKind::Soft => Ok(Box::new(janus_soft::SoftVm::new(memory))),
+        EngineKind::Soft => {
+            let mut vm = janus_soft::SoftVm::new(memory);
+            if let Some(chip) = irqchip {
+                vm.set_interrupt_controllers(chip.clone(), chip);
+            }
+            Ok(Box::new(vm))
+        }
     }
 }

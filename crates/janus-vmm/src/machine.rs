@@ -3,6 +3,7 @@
 use crate::config::{KernelSource, Mode, VmConfig};
 use crate::engine::{self, Selection};
 use crate::policy::ModePolicy;
+use crate::timers::{TimedDevice, Timers};
 use crate::{memory, Result, VmmError};
 use janus_abi::{hypercall, pc};
 use janus_devices::acpi_pm::{self, AcpiPm};
@@ -11,15 +12,26 @@ use janus_devices::cmos_rtc::{self, CmosRtc};
 use janus_devices::disk::DiskImage;
 use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
+use janus_devices::irqchip::PcIrqChip;
+use janus_devices::legacy::{Absent, ResetControl, SystemControlA};
+use janus_devices::pci::PciBus;
 use janus_devices::pit8254::{self, Pit8254};
 use janus_devices::post::PostCode;
 use janus_devices::pvclock::PvClock;
+use janus_devices::timer::Wakeup;
 use janus_devices::uart16550::{ConsoleOut, Uart16550};
 use janus_devices::{Bus, VmControl};
-use janus_engine::{GuestMemory, Vcpu, Vm};
+use janus_engine::{EngineKind, GuestMemory, Vcpu, Vm};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+const RTC_IRQ: u32 = 8;
+const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
+const PCI_CONFIG_DATA: u16 = 0xcfc;
+const RESET_CONTROL: u16 = 0xcf9;
+const SYSTEM_CONTROL_A: u16 = 0x92;
 
 /// A VM ready to run.
 pub struct Machine {
@@ -32,10 +44,64 @@ pub struct Machine {
     pub(crate) control: Arc<VmControl>,
     pub(crate) doorbell: Option<Arc<Mutex<Doorbell>>>,
     uart: Arc<Mutex<Uart16550>>,
-    // Kept alive for the vCPU and devices.
+    // Kept alive for the vCPU and devices; the timer threads stop when dropped.
+    _timers: Timers,
+    _apic_timer: Option<ApicTimer>,
     _vm: Box<dyn Vm>,
     _memory: GuestMemory,
 }
+
+/// Runs the local APIC timer of the software interrupt controllers while the guest is busy
+/// (when it halts, the vCPU's wait serves it).
+struct ApicTimer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ApicTimer {
+    fn spawn(chip: Arc<PcIrqChip>) -> std::io::Result<ApicTimer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("apic-timer".into())
+            .spawn(move || {
+                while !s.load(Ordering::Acquire) {
+                    chip.run_timer(Duration::from_millis(100));
+                }
+            })?;
+        Ok(ApicTimer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ApicTimer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Legacy ports a PC operating system probes where this platform has no device (they read as
+/// an empty ISA bus). Anything else unmapped still stops the VM with a report.
+const ABSENT: &[(u16, u16, &str)] = &[
+    (0x2f8, 8, "com2 (absent)"),
+    (0x3e8, 8, "com3 (absent)"),
+    (0x2e8, 8, "com4 (absent)"),
+    (0x378, 3, "lpt1 (absent)"),
+    (0x278, 3, "lpt2 (absent)"),
+    (0x3f0, 6, "floppy (absent)"),
+    (0x3f7, 1, "floppy (absent)"),
+    (0x1f0, 8, "ide0 (absent)"),
+    (0x3f6, 1, "ide0 (absent)"),
+    (0x170, 8, "ide1 (absent)"),
+    (0x376, 1, "ide1 (absent)"),
+    (0x3b0, 0x10, "mda and lpt3 (absent)"),
+    (0x3c0, 0x20, "vga (absent)"),
+];
 
 fn read_kernel(source: &KernelSource) -> Result<Cow<'static, [u8]>> {
     match source {
@@ -74,15 +140,23 @@ impl Machine {
         let mem = memory::create(config.memory_bytes)?;
         let entry = janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?;
 
-        let mut vm = engine::create_vm(selection.kind, &mem)?;
+        let start = Instant::now();
+        let mono = move || pit8254::host_mono_clock(start);
+        // On the soft engine Janus emulates the interrupt controllers itself.
+        let chip = (selection.kind == EngineKind::Soft).then(|| PcIrqChip::new(mono()));
+        let mut vm = engine::create_vm(selection.kind, &mem, chip.clone())?;
         let policy = ModePolicy::new(config.mode);
         let cpuid = policy.cpuid(vm.kind(), &vm.supported_cpuid()?, 0);
         let vcpu = vm.create_vcpu(0, &cpuid, &entry)?;
-        let start = Instant::now();
 
         let control = Arc::new(VmControl::new());
         let mut bus = Bus::new();
         let mut notes = Vec::new();
+        let wakeup = Arc::new(Wakeup::new());
+        let mut timed: Vec<TimedDevice> = Vec::new();
+        if let Some(chip) = &chip {
+            chip.map(&mut bus)?;
+        }
         let uart = Arc::new(Mutex::new(Uart16550::new(
             Some(vm.irq_line(pc::COM1_IRQ)?),
             console.clone(),
@@ -92,21 +166,34 @@ impl Machine {
         bus.insert_pio_at(pc::I8042_DATA, 1, 0, "i8042", kbd.clone())?;
         bus.insert_pio_at(pc::I8042_COMMAND, 1, i8042::COMMAND_OFFSET, "i8042", kbd)?;
         let (below_4g, above_4g) = split_ram(config.memory_bytes);
-        let rtc = CmosRtc::new(cmos_rtc::host_wall_clock(), below_4g, above_4g);
-        bus.insert_pio(pc::CMOS_INDEX, 2, "cmos_rtc", shared(rtc))?;
-        let pm = AcpiPm::new(control.clone(), pit8254::host_mono_clock(start));
+        let mut rtc = CmosRtc::new(cmos_rtc::host_wall_clock(), below_4g, above_4g);
+        rtc.connect(vm.irq_line(RTC_IRQ)?, wakeup.clone(), mono());
+        let rtc = shared(rtc);
+        timed.push(rtc.clone());
+        bus.insert_pio(pc::CMOS_INDEX, 2, "cmos_rtc", rtc)?;
+        let pm = AcpiPm::new(control.clone(), mono());
         bus.insert_pio(pc::PM1A_EVT_BLK, acpi_pm::LEN, "acpi_pm", shared(pm))?;
         bus.insert_pio(pc::POST_CODE, 1, "post", shared(PostCode::new()))?;
         if !vm.in_kernel_devices().pit {
-            let pit = shared(Pit8254::new(pit8254::host_mono_clock(start)));
+            let mut pit = Pit8254::new(mono());
+            pit.connect(vm.irq_line(pc::PIT_IRQ)?, wakeup.clone());
+            let pit = shared(pit);
+            timed.push(pit.clone());
             bus.insert_pio(pc::PIT_BASE, pit8254::LEN, "pit8254", pit.clone())?;
-            bus.insert_pio_at(
-                pc::SYSTEM_CONTROL_B,
-                1,
-                pit8254::PORT61_OFFSET,
-                "pit8254",
-                pit,
-            )?;
+            let port61 = pit8254::PORT61_OFFSET;
+            bus.insert_pio_at(pc::SYSTEM_CONTROL_B, 1, port61, "pit8254", pit)?;
+        }
+        // PCI configuration mechanism #1: the address at 0xCF8 (dword), data at
+        // 0xCFC..=0xCFF; 0xCF9 between them is the reset control register.
+        let pci = shared(PciBus::new());
+        bus.insert_pio_at(PCI_CONFIG_ADDRESS, 1, 0, "pci", pci.clone())?;
+        bus.insert_pio_at(PCI_CONFIG_DATA, 4, 4, "pci", pci)?;
+        let reset = shared(ResetControl::new(control.clone()));
+        bus.insert_pio(RESET_CONTROL, 1, "reset_control", reset)?;
+        let port92 = shared(SystemControlA::new(control.clone()));
+        bus.insert_pio(SYSTEM_CONTROL_A, 1, "system_control_a", port92)?;
+        for &(base, len, name) in ABSENT {
+            bus.insert_pio(base, len, name, shared(Absent))?;
         }
 
         let doorbell = if policy.para_devices().doorbell {
@@ -135,6 +222,9 @@ impl Machine {
             }
             None
         };
+        let host_err = |e| VmmError::Config(format!("cannot start a timer thread: {e}"));
+        let timers = Timers::spawn(timed, Box::new(mono()), wakeup).map_err(host_err)?;
+        let apic_timer = chip.map(ApicTimer::spawn).transpose().map_err(host_err)?;
         Ok(Machine {
             selection,
             mode: config.mode,
@@ -144,6 +234,8 @@ impl Machine {
             control,
             doorbell,
             uart,
+            _timers: timers,
+            _apic_timer: apic_timer,
             _vm: vm,
             _memory: mem,
         })
