@@ -40,3 +40,23 @@ pub const PM1_SLP_TYP_SHIFT: u16 = 10;
 pub const PM1_SLP_EN: u16 = 1 << 13;
 /// Sleep type value Janus assigns to S5 (soft off); the ACPI `_S5` object carries the same.
 pub const SLP_TYP_S5: u16 = 5;
+
+/// ACPI PM timer block: one 32-bit port (a 24-bit counter at 3.579545 MHz; the FADT says 24-bit).
+pub const PM_TMR_BLK: u16 = 0x608;
+/// ACPI PM timer frequency in Hz.
+pub const PM_TMR_HZ: u64 = 3_579_545;
+/// ISA IRQ (and I/O APIC GSI) of the ACPI system control interrupt (SCI), level-triggered.
+pub const SCI_IRQ: u32 = 9;
+
+/// Local APIC MMIO base (each CPU sees its own), 4 KiB.
+pub const LAPIC_BASE: u64 = 0xfee0_0000;
+/// I/O APIC MMIO base (IOREGSEL at +0, IOWIN at +0x10), 4 KiB; its inputs start at GSI 0.
+pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+/// Bytes of MMIO the local APIC and the I/O APIC each occupy.
+pub const APIC_MMIO_SIZE: u64 = 0x1000;
+
+/// CMOS RAM index of the century byte (BCD), as the ACPI FADT tells the OS.
+pub const CMOS_CENTURY: u8 = 0x32;
+/// Written to the i8042 command port, pulses the CPU reset line; the ACPI FADT names this as the
+/// reset register.
+pub const I8042_CMD_RESET: u8 = 0xfe;
