@@ -24,7 +24,6 @@
 
 use crate::{layout, BootError, Result};
 use acpi_tables::aml;
-use acpi_tables::Aml;
 use acpi_tables::facs::FACS;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
@@ -32,6 +31,7 @@ use acpi_tables::madt::{EnabledStatus, IoApic, ProcessorLocalApic};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
+use acpi_tables::Aml;
 use janus_abi::pc;
 use janus_engine::GuestMemory;
 use vm_memory::{Bytes, GuestAddress};
@@ -392,9 +392,9 @@ pub(crate) mod tests {
         assert_eq!(find(&list, b"APIC"), lay.madt);
         assert!(lay.end <= layout::BIOS_AREA_END);
         for at in [lay.xsdt, lay.fadt, lay.madt, lay.dsdt] {
-            assert_eq!(at % 16, 0);
+            assert!(at.is_multiple_of(16));
         }
-        assert_eq!(lay.facs % 64, 0);
+        assert!(lay.facs.is_multiple_of(64));
         let facs = bytes(&m, lay.facs, 64);
         assert_eq!(&facs[..4], b"FACS");
         assert_eq!(u32_at(&facs, 4), 64);
@@ -408,7 +408,11 @@ pub(crate) mod tests {
         assert_eq!(f.len(), 276);
         assert!(f[8] >= 5, "FADT revision {}", f[8]);
         assert_eq!(u32_at(&f, 36) as u64, lay.facs, "FIRMWARE_CTRL");
-        assert_eq!(u64_at(&f, 132), 0, "X_FIRMWARE_CTRL must be 0 when FIRMWARE_CTRL is set");
+        assert_eq!(
+            u64_at(&f, 132),
+            0,
+            "X_FIRMWARE_CTRL must be 0 when FIRMWARE_CTRL is set"
+        );
         assert_eq!(u32_at(&f, 40) as u64, lay.dsdt, "DSDT");
         assert_eq!(u64_at(&f, 140), lay.dsdt, "X_DSDT");
         assert_eq!(u16_at(&f, 46), 9, "SCI_INT");
@@ -433,7 +437,11 @@ pub(crate) mod tests {
         assert_eq!(f[128], 0xfe);
         // X_ blocks: system I/O GAS matching the 32-bit fields.
         for (off, port, bits) in [(148, 0x600, 32), (172, 0x604, 16), (208, 0x608, 32)] {
-            assert_eq!((f[off], f[off + 1], f[off + 2]), (1, bits, 0), "GAS at {off}");
+            assert_eq!(
+                (f[off], f[off + 1], f[off + 2]),
+                (1, bits, 0),
+                "GAS at {off}"
+            );
             assert_eq!(u64_at(&f, off + 4), port);
         }
     }
@@ -472,7 +480,10 @@ pub(crate) mod tests {
         let mut o = 44;
         while o < t.len() {
             let (kind, len) = (t[o], t[o + 1] as usize);
-            assert!(len >= 2 && o + len <= t.len(), "entry at {o} overruns the table");
+            assert!(
+                len >= 2 && o + len <= t.len(),
+                "entry at {o} overruns the table"
+            );
             let e = &t[o..o + len];
             match kind {
                 0 => {
@@ -535,7 +546,8 @@ pub(crate) mod tests {
     #[test]
     fn rewriting_leaves_one_rsdp() {
         let m = mem();
-        m.write_slice(&[0xffu8; 0x100], GuestAddress(0xe_0000)).unwrap();
+        m.write_slice(&[0xffu8; 0x100], GuestAddress(0xe_0000))
+            .unwrap();
         write_acpi(&m, &AcpiConfig::new(2)).unwrap();
         write_acpi(&m, &AcpiConfig::new(1)).unwrap();
         assert_eq!(scan_rsdp(&m).len(), 1);

@@ -90,7 +90,10 @@ pub fn memory_map(regions: &[(u64, u64)]) -> Result<Vec<E820Entry>> {
             kind: E820_RESERVED,
         };
         // A map with RAM over the APICs is broken anyway; never make it overlap as well.
-        if !map.iter().any(|e| e.addr < page.end() && page.addr < e.end()) {
+        if !map
+            .iter()
+            .any(|e| e.addr < page.end() && page.addr < e.end())
+        {
             map.push(page);
         }
     }
@@ -199,7 +202,10 @@ mod tests {
     #[test]
     fn places_high_and_page_aligned() {
         let r = [(0, 512 * MIB)];
-        assert_eq!(place_high(&r, 0x1800, 0, u64::MAX), Some(512 * MIB - 0x2000));
+        assert_eq!(
+            place_high(&r, 0x1800, 0, u64::MAX),
+            Some(512 * MIB - 0x2000)
+        );
         assert_eq!(place_high(&r, 4 * MIB, 0, 256 * MIB), Some(252 * MIB));
         // Does not fit above `lowest`.
         assert_eq!(place_high(&r, 100 * MIB, 450 * MIB, u64::MAX), None);

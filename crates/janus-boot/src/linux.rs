@@ -206,9 +206,7 @@ pub fn parse_bzimage(image: &[u8]) -> Result<BzImageInfo> {
     }
     let pref = hdr.pref_address;
     if pref >= FOUR_GIB {
-        return Err(bad(format!(
-            "preferred address {pref:#x} is above 4 GiB"
-        )));
+        return Err(bad(format!("preferred address {pref:#x} is above 4 GiB")));
     }
     Ok(BzImageInfo {
         hdr,
@@ -292,8 +290,10 @@ fn load_bzimage(
             e => e,
         })?;
 
-    let mut params = boot_params::default();
-    params.hdr = info.hdr;
+    let mut params = boot_params {
+        hdr: info.hdr,
+        ..Default::default()
+    };
     params.hdr.code32_start = loaded.kernel_load.0 as u32;
     params.hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
     params.hdr.cmd_line_ptr = layout::CMDLINE as u32;
@@ -388,11 +388,9 @@ fn load_pvh(
     .map_err(|e| bad(e.to_string()))?;
     let entry = match loaded.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(a) => a.0,
-        _ => {
-            return Err(bad(
-                "ELF kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot a bzImage instead",
-            ))
-        }
+        _ => return Err(bad(
+            "ELF kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot a bzImage instead",
+        )),
     };
     let inside = info
         .segments
@@ -497,4 +495,555 @@ fn write_bios_data_area(mem: &GuestMemory) -> Result<()> {
         GuestAddress(layout::BDA_BASE_MEMORY_KB),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acpi::tests::{s5, scan_rsdp, table, walk};
+    use crate::e820::{E820_RAM, E820_RESERVED};
+    use std::path::PathBuf;
+
+    const MIB: u64 = 1 << 20;
+
+    fn mem(size: u64) -> GuestMemory {
+        GuestMemory::from_ranges(&[(GuestAddress(0), size as usize)]).unwrap()
+    }
+
+    fn put<const N: usize>(v: &mut [u8], at: usize, b: [u8; N]) {
+        v[at..at + N].copy_from_slice(&b);
+    }
+
+    /// A minimal well-formed bzImage: 4 setup sectors plus the boot sector, then `kernel_len`
+    /// bytes of protected-mode "kernel" (a byte pattern), protocol 2.15.
+    fn fake_bzimage(kernel_len: usize, init_size: u32) -> Vec<u8> {
+        let setup = 5 * 512;
+        let mut v = vec![0u8; setup + kernel_len];
+        v[0x1f1] = 4; // setup_sects
+        put(&mut v, 0x1f4, ((kernel_len / 16) as u32).to_le_bytes()); // syssize
+        put(&mut v, 0x1fe, 0xaa55u16.to_le_bytes());
+        put(&mut v, 0x200, [0xeb, 0x6a]); // jmp to 0x26c: the whole 2.15 header
+        put(&mut v, 0x202, *b"HdrS");
+        put(&mut v, 0x206, 0x020fu16.to_le_bytes());
+        v[0x211] = LOADED_HIGH;
+        put(&mut v, 0x214, 0x10_0000u32.to_le_bytes()); // code32_start
+        put(&mut v, 0x22c, 0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+        put(&mut v, 0x230, 0x20_0000u32.to_le_bytes()); // kernel_alignment
+        v[0x234] = 1; // relocatable
+        put(&mut v, 0x236, 0x7fu16.to_le_bytes()); // xloadflags
+        put(&mut v, 0x238, 2047u32.to_le_bytes()); // cmdline_size
+        put(&mut v, 0x248, 0x100u32.to_le_bytes()); // payload_offset
+        put(&mut v, 0x24c, 0x200u32.to_le_bytes()); // payload_length
+        put(&mut v, 0x258, 0x100_0000u64.to_le_bytes()); // pref_address
+        put(&mut v, 0x260, init_size.to_le_bytes());
+        for (i, b) in v[setup..].iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        v
+    }
+
+    fn zero_page(m: &GuestMemory) -> boot_params {
+        m.read_obj(GuestAddress(layout::ZERO_PAGE)).unwrap()
+    }
+
+    fn e820_of(p: &boot_params) -> Vec<(u64, u64, u32)> {
+        let n = p.e820_entries as usize;
+        let table = p.e820_table;
+        table[..n]
+            .iter()
+            .map(|e| {
+                let (a, s, t) = (e.addr, e.size, e.r#type);
+                (a, s, t)
+            })
+            .collect()
+    }
+
+    fn cstr(m: &GuestMemory, at: u64) -> String {
+        let mut b = vec![0u8; 4097];
+        m.read_slice(&mut b, GuestAddress(at)).unwrap();
+        let n = b.iter().position(|&c| c == 0).expect("NUL-terminated");
+        String::from_utf8(b[..n].to_vec()).unwrap()
+    }
+
+    fn boot<'a>(kernel: &'a [u8], initrd: Option<&'a [u8]>, cmdline: &'a str) -> LinuxBoot<'a> {
+        static ACPI: std::sync::LazyLock<AcpiConfig> =
+            std::sync::LazyLock::new(|| AcpiConfig::new(2));
+        LinuxBoot {
+            kernel,
+            initramfs: initrd,
+            cmdline,
+            acpi: &ACPI,
+        }
+    }
+
+    fn err(m: &GuestMemory, b: &LinuxBoot) -> String {
+        load_linux(m, b).unwrap_err().to_string()
+    }
+
+    /// Sanity rules for an e820 map: sorted, disjoint, the boot structures and the kernel in RAM,
+    /// the BIOS area reserved.
+    fn check_e820(map: &[(u64, u64, u32)], kernel_end: u64) {
+        for w in map.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "{map:#x?}");
+        }
+        let ram = |a: u64, b: u64| {
+            map.iter()
+                .any(|&(s, l, t)| t == E820_RAM && s <= a && b <= s + l)
+        };
+        assert!(ram(0, layout::CMDLINE + 4096), "low boot structures in RAM");
+        assert!(ram(MIB, kernel_end), "kernel in RAM");
+        assert!(map
+            .iter()
+            .any(|&(s, l, t)| t == E820_RESERVED && s <= layout::BIOS_AREA_START && s + l >= MIB));
+        assert!(!map
+            .iter()
+            .any(|&(s, l, t)| t == E820_RAM && s < MIB && s + l > layout::EBDA_START));
+    }
+
+    #[test]
+    fn loads_a_bzimage() {
+        let m = mem(128 * MIB);
+        let img = fake_bzimage(0x1_0000, 0x40_0000);
+        let initrd = vec![0x5au8; 10_000];
+        let s = load_linux(&m, &boot(&img, Some(&initrd), "console=ttyS0 quiet")).unwrap();
+
+        assert_eq!(s.rip, 0x10_0200);
+        assert_eq!(s.gprs[gpr::RSI], layout::ZERO_PAGE);
+        assert_eq!(
+            (s.cs.selector, s.ds.selector, s.ss.selector),
+            (0x10, 0x18, 0x18)
+        );
+        assert!(s.cs.l && s.efer & bits::EFER_LMA != 0 && s.cr0 & bits::CR0_PG != 0);
+        assert_eq!(s.rflags & bits::RFLAGS_IF, 0);
+        assert_eq!(s.gdt.base, layout::GDT);
+
+        // The protected-mode kernel is at 1 MiB.
+        let mut k = vec![0u8; 0x1_0000];
+        m.read_slice(&mut k, GuestAddress(MIB)).unwrap();
+        assert_eq!(&k[..], &img[5 * 512..]);
+
+        let p = zero_page(&m);
+        let h = p.hdr;
+        assert_eq!(h.type_of_loader, 0xff);
+        assert_eq!((h.boot_flag, h.header), (0xaa55, HDRS_MAGIC));
+        assert_eq!({ h.code32_start }, 0x10_0000);
+        assert_eq!({ h.kernel_alignment }, 0x20_0000);
+        assert_eq!({ h.init_size }, 0x40_0000);
+        assert_eq!(h.cmd_line_ptr as u64, layout::CMDLINE);
+        assert_eq!({ p.ext_cmd_line_ptr }, 0);
+        assert_eq!(cstr(&m, layout::CMDLINE), "console=ttyS0 quiet");
+        assert_eq!({ h.ramdisk_size }, 10_000);
+        let rd = h.ramdisk_image as u64;
+        assert!(rd.is_multiple_of(0x1000));
+        // As high as possible: the last page-aligned spot below the end of RAM.
+        assert_eq!(rd, (128 * MIB - 10_000) & !0xfff);
+        assert!(
+            rd >= 0x100_0000 + 0x40_0000,
+            "above the decompression buffer"
+        );
+        let mut r = vec![0u8; 10_000];
+        m.read_slice(&mut r, GuestAddress(rd)).unwrap();
+        assert_eq!(r, initrd);
+        assert_eq!((p.ext_ramdisk_image, p.ext_ramdisk_size), (0, 0));
+        assert_eq!(p.sentinel, 0);
+
+        check_e820(&e820_of(&p), 0x140_0000);
+        // The RSDP in boot_params is the one the legacy scan finds, and its tables parse.
+        let rsdp = p.acpi_rsdp_addr;
+        assert_eq!(scan_rsdp(&m), vec![rsdp]);
+        let tables = walk(&m, rsdp);
+        let fadt = table(&m, tables[0].1, b"FACP");
+        let dsdt = table(
+            &m,
+            u64::from_le_bytes(fadt[140..148].try_into().unwrap()),
+            b"DSDT",
+        );
+        assert_eq!(s5(&dsdt).0, 5);
+
+        // BIOS data area: EBDA at 0x9fc00, 639 KiB of base memory.
+        let ebda: u16 = m.read_obj(GuestAddress(0x40e)).unwrap();
+        let base: u16 = m.read_obj(GuestAddress(0x413)).unwrap();
+        assert_eq!((ebda, base), (0x9fc0, 639));
+    }
+
+    #[test]
+    fn no_initramfs_means_zero_ramdisk_fields() {
+        let m = mem(64 * MIB);
+        let img = fake_bzimage(0x1000, 0x40_0000);
+        for initrd in [None, Some(&[][..])] {
+            load_linux(&m, &boot(&img, initrd, "")).unwrap();
+            let h = zero_page(&m).hdr;
+            assert_eq!((h.ramdisk_image, h.ramdisk_size), (0, 0));
+            assert_eq!(cstr(&m, layout::CMDLINE), "");
+        }
+    }
+
+    #[test]
+    fn initramfs_respects_initrd_addr_max() {
+        let m = mem(256 * MIB);
+        let mut img = fake_bzimage(0x1000, 0x40_0000);
+        put(&mut img, 0x22c, (64 * MIB as u32 - 1).to_le_bytes());
+        let initrd = vec![1u8; 3 * MIB as usize + 5];
+        load_linux(&m, &boot(&img, Some(&initrd), "")).unwrap();
+        let h = zero_page(&m).hdr;
+        let (at, len) = (h.ramdisk_image as u64, h.ramdisk_size as u64);
+        assert!(at + len <= 64 * MIB);
+        assert_eq!(at, (64 * MIB - len) & !0xfff);
+    }
+
+    #[test]
+    fn initramfs_that_does_not_fit_is_an_error() {
+        let m = mem(64 * MIB);
+        // The kernel decompresses into 16 MiB .. 48 MiB; 20 MiB do not fit above that.
+        let img = fake_bzimage(0x1000, 32 * MIB as u32);
+        let big = vec![0u8; 20 * MIB as usize];
+        let e = err(&m, &boot(&img, Some(&big), ""));
+        assert!(
+            e.starts_with("initramfs:") && e.contains("0x3000000"),
+            "{e}"
+        );
+        // 15 MiB do, just above the buffer.
+        let fits = vec![0u8; 15 * MIB as usize];
+        load_linux(&m, &boot(&img, Some(&fits), "")).unwrap();
+        assert!(zero_page(&m).hdr.ramdisk_image as u64 >= 48 * MIB);
+        // The limit below the initramfs' end leaves no room at all.
+        let mut low = img.clone();
+        put(&mut low, 0x22c, (40 * MIB as u32).to_le_bytes());
+        let e = err(&m, &boot(&low, Some(&fits), ""));
+        assert!(e.starts_with("initramfs:"), "{e}");
+    }
+
+    #[test]
+    fn kernel_footprint_must_fit() {
+        let img = fake_bzimage(0x1000, 0x800_0000); // 128 MiB from 16 MiB
+        let e = err(&mem(64 * MIB), &boot(&img, None, ""));
+        assert!(e.contains("too small"), "{e}");
+        let e = err(&mem(2 * MIB), &boot(&img, None, ""));
+        assert!(e.contains("too small"), "{e}");
+    }
+
+    #[test]
+    fn cmdline_limits() {
+        let m = mem(64 * MIB);
+        let mut img = fake_bzimage(0x1000, 0x40_0000);
+        let ok = "x".repeat(2047);
+        load_linux(&m, &boot(&img, None, &ok)).unwrap();
+        assert_eq!(cstr(&m, layout::CMDLINE), ok);
+        let long = "x".repeat(2048);
+        assert!(matches!(
+            load_linux(&m, &boot(&img, None, &long)),
+            Err(BootError::CmdlineTooLong {
+                len: 2048,
+                max: 2047
+            })
+        ));
+        // A kernel that claims more than Janus has room for gets Janus's limit.
+        put(&mut img, 0x238, 1_000_000u32.to_le_bytes());
+        let huge = "x".repeat(layout::CMDLINE_MAX + 1);
+        assert!(matches!(
+            load_linux(&m, &boot(&img, None, &huge)),
+            Err(BootError::CmdlineTooLong {
+                max: layout::CMDLINE_MAX,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn broken_bzimages_are_reported() {
+        let m = mem(64 * MIB);
+        let good = fake_bzimage(0x1000, 0x40_0000);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![], "truncated"),
+            (good[..0x230].to_vec(), "truncated"),
+            (good[..5 * 512].to_vec(), "truncated"),
+            (good[..good.len() - 16].to_vec(), "truncated"),
+            (
+                {
+                    let mut v = good.clone();
+                    v[0x202] = b'X';
+                    v
+                },
+                "HdrS",
+            ),
+            (b"MZ\x90\x00 a PE file, not a kernel".repeat(40), "HdrS"),
+            (
+                {
+                    let mut v = good.clone();
+                    put(&mut v, 0x1fe, [0, 0]);
+                    v
+                },
+                "boot flag",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    put(&mut v, 0x206, 0x0209u16.to_le_bytes());
+                    v
+                },
+                "too old",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v[0x211] = 0;
+                    v
+                },
+                "zImage",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    put(&mut v, 0x236, 0u16.to_le_bytes());
+                    v
+                },
+                "64-bit",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v[0x234] = 0;
+                    v
+                },
+                "relocatable",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    put(&mut v, 0x230, 0x3000u32.to_le_bytes());
+                    v
+                },
+                "kernel_alignment",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    put(&mut v, 0x24c, 0x10_0000u32.to_le_bytes());
+                    v
+                },
+                "payload",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    put(&mut v, 0x260, 0x10u32.to_le_bytes());
+                    v
+                },
+                "init_size",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v[0x1f1] = 0xff; // 128 KiB of setup code in an 8 KiB file
+                    v
+                },
+                "truncated",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v[0x201] = 0x10; // header ends at 0x212
+                    v
+                },
+                "too short",
+            ),
+        ];
+        for (img, want) in cases {
+            let e = err(&m, &boot(&img, None, ""));
+            assert!(e.starts_with("kernel image: "), "{e}");
+            assert!(e.contains(want), "wanted {want:?} in {e:?}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    /// Every single-byte corruption of the header and every truncation gives an error or a
+    /// successful load, never a panic, and never a write outside guest RAM.
+    #[test]
+    fn corrupted_headers_never_panic() {
+        let m = mem(64 * MIB);
+        let good = fake_bzimage(0x1000, 0x40_0000);
+        for at in 0x1f1..0x270 {
+            for v in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut img = good.clone();
+                img[at] = v;
+                let _ = load_linux(&m, &boot(&img, Some(&[1, 2, 3]), "x"));
+            }
+        }
+        for len in (0..good.len()).step_by(97) {
+            assert!(load_linux(&m, &boot(&good[..len], None, "")).is_err());
+        }
+    }
+
+    // --- PVH ---
+
+    /// An ELF64 image with one PT_LOAD segment at `paddr` and a PT_NOTE holding `notes`.
+    fn pvh_elf(paddr: u64, code: &[u8], memsz: u64, notes: &[u8]) -> Vec<u8> {
+        let (ehdr, phdr) = (64usize, 56usize);
+        let code_off = ehdr + 2 * phdr;
+        let note_off = code_off + code.len();
+        let mut v = vec![0u8; code_off];
+        v[..4].copy_from_slice(b"\x7fELF");
+        v[4] = 2;
+        v[5] = 1;
+        v[6] = 1;
+        put(&mut v, 16, 2u16.to_le_bytes());
+        put(&mut v, 18, 62u16.to_le_bytes());
+        put(&mut v, 20, 1u32.to_le_bytes());
+        put(&mut v, 24, paddr.to_le_bytes());
+        put(&mut v, 32, (ehdr as u64).to_le_bytes());
+        put(&mut v, 52, (ehdr as u16).to_le_bytes());
+        put(&mut v, 54, (phdr as u16).to_le_bytes());
+        put(&mut v, 56, 2u16.to_le_bytes());
+        let p = ehdr;
+        put(&mut v, p, 1u32.to_le_bytes()); // PT_LOAD
+        put(&mut v, p + 4, 5u32.to_le_bytes());
+        put(&mut v, p + 8, (code_off as u64).to_le_bytes());
+        put(&mut v, p + 16, paddr.to_le_bytes());
+        put(&mut v, p + 24, paddr.to_le_bytes());
+        put(&mut v, p + 32, (code.len() as u64).to_le_bytes());
+        put(&mut v, p + 40, memsz.to_le_bytes());
+        let p = ehdr + phdr;
+        put(&mut v, p, 4u32.to_le_bytes()); // PT_NOTE
+        put(&mut v, p + 8, (note_off as u64).to_le_bytes());
+        put(&mut v, p + 32, (notes.len() as u64).to_le_bytes());
+        put(&mut v, p + 40, (notes.len() as u64).to_le_bytes());
+        v.extend_from_slice(code);
+        v.extend_from_slice(notes);
+        v
+    }
+
+    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        v.extend_from_slice(&kind.to_le_bytes());
+        v.extend_from_slice(name);
+        v.resize(v.len().div_ceil(4) * 4, 0);
+        v.extend_from_slice(desc);
+        v.resize(v.len().div_ceil(4) * 4, 0);
+        v
+    }
+
+    #[test]
+    fn loads_a_pvh_vmlinux() {
+        let m = mem(64 * MIB);
+        let mut notes = note(b"GNU\0", 3, &[0xaa; 20]);
+        notes.extend(note(b"Xen\0", 18, &0x100_0040u32.to_le_bytes()));
+        let img = pvh_elf(0x100_0000, &[0xf4; 0x100], 0x20_0000, &notes);
+        let initrd = vec![7u8; 5000];
+        let s = load_linux(&m, &boot(&img, Some(&initrd), "console=ttyS0")).unwrap();
+
+        assert_eq!(s.rip, 0x100_0040);
+        assert_eq!(s.gprs[gpr::RBX], layout::PVH_START_INFO);
+        assert!(s.cs.db && !s.cs.l && s.cs.base == 0 && s.cs.limit == 0xffff_ffff);
+        assert_eq!(s.cr0 & bits::CR0_PG, 0);
+        assert_ne!(s.cr0 & bits::CR0_PE, 0);
+        assert_eq!((s.cr4, s.efer), (0, 0));
+        assert_eq!(s.rflags & bits::RFLAGS_IF, 0);
+        assert!(s.summary().contains("mode=protected"), "{}", s.summary());
+
+        let si: hvm_start_info = m.read_obj(GuestAddress(layout::PVH_START_INFO)).unwrap();
+        assert_eq!((si.magic, si.version), (XEN_HVM_START_MAGIC, 1));
+        assert_eq!(cstr(&m, si.cmdline_paddr), "console=ttyS0");
+        assert_eq!(scan_rsdp(&m), vec![si.rsdp_paddr]);
+        assert_eq!(si.nr_modules, 1);
+        let module: hvm_modlist_entry = m.read_obj(GuestAddress(si.modlist_paddr)).unwrap();
+        assert_eq!(module.size, 5000);
+        assert!(module.paddr >= 0x120_0000 && module.paddr.is_multiple_of(0x1000));
+        let map: Vec<(u64, u64, u32)> = (0..si.memmap_entries as u64)
+            .map(|i| {
+                let e: hvm_memmap_table_entry =
+                    m.read_obj(GuestAddress(si.memmap_paddr + 24 * i)).unwrap();
+                (e.addr, e.size, e.type_)
+            })
+            .collect();
+        check_e820(&map, 0x120_0000);
+        assert!(map.iter().any(|&(a, l, t)| t == E820_RAM
+            && a <= module.paddr
+            && module.paddr + module.size <= a + l));
+    }
+
+    #[test]
+    fn elf_without_pvh_note_is_refused() {
+        let m = mem(64 * MIB);
+        let img = pvh_elf(0x100_0000, &[0xf4], 0x1000, &note(b"GNU\0", 3, &[0; 8]));
+        let e = err(&m, &boot(&img, None, ""));
+        assert!(e.contains("PVH"), "{e}");
+        // An entry note pointing outside the kernel.
+        let img = pvh_elf(
+            0x100_0000,
+            &[0xf4],
+            0x1000,
+            &note(b"Xen\0", 18, &0x5000u32.to_le_bytes()),
+        );
+        let e = err(&m, &boot(&img, None, ""));
+        assert!(e.contains("not inside"), "{e}");
+    }
+
+    // --- the real kernel ---
+
+    fn asset(name: &str) -> Option<Vec<u8>> {
+        let dir = std::env::var_os("JANUS_GUEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/guest")
+            });
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!(
+                    "skipped: {} is missing ({e}); run scripts/guest-assets.sh",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn loads_debian_kernel() {
+        let (Some(kernel), Some(initrd)) = (asset("vmlinuz"), asset("initramfs.cpio.gz")) else {
+            return;
+        };
+        let m = mem(512 * MIB);
+        let cmdline = "console=ttyS0 panic=-1 janus.cmd=ZWNobyBoaQo=";
+        let s = load_linux(&m, &boot(&kernel, Some(&initrd), cmdline)).unwrap();
+        let info = parse_bzimage(&kernel).unwrap();
+        assert_eq!(s.rip, 0x10_0200);
+        assert_eq!(s.gprs[gpr::RSI], layout::ZERO_PAGE);
+
+        let p = zero_page(&m);
+        let h = p.hdr;
+        assert_eq!(h.type_of_loader, 0xff);
+        assert!(h.version >= 0x020f, "Debian 6.1 speaks protocol 2.15");
+        assert_eq!({ h.code32_start }, 0x10_0000);
+        assert_eq!(cstr(&m, h.cmd_line_ptr as u64), cmdline);
+        assert_eq!(h.ramdisk_size as usize, initrd.len());
+        let rd = h.ramdisk_image as u64;
+        let mut back = vec![0u8; initrd.len()];
+        m.read_slice(&mut back, GuestAddress(rd)).unwrap();
+        assert!(back == initrd);
+        let (_, run_end) = info.footprint(MIB).unwrap();
+        assert!(
+            rd >= run_end,
+            "initramfs {rd:#x} inside the kernel's buffer (..{run_end:#x})"
+        );
+        assert!(rd + initrd.len() as u64 <= 512 * MIB);
+        assert_eq!({ p.acpi_rsdp_addr }, 0xe_0000);
+        check_e820(&e820_of(&p), run_end);
+        let total: u64 = e820_of(&p)
+            .iter()
+            .filter(|e| e.2 == E820_RAM)
+            .map(|e| e.1)
+            .sum();
+        assert_eq!(total, 512 * MIB - (MIB - layout::EBDA_START));
+
+        // The protected-mode kernel sits at 1 MiB, byte for byte.
+        let mut k = vec![0u8; info.kernel_len];
+        m.read_slice(&mut k, GuestAddress(MIB)).unwrap();
+        assert!(k[..] == kernel[info.setup_len..]);
+        // The 64-bit entry is startup_64, 0x200 into the image; Linux's starts with cld; cli.
+        assert_eq!(&k[0x200..0x202], &[0xfc, 0xfa]);
+    }
 }
