@@ -667,6 +667,32 @@ mod tests {
     }
 
     #[test]
+    fn memory_above_the_hole() {
+        // 5 GiB laid out as janus-vmm does: 3 GiB from 0, 2 GiB from 4 GiB (sparse host mappings).
+        const GIB: u64 = 1 << 30;
+        let m = GuestMemory::from_ranges(&[
+            (GuestAddress(0), 3 * GIB as usize),
+            (GuestAddress(4 * GIB), 2 * GIB as usize),
+        ])
+        .unwrap();
+        let img = fake_bzimage(0x1000, 0x40_0000);
+        let initrd = vec![9u8; 3 * MIB as usize];
+        load_linux(&m, &boot(&img, Some(&initrd), "")).unwrap();
+        let p = zero_page(&m);
+        let map = e820_of(&p);
+        check_e820(&map, 0x140_0000);
+        let ram: Vec<_> = map.iter().filter(|e| e.2 == E820_RAM).collect();
+        assert_eq!(
+            ram.iter().map(|e| (e.0, e.0 + e.1)).collect::<Vec<_>>(),
+            vec![(0, 0x9_fc00), (MIB, 3 * GIB), (4 * GIB, 6 * GIB)]
+        );
+        // initrd_addr_max (2 GiB - 1) wins over the end of low RAM.
+        let h = p.hdr;
+        assert_eq!(h.ramdisk_image as u64, 2 * GIB - 3 * MIB);
+        assert_eq!({ p.ext_ramdisk_image }, 0);
+    }
+
+    #[test]
     fn no_initramfs_means_zero_ramdisk_fields() {
         let m = mem(64 * MIB);
         let img = fake_bzimage(0x1000, 0x40_0000);
