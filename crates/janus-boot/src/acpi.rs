@@ -18,9 +18,9 @@
 //! sleep type to PM1a_CNT, and any extra AML the platform adds ([`AcpiConfig::dsdt_aml`], for
 //! example a PCI host bridge: Linux finds PCI through the DSDT when ACPI is on).
 //!
-//! The MADT lists one local APIC per vCPU (APIC ID = vCPU index), one I/O APIC with the next ID,
-//! the two ISA overrides a PC has (IRQ 0 -> GSI 2, SCI level-triggered) and PCAT_COMPAT (8259s
-//! present). There is no HPET table: the platform has no HPET.
+//! The MADT lists one local APIC per vCPU (APIC ID = vCPU index), one I/O APIC (by default with
+//! the next ID), the two ISA overrides a PC has (IRQ 0 -> GSI 2, SCI level-triggered), the LINT1
+//! NMI and PCAT_COMPAT (8259s present). There is no HPET table: the platform has no HPET.
 
 use crate::{layout, BootError, Result};
 use acpi_tables::aml;
@@ -71,6 +71,11 @@ pub const INTI_LEVEL: u16 = 0b11 << 2;
 pub struct AcpiConfig {
     /// vCPUs (1..=[`MAX_VCPUS`]); vCPU `i` has APIC ID `i` and ACPI processor UID `i`.
     pub vcpus: u32,
+    /// The I/O APIC's ID in the MADT; [`AcpiConfig::new`] makes it the one after the last
+    /// CPU's. It should match what the I/O APIC model reports in its ID register (Linux on
+    /// x86-64 takes the MADT's value and never reprograms the register, so a mismatch is
+    /// harmless but confusing).
+    pub ioapic_id: u8,
     /// AML appended to the DSDT's body after `\_S5` (devices the platform wants the OS to find
     /// through ACPI, such as a PCI host bridge). Empty by default.
     pub dsdt_aml: Vec<u8>,
@@ -80,13 +85,9 @@ impl AcpiConfig {
     pub fn new(vcpus: u32) -> AcpiConfig {
         AcpiConfig {
             vcpus,
+            ioapic_id: vcpus.min(MAX_VCPUS) as u8,
             dsdt_aml: Vec::new(),
         }
-    }
-
-    /// The I/O APIC's ID: the one after the last CPU's.
-    pub fn ioapic_id(&self) -> u8 {
-        self.vcpus.min(MAX_VCPUS) as u8
     }
 }
 
@@ -195,7 +196,10 @@ pub fn madt(cfg: &AcpiConfig) -> Result<Vec<u8>> {
             EnabledStatus::Enabled,
         )));
     }
-    t.append_slice(&to_bytes(&IoApic::new(cfg.ioapic_id(), ioapic, 0)));
+    if cfg.ioapic_id == 0xff {
+        return Err(bad("I/O APIC ID 0xff is the broadcast ID"));
+    }
+    t.append_slice(&to_bytes(&IoApic::new(cfg.ioapic_id, ioapic, 0)));
     // The PIT's IRQ 0 is wired to I/O APIC pin 2 (pin 0 carries the 8259's INTR), edge.
     t.append_slice(&int_src_override(0, 2, INTI_ACTIVE_HIGH | INTI_EDGE));
     // The SCI is level-triggered, active high, on its own pin.
@@ -520,6 +524,14 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(nmis, 1);
+
+        // The I/O APIC ID can follow the device model instead.
+        let cfg = AcpiConfig {
+            ioapic_id: 0,
+            ..AcpiConfig::new(2)
+        };
+        let t = table(&m, write_acpi_tables(&m, &cfg).unwrap().madt, b"APIC");
+        assert_eq!(&t[44 + 2 * 8..44 + 2 * 8 + 3], &[1, 12, 0]);
     }
 
     #[test]
