@@ -71,3 +71,19 @@ pub const LAPIC_SIZE: u64 = 0x1000;
 /// from CPUID leaf 0x15 ECX (the "crystal") when that is non-zero, so the CPUID a guest sees
 /// must report this same number there.
 pub const LAPIC_TIMER_HZ: u64 = 25_000_000;
+
+/// ACPI PM timer block: one 32-bit port (a 24-bit counter at 3.579545 MHz; the FADT says 24-bit).
+pub const PM_TMR_BLK: u16 = 0x608;
+/// ACPI PM timer frequency in Hz.
+pub const PM_TMR_HZ: u64 = 3_579_545;
+/// ISA IRQ (and I/O APIC GSI) of the ACPI system control interrupt (SCI), level-triggered.
+pub const SCI_IRQ: u32 = 9;
+
+/// Bytes of MMIO the local APIC and the I/O APIC each occupy.
+pub const APIC_MMIO_SIZE: u64 = 0x1000;
+
+/// CMOS RAM index of the century byte (BCD), as the ACPI FADT tells the OS.
+pub const CMOS_CENTURY: u8 = 0x32;
+/// Written to the i8042 command port, pulses the CPU reset line; the ACPI FADT names this as the
+/// reset register.
+pub const I8042_CMD_RESET: u8 = 0xfe;

@@ -1,9 +1,17 @@
-//! Putting a guest into memory and giving its first vCPU a state to start from.
+//! Putting a guest into memory and giving its first vCPU a state to start from: Janus's own ELF
+//! guests (direct 64-bit entry), and unmodified Linux (bzImage or PVH vmlinux) with an e820 map
+//! and ACPI tables.
 
+pub mod acpi;
+pub mod e820;
 pub mod elf;
 pub mod gdt;
 pub mod layout;
+pub mod linux;
 pub mod paging;
+
+pub use acpi::{write_acpi, AcpiConfig};
+pub use linux::{load_linux, LinuxBoot};
 
 use janus_abi::boot::{BootInfo, BOOT_INFO_MAGIC};
 use janus_engine::cpu::{bits, gpr};
@@ -19,6 +27,10 @@ pub enum BootError {
     CmdlineTooLong { len: usize, max: usize },
     #[error("guest memory of {size} bytes is too small (at least {min} bytes are needed)")]
     MemoryTooSmall { size: u64, min: u64 },
+    #[error("initramfs: {0}")]
+    Initramfs(String),
+    #[error("ACPI tables: {0}")]
+    Acpi(String),
     #[error("writing boot structures into guest memory failed: {0}")]
     Memory(#[from] vm_memory::GuestMemoryError),
 }
@@ -94,10 +106,7 @@ pub fn long_mode_state(entry: u64) -> CpuState {
         ss: gdt::segment(gdt::DATA),
         tr: gdt::segment(gdt::TSS),
         ldt: gdt::null_ldt(),
-        gdt: DescriptorTable {
-            base: layout::GDT,
-            limit: (gdt::ENTRIES.len() * 8 - 1) as u16,
-        },
+        gdt: gdt::register(&gdt::ENTRIES),
         idt: DescriptorTable { base: 0, limit: 0 },
         cr0: bits::CR0_PE
             | bits::CR0_MP

@@ -15,7 +15,7 @@ const CNT: usize = 4;
 /// Offset of the PM timer (port 0x608).
 pub const TMR: usize = 8;
 /// The PM timer's frequency.
-pub const PM_TIMER_HZ: u64 = 3_579_545;
+pub const PM_TIMER_HZ: u64 = pc::PM_TMR_HZ;
 const SLP_TYP_MASK: u16 = 7 << pc::PM1_SLP_TYP_SHIFT;
 const SCI_EN: u16 = 1;
 
