@@ -284,9 +284,79 @@ pub fn write_acpi(mem: &GuestMemory, cfg: &AcpiConfig) -> Result<u64> {
     Ok(write_acpi_tables(mem, cfg)?.rsdp)
 }
 
+/// Start of the 32-bit PCI memory window (the MMIO hole below 4 GiB, up to the I/O APIC).
+pub const PCI_MMIO_START: u32 = 0xc000_0000;
+/// End (inclusive) of the 32-bit PCI memory window.
+pub const PCI_MMIO_END: u32 = 0xfebf_ffff;
+
+/// One `_PRT` entry: PCI `slot`'s interrupt `pin` (0 = INTA#) is wired to `gsi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciRoute {
+    pub slot: u8,
+    pub pin: u8,
+    pub gsi: u32,
+}
+
+/// AML for the PCI host bridge `\_SB.PCI0` (PNP0A03, bus 0): its bus, I/O and memory windows
+/// and the interrupt routing of its slots. Under ACPI, Linux enumerates PCI only below a host
+/// bridge the DSDT declares.
+pub fn pci_host_bridge_aml(routes: &[PciRoute]) -> Vec<u8> {
+    use aml::{
+        AddressSpaceCacheable, Device, EISAName, Name, Package, Path, ResourceTemplate, Zero, IO,
+    };
+    let hid = EISAName::new("PNP0A03");
+    let bus = aml::AddressSpace::<u16>::new_bus_number(0, 0xff);
+    let cfg_ports = IO::new(0xcf8, 0xcf8, 1, 8);
+    let io_low = aml::AddressSpace::<u16>::new_io(0x0000, 0x0cf7, None);
+    let io_high = aml::AddressSpace::<u16>::new_io(0x0d00, 0xffff, None);
+    let memory = |min, max| {
+        aml::AddressSpace::<u32>::new_memory(AddressSpaceCacheable::NotCacheable, true, min, max, None)
+    };
+    let vga = memory(0x000a_0000, 0x000b_ffff);
+    let mmio = memory(PCI_MMIO_START, PCI_MMIO_END);
+    let crs = ResourceTemplate::new(vec![&bus, &cfg_ports, &io_low, &io_high, &vga, &mmio]);
+    // Each _PRT entry: Package { address (slot << 16 | 0xFFFF), pin, source (0 = GSI), GSI }.
+    let fields: Vec<(u32, u8, u32)> = routes
+        .iter()
+        .map(|r| (((r.slot as u32) << 16) | 0xffff, r.pin, r.gsi))
+        .collect();
+    let entries: Vec<Package> = fields
+        .iter()
+        .map(|(addr, pin, gsi)| Package::new(vec![addr, pin, &Zero {}, gsi]))
+        .collect();
+    let prt = Package::new(entries.iter().map(|e| e as &dyn Aml).collect());
+    let hid_name = Name::new("_HID".into(), &hid);
+    let adr = Name::new("_ADR".into(), &Zero {});
+    let bbn = Name::new("_BBN".into(), &Zero {});
+    let uid = Name::new("_UID".into(), &Zero {});
+    let crs_name = Name::new("_CRS".into(), &crs);
+    let prt_name = Name::new("_PRT".into(), &prt);
+    let dev = Device::new(
+        Path::new("\\_SB_.PCI0"),
+        vec![&hid_name, &adr, &bbn, &uid, &crs_name, &prt_name],
+    );
+    let mut out = Vec::new();
+    dev.to_aml_bytes(&mut out);
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    #[test]
+    fn pci_host_bridge_declares_pnp0a03_and_routes() {
+        let aml = pci_host_bridge_aml(&[PciRoute {
+            slot: 3,
+            pin: 0,
+            gsi: 11,
+        }]);
+        // DeviceOp (0x5b 0x82) and the compressed EISA id of PNP0A03 (0x41d00a03).
+        assert_eq!(&aml[..2], &[0x5b, 0x82]);
+        assert!(aml.windows(4).any(|w| w == [0x41, 0xd0, 0x0a, 0x03]));
+        assert!(aml.windows(4).any(|w| w == b"_PRT"));
+        assert!(aml.windows(4).any(|w| w == 0x0003_ffffu32.to_le_bytes()));
+    }
+
 
     fn mem() -> GuestMemory {
         GuestMemory::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap()

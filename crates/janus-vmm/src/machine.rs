@@ -103,42 +103,73 @@ const ABSENT: &[(u16, u16, &str)] = &[
     (0x3c0, 0x20, "vga (absent)"),
 ];
 
-fn read_kernel(source: &KernelSource) -> Result<Cow<'static, [u8]>> {
+/// How a guest image is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BootKind {
+    /// Linux: a bzImage through the boot protocol, or a vmlinux through its PVH note, with
+    /// ACPI tables and an e820 map.
+    Linux,
+    /// Janus's direct 64-bit ELF entry (the embedded demo guest and other plain ELFs).
+    Elf,
+}
+
+fn read_kernel(source: &KernelSource) -> Result<(Cow<'static, [u8]>, BootKind)> {
     match source {
-        KernelSource::EmbeddedDemo => Ok(Cow::Borrowed(janus_guests::DEMO_ELF)),
+        KernelSource::EmbeddedDemo => Ok((Cow::Borrowed(janus_guests::DEMO_ELF), BootKind::Elf)),
         KernelSource::File(path) => {
             let image = std::fs::read(path).map_err(|source| VmmError::KernelRead {
                 path: path.clone(),
                 source,
             })?;
-            if image.get(0x202..0x206) == Some(b"HdrS") {
-                return Err(VmmError::Config(format!(
-                    "kernel {}: a Linux bzImage, which needs the Linux boot protocol; Janus boots only x86-64 ELF guests so far",
-                    path.display()
-                )));
-            }
-            Ok(Cow::Owned(image))
+            let linux = image.get(0x202..0x206) == Some(b"HdrS")
+                || janus_boot::elf::has_pvh_note(&image);
+            let kind = if linux { BootKind::Linux } else { BootKind::Elf };
+            Ok((Cow::Owned(image), kind))
         }
     }
+}
+
+fn read_initramfs(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        VmmError::Config(format!("cannot read initramfs {}: {e}", path.display()))
+    })
 }
 
 impl Machine {
     /// Builds the VM `config` describes, with console output going to `console`.
     pub fn build(config: &VmConfig, console: ConsoleOut) -> Result<Machine> {
         config.validate()?;
-        if config.initramfs.is_some() {
-            return Err(VmmError::Config(
-                "--initramfs: loading an initramfs needs the Linux boot protocol, which Janus does not have yet".into(),
-            ));
-        }
-        let image = read_kernel(&config.kernel)?;
+        let (image, boot) = read_kernel(&config.kernel)?;
+        let initramfs = match &config.initramfs {
+            Some(_) if boot == BootKind::Elf => {
+                return Err(VmmError::Config(
+                    "--initramfs: the kernel is not Linux (no bzImage header or PVH note), so it cannot take an initramfs".into(),
+                ))
+            }
+            Some(p) => Some(read_initramfs(p)?),
+            None => None,
+        };
         let disk = match &config.disk {
             Some(path) => Some(Arc::new(DiskImage::open(path)?)),
             None => None,
         };
         let selection = engine::select(config.engine)?;
         let mem = memory::create(config.memory_bytes)?;
-        let entry = janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?;
+        let entry = match boot {
+            BootKind::Elf => janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?,
+            BootKind::Linux => {
+                let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
+                acpi.ioapic_id = pc::IOAPIC_ID;
+                acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&[]);
+                let linux = janus_boot::linux::LinuxBoot {
+                    kernel: &image,
+                    initramfs: initramfs.as_deref(),
+                    cmdline: &config.cmdline,
+                    acpi: &acpi,
+                };
+                janus_boot::linux::load_linux(&mem, &linux)?
+            }
+        };
 
         let start = Instant::now();
         let mono = move || pit8254::host_mono_clock(start);
