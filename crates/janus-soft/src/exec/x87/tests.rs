@@ -1,0 +1,430 @@
+//! Differential tests: the same x87 code run under the soft CPU and natively on the host.
+//!
+//! A test program loops over a table of input vectors. For each vector it starts from
+//! FNINIT, loads the vector's control word, builds a register stack, sets RFLAGS, runs the
+//! instruction under test and records the whole FPU with FNSAVE (a no-wait instruction, so an
+//! unmasked exception is recorded rather than taken, and FNSAVE reinitialises the FPU for the
+//! next vector), plus RFLAGS, RAX and a memory result. The code and data sit at the same
+//! addresses in both runs (the native run maps them at `CODE` and `DATA` in the test process),
+//! so even the instruction and data pointers compare equal.
+
+mod harness;
+
+use super::host::F80;
+use harness::{run_vectors, Emit, Vector};
+use iced_x86::code_asm::*;
+
+const fn v(se: u16, sig: u64) -> F80 {
+    F80 { sig, se }
+}
+
+/// 80-bit operands: every class, the boundaries, and values that round interestingly.
+const VALUES: &[F80] = &[
+    v(0x0000, 0),
+    v(0x8000, 0),
+    v(0x3fff, 1 << 63),
+    v(0xbfff, 1 << 63),
+    v(0x4000, 0xc000_0000_0000_0000), // 3
+    v(0x3ffd, 0xaaaa_aaaa_aaaa_aaab), // 1/3
+    v(0x4000, 0xc90f_daa2_2168_c235), // pi
+    v(0xc001, 0xe800_0000_0000_0000), // -7.25
+    v(0x4000, 0xa000_0000_0000_0000), // 2.5
+    v(0xbffe, 0xc000_0000_0000_0000), // -0.75
+    v(0x400d, 0xffff_0000_0000_0000), // 32767.5
+    v(0xc00e, 0x8000_8000_0000_0000), // -32768.5
+    v(0x403e, 0x8000_0000_0000_0000), // 2^63
+    v(0x403d, 0xffff_ffff_ffff_ffff), // 2^63 - 0.5
+    v(0x7ffe, 0xffff_ffff_ffff_ffff), // largest
+    v(0x6000, 0x8000_0000_0000_0001), // huge
+    v(0x0001, 0x8000_0000_0000_0000), // smallest normal
+    v(0x1000, 0xc000_0000_0000_0001), // tiny
+    v(0x0000, 0x0000_0000_0000_0001), // smallest denormal
+    v(0x8000, 0x4000_0000_0000_0000), // -denormal
+    v(0x0000, 0x8000_0000_0000_0000), // pseudo-denormal
+    v(0x7fff, 0x8000_0000_0000_0000), // +inf
+    v(0xffff, 0x8000_0000_0000_0000), // -inf
+    v(0x7fff, 0xc000_0000_0000_0001), // QNaN
+    v(0xffff, 0x8000_0000_0000_0005), // -SNaN
+    v(0x7fff, 0xa000_0000_0000_0000), // SNaN
+    F80::INDEFINITE,
+    v(0x3fff, 0x4000_0000_0000_0000), // unnormal
+    v(0x7fff, 0x4000_0000_0000_0000), // pseudo-NaN
+    v(0x7fff, 0x0000_0000_0000_0000), // pseudo-infinity
+    v(0x403f, 0xc90f_daa2_2168_c235), // pi * 2^64 (out of FSIN's range)
+];
+
+/// A few operands, for tests that do not depend much on the value.
+const FEW: &[F80] = &[
+    v(0x3fff, 1 << 63),
+    v(0xc000, 0xc90f_daa2_2168_c235),
+    v(0x0000, 0),
+    v(0x7fff, 0xa000_0000_0000_0000),
+    v(0x0000, 0x0000_0000_0000_0001),
+];
+
+/// Control words: every rounding and precision control, all masked, all unmasked, and each
+/// exception unmasked alone.
+const CWS: &[u16] = &[
+    0x037f, 0x077f, 0x0b7f, 0x0f7f, 0x007f, 0x027f, 0x0340, 0x037e, 0x037d, 0x037b, 0x0377, 0x036f,
+    0x035f,
+];
+
+/// RFLAGS values the vectors cycle through (for FCMOVcc).
+const FLAGS: &[u64] = &[0, 0x8d5, 0x001, 0x040, 0x004, 0x041];
+
+/// Vectors for every pair of `a` and `b` (memory operand `m` from `mems`, cycled).
+fn pairs(a: &[F80], b: &[F80], mems: &[&[u8]]) -> Vec<Vector> {
+    let mut out = Vec::new();
+    for (j, x) in a.iter().enumerate() {
+        for (k, y) in b.iter().enumerate() {
+            let n = out.len();
+            out.push(Vector {
+                a: *x,
+                b: *y,
+                mem: mems
+                    .get((j + k) % mems.len().max(1))
+                    .map_or(vec![], |m| m.to_vec()),
+                flags: FLAGS[n % FLAGS.len()],
+            });
+        }
+    }
+    out
+}
+
+/// Vectors for `a` against each memory operand.
+fn with_mem(a: &[F80], mems: &[&[u8]]) -> Vec<Vector> {
+    let mut out = Vec::new();
+    for x in a {
+        for m in mems {
+            let n = out.len();
+            out.push(Vector {
+                a: *x,
+                b: FEW[n % FEW.len()],
+                mem: m.to_vec(),
+                flags: FLAGS[n % FLAGS.len()],
+            });
+        }
+    }
+    out
+}
+
+/// Runs `op` after `setup` for every control word in `cws`.
+fn check_all(name: &str, setup: Emit, op: Emit, vectors: &[Vector], cws: &[u16]) {
+    for &cw in cws {
+        run_vectors(name, cw, setup, op, vectors);
+    }
+}
+
+// ------------------------------------------------------------------ stack set-ups
+
+/// st(0) = a, st(1) = b.
+fn two(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.fld(tword_ptr(rsi + 10))?;
+    a.fld(tword_ptr(rsi))
+}
+
+/// st(0) = a.
+fn one(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.fld(tword_ptr(rsi))
+}
+
+/// An empty stack.
+fn none(_: &mut CodeAssembler) -> Result<(), IcedError> {
+    Ok(())
+}
+
+/// st(0) = a, st(1) empty, st(2) = b.
+fn gap(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    two(a)?;
+    a.fld(tword_ptr(rsi))?;
+    a.ffree(st1)
+}
+
+/// All eight registers full, st(0) = a, st(1) = b.
+fn full(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    for _ in 0..6 {
+        a.fld(tword_ptr(rsi + 10))?;
+    }
+    two(a)
+}
+
+/// st(0) = a, st(1) = b, and st(7) full (a push overflows).
+fn top_full(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    two(a)?;
+    a.fld(tword_ptr(rsi + 10))?;
+    a.fincstp()
+}
+
+const SETUPS: &[(&str, Emit)] = &[("two", two), ("one", one), ("none", none), ("gap", gap)];
+
+// ------------------------------------------------------------------ memory operands
+
+const M32: &[&[u8]] = &[
+    &0u32.to_le_bytes(),
+    &0x8000_0000u32.to_le_bytes(),
+    &0x3f80_0000u32.to_le_bytes(),
+    &0xbfc0_0000u32.to_le_bytes(),
+    &0x0000_0001u32.to_le_bytes(),
+    &0x807f_ffffu32.to_le_bytes(),
+    &0x7f80_0000u32.to_le_bytes(),
+    &0xff80_0000u32.to_le_bytes(),
+    &0x7fc0_0001u32.to_le_bytes(),
+    &0x7f80_0001u32.to_le_bytes(),
+    &0x7f7f_ffffu32.to_le_bytes(),
+    &0x4049_0fdbu32.to_le_bytes(),
+];
+
+const M64: &[&[u8]] = &[
+    &0u64.to_le_bytes(),
+    &0x3ff0_0000_0000_0000u64.to_le_bytes(),
+    &0xc004_0000_0000_0000u64.to_le_bytes(),
+    &0x0000_0000_0000_0001u64.to_le_bytes(),
+    &0x7ff0_0000_0000_0000u64.to_le_bytes(),
+    &0xfff8_0000_0000_0001u64.to_le_bytes(),
+    &0x7ff0_0000_0000_0001u64.to_le_bytes(),
+    &0x7fef_ffff_ffff_ffffu64.to_le_bytes(),
+    &0x01a5_6e1f_c2f8_f359u64.to_le_bytes(),
+    &0x4009_21fb_5444_2d18u64.to_le_bytes(),
+];
+
+const M16: &[&[u8]] = &[
+    &0u16.to_le_bytes(),
+    &1u16.to_le_bytes(),
+    &0xffffu16.to_le_bytes(),
+    &0x7fffu16.to_le_bytes(),
+    &0x8000u16.to_le_bytes(),
+    &3u16.to_le_bytes(),
+];
+
+const M32I: &[&[u8]] = &[
+    &0u32.to_le_bytes(),
+    &1u32.to_le_bytes(),
+    &0xffff_ffffu32.to_le_bytes(),
+    &0x7fff_ffffu32.to_le_bytes(),
+    &0x8000_0000u32.to_le_bytes(),
+    &12345u32.to_le_bytes(),
+];
+
+const M64I: &[&[u8]] = &[
+    &0u64.to_le_bytes(),
+    &u64::MAX.to_le_bytes(),
+    &0x8000_0000_0000_0000u64.to_le_bytes(),
+    &0x7fff_ffff_ffff_ffffu64.to_le_bytes(),
+    &0x0020_0000_0000_0001u64.to_le_bytes(),
+];
+
+const BCD: &[&[u8]] = &[
+    &[0; 10],
+    &[0x34, 0x12, 0, 0, 0, 0, 0, 0, 0, 0],
+    &[0x99, 0x99, 0x99, 0x99, 0x99, 0x99, 0x99, 0x99, 0x99, 0x80],
+    &[0xab, 0xcd, 0, 0, 0, 0, 0, 0, 0, 0x80],
+    &[0, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0xff],
+];
+
+const M80: &[&[u8]] = &[
+    &[0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f],
+    &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    &[1, 0, 0, 0, 0, 0, 0, 0xa0, 0xff, 0x7f],
+    &[0, 0, 0, 0, 0, 0, 0, 0x40, 0xff, 0x3f],
+];
+
+// ------------------------------------------------------------------ arithmetic
+
+macro_rules! ops {
+    ($($name:literal => |$a:ident| $body:expr),* $(,)?) => {
+        &[$(($name, {
+            fn emit($a: &mut CodeAssembler) -> Result<(), IcedError> {
+                $body
+            }
+            emit as Emit
+        })),*]
+    };
+}
+
+const ARITH_REG: &[(&str, Emit)] = ops![
+    "fadd st0,st1" => |a| a.fadd_2(st0, st1),
+    "fadd st1,st0" => |a| a.fadd_2(st1, st0),
+    "faddp st1" => |a| a.faddp(st1, st0),
+    "fadd st0,st0" => |a| a.fadd_2(st0, st0),
+    "fmul st0,st1" => |a| a.fmul_2(st0, st1),
+    "fmulp st1" => |a| a.fmulp(st1, st0),
+    "fsub st0,st1" => |a| a.fsub_2(st0, st1),
+    "fsub st1,st0" => |a| a.fsub_2(st1, st0),
+    "fsubp st1" => |a| a.fsubp(st1, st0),
+    "fsubr st0,st1" => |a| a.fsubr_2(st0, st1),
+    "fsubr st1,st0" => |a| a.fsubr_2(st1, st0),
+    "fsubrp st1" => |a| a.fsubrp(st1, st0),
+    "fdiv st0,st1" => |a| a.fdiv_2(st0, st1),
+    "fdiv st1,st0" => |a| a.fdiv_2(st1, st0),
+    "fdivp st1" => |a| a.fdivp(st1, st0),
+    "fdivr st0,st1" => |a| a.fdivr_2(st0, st1),
+    "fdivr st1,st0" => |a| a.fdivr_2(st1, st0),
+    "fdivrp st1" => |a| a.fdivrp(st1, st0),
+    "fsubp st0" => |a| a.fsubp(st0, st0),
+    "fadd st0,st2" => |a| a.fadd_2(st0, st2),
+];
+
+#[test]
+fn arithmetic_registers() {
+    let vectors = pairs(VALUES, VALUES, &[]);
+    for (name, op) in ARITH_REG {
+        check_all(name, two, *op, &vectors, CWS);
+    }
+}
+
+const ARITH_MEM: &[(&str, Emit, &[&[u8]])] = &[
+    ("fadd m32", |a| a.fadd(dword_ptr(rsi + 20)), M32),
+    ("fmul m32", |a| a.fmul(dword_ptr(rsi + 20)), M32),
+    ("fsub m32", |a| a.fsub(dword_ptr(rsi + 20)), M32),
+    ("fsubr m32", |a| a.fsubr(dword_ptr(rsi + 20)), M32),
+    ("fdiv m32", |a| a.fdiv(dword_ptr(rsi + 20)), M32),
+    ("fdivr m32", |a| a.fdivr(dword_ptr(rsi + 20)), M32),
+    ("fadd m64", |a| a.fadd(qword_ptr(rsi + 20)), M64),
+    ("fmul m64", |a| a.fmul(qword_ptr(rsi + 20)), M64),
+    ("fsub m64", |a| a.fsub(qword_ptr(rsi + 20)), M64),
+    ("fsubr m64", |a| a.fsubr(qword_ptr(rsi + 20)), M64),
+    ("fdiv m64", |a| a.fdiv(qword_ptr(rsi + 20)), M64),
+    ("fdivr m64", |a| a.fdivr(qword_ptr(rsi + 20)), M64),
+    ("fiadd m16", |a| a.fiadd(word_ptr(rsi + 20)), M16),
+    ("fimul m16", |a| a.fimul(word_ptr(rsi + 20)), M16),
+    ("fisub m16", |a| a.fisub(word_ptr(rsi + 20)), M16),
+    ("fisubr m16", |a| a.fisubr(word_ptr(rsi + 20)), M16),
+    ("fidiv m16", |a| a.fidiv(word_ptr(rsi + 20)), M16),
+    ("fidivr m16", |a| a.fidivr(word_ptr(rsi + 20)), M16),
+    ("fiadd m32", |a| a.fiadd(dword_ptr(rsi + 20)), M32I),
+    ("fimul m32", |a| a.fimul(dword_ptr(rsi + 20)), M32I),
+    ("fisub m32", |a| a.fisub(dword_ptr(rsi + 20)), M32I),
+    ("fisubr m32", |a| a.fisubr(dword_ptr(rsi + 20)), M32I),
+    ("fidiv m32", |a| a.fidiv(dword_ptr(rsi + 20)), M32I),
+    ("fidivr m32", |a| a.fidivr(dword_ptr(rsi + 20)), M32I),
+];
+
+#[test]
+fn arithmetic_memory() {
+    for (name, op, mems) in ARITH_MEM {
+        check_all(name, one, *op, &with_mem(VALUES, mems), CWS);
+    }
+}
+
+/// Every register form with empty operands and gaps: stack underflow, masked and not.
+#[test]
+fn arithmetic_underflow() {
+    let vectors = pairs(FEW, FEW, &[]);
+    for (name, op) in ARITH_REG {
+        for (setup_name, setup) in SETUPS {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, *setup, *op, &vectors, &[0x037f, 0x037e]);
+        }
+    }
+    for (name, op, mems) in ARITH_MEM {
+        check_all(name, none, *op, &with_mem(FEW, mems), &[0x037f, 0x037e]);
+    }
+}
+
+// ------------------------------------------------------------------ comparisons
+
+const COMPARES: &[(&str, Emit)] = ops![
+    "fcom st1" => |a| a.fcom_2(st0, st1),
+    "fcomp st1" => |a| a.fcomp_2(st0, st1),
+    "fcompp" => |a| a.fcompp(),
+    "fucom st1" => |a| a.fucom(st0, st1),
+    "fucomp st1" => |a| a.fucomp(st0, st1),
+    "fucompp" => |a| a.fucompp(),
+    "fcomi st1" => |a| a.fcomi(st0, st1),
+    "fcomip st1" => |a| a.fcomip(st0, st1),
+    "fucomi st1" => |a| a.fucomi(st0, st1),
+    "fucomip st1" => |a| a.fucomip(st0, st1),
+    "fcom st0" => |a| a.fcom_2(st0, st0),
+    "fcomi st2" => |a| a.fcomi(st0, st2),
+    "ftst" => |a| a.ftst(),
+    "fxam" => |a| a.fxam(),
+];
+
+const COMPARES_MEM: &[(&str, Emit, &[&[u8]])] = &[
+    ("fcom m32", |a| a.fcom(dword_ptr(rsi + 20)), M32),
+    ("fcomp m32", |a| a.fcomp(dword_ptr(rsi + 20)), M32),
+    ("fcom m64", |a| a.fcom(qword_ptr(rsi + 20)), M64),
+    ("fcomp m64", |a| a.fcomp(qword_ptr(rsi + 20)), M64),
+    ("ficom m16", |a| a.ficom(word_ptr(rsi + 20)), M16),
+    ("ficomp m16", |a| a.ficomp(word_ptr(rsi + 20)), M16),
+    ("ficom m32", |a| a.ficom(dword_ptr(rsi + 20)), M32I),
+    ("ficomp m32", |a| a.ficomp(dword_ptr(rsi + 20)), M32I),
+];
+
+#[test]
+fn comparisons() {
+    let vectors = pairs(VALUES, VALUES, &[]);
+    for (name, op) in COMPARES {
+        check_all(name, two, *op, &vectors, &[0x037f, 0x037e, 0x037d, 0x0340]);
+    }
+    for (name, op, mems) in COMPARES_MEM {
+        check_all(
+            name,
+            one,
+            *op,
+            &with_mem(VALUES, mems),
+            &[0x037f, 0x037e, 0x037d],
+        );
+    }
+}
+
+#[test]
+fn comparison_underflow() {
+    let vectors = pairs(FEW, FEW, &[]);
+    for (name, op) in COMPARES {
+        for (setup_name, setup) in SETUPS {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, *setup, *op, &vectors, &[0x037f, 0x037e]);
+        }
+    }
+    for (name, op, mems) in COMPARES_MEM {
+        check_all(name, none, *op, &with_mem(FEW, mems), &[0x037f, 0x037e]);
+    }
+}
+
+// ------------------------------------------------------------------ functions
+
+const FUNCTIONS: &[(&str, Emit)] = ops![
+    "fsqrt" => |a| a.fsqrt(),
+    "frndint" => |a| a.frndint(),
+    "f2xm1" => |a| a.f2xm1(),
+    "fsin" => |a| a.fsin(),
+    "fcos" => |a| a.fcos(),
+    "fabs" => |a| a.fabs(),
+    "fchs" => |a| a.fchs(),
+    "fptan" => |a| a.fptan(),
+    "fsincos" => |a| a.fsincos(),
+    "fxtract" => |a| a.fxtract(),
+    "fscale" => |a| a.fscale(),
+    "fprem" => |a| a.fprem(),
+    "fprem1" => |a| a.fprem1(),
+    "fyl2x" => |a| a.fyl2x(),
+    "fyl2xp1" => |a| a.fyl2xp1(),
+    "fpatan" => |a| a.fpatan(),
+];
+
+#[test]
+fn functions() {
+    let vectors = pairs(VALUES, VALUES, &[]);
+    for (name, op) in FUNCTIONS {
+        check_all(name, two, *op, &vectors, CWS);
+    }
+}
+
+#[test]
+fn function_stack_faults() {
+    let vectors = pairs(FEW, FEW, &[]);
+    let setups: &[(&str, Emit)] = &[
+        ("one", one),
+        ("none", none),
+        ("gap", gap),
+        ("full", full),
+        ("top full", top_full),
+    ];
+    for (name, op) in FUNCTIONS {
+        for (setup_name, setup) in setups {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, *setup, *op, &vectors, &[0x037f, 0x037e]);
+        }
+    }
+}
