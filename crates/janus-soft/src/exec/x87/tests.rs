@@ -155,7 +155,19 @@ fn top_full(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.fincstp()
 }
 
-const SETUPS: &[(&str, Emit)] = &[("two", two), ("one", one), ("none", none), ("gap", gap)];
+/// st(0) empty (holding a), st(1) = b.
+fn hole(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    two(a)?;
+    a.ffree(st0)
+}
+
+const SETUPS: &[(&str, Emit)] = &[
+    ("two", two),
+    ("one", one),
+    ("none", none),
+    ("gap", gap),
+    ("hole", hole),
+];
 
 // ------------------------------------------------------------------ memory operands
 
@@ -425,6 +437,187 @@ fn function_stack_faults() {
         for (setup_name, setup) in setups {
             let name = format!("{name} ({setup_name})");
             check_all(&name, *setup, *op, &vectors, &[0x037f, 0x037e]);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ loads and stores
+
+const LOADS: &[(&str, Emit, &[&[u8]])] = &[
+    ("fld m32", |a| a.fld(dword_ptr(rsi + 20)), M32),
+    ("fld m64", |a| a.fld(qword_ptr(rsi + 20)), M64),
+    ("fld m80", |a| a.fld(tword_ptr(rsi + 20)), M80),
+    ("fild m16", |a| a.fild(word_ptr(rsi + 20)), M16),
+    ("fild m32", |a| a.fild(dword_ptr(rsi + 20)), M32I),
+    ("fild m64", |a| a.fild(qword_ptr(rsi + 20)), M64I),
+    ("fbld", |a| a.fbld(tword_ptr(rsi + 20)), BCD),
+    ("fld1", |a| a.fld1(), &[]),
+    ("fldl2t", |a| a.fldl2t(), &[]),
+    ("fldl2e", |a| a.fldl2e(), &[]),
+    ("fldpi", |a| a.fldpi(), &[]),
+    ("fldlg2", |a| a.fldlg2(), &[]),
+    ("fldln2", |a| a.fldln2(), &[]),
+    ("fldz", |a| a.fldz(), &[]),
+    ("fld st1", |a| a.fld(st1), &[]),
+    ("fld st0", |a| a.fld(st0), &[]),
+    ("fld st3", |a| a.fld(st3), &[]),
+];
+
+#[test]
+fn loads() {
+    let setups: &[(&str, Emit)] = &[
+        ("two", two),
+        ("none", none),
+        ("gap", gap),
+        ("full", full),
+        ("top full", top_full),
+    ];
+    for (name, op, mems) in LOADS {
+        let vectors = if mems.is_empty() {
+            pairs(VALUES, FEW, &[])
+        } else {
+            with_mem(FEW, mems)
+        };
+        for (setup_name, setup) in setups {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, *setup, *op, &vectors, CWS);
+        }
+    }
+}
+
+const STORES: &[(&str, Emit)] = ops![
+    "fst m32" => |a| a.fst(dword_ptr(rdi + 128)),
+    "fstp m32" => |a| a.fstp(dword_ptr(rdi + 128)),
+    "fst m64" => |a| a.fst(qword_ptr(rdi + 128)),
+    "fstp m64" => |a| a.fstp(qword_ptr(rdi + 128)),
+    "fstp m80" => |a| a.fstp(tword_ptr(rdi + 128)),
+    "fist m16" => |a| a.fist(word_ptr(rdi + 128)),
+    "fistp m16" => |a| a.fistp(word_ptr(rdi + 128)),
+    "fist m32" => |a| a.fist(dword_ptr(rdi + 128)),
+    "fistp m32" => |a| a.fistp(dword_ptr(rdi + 128)),
+    "fistp m64" => |a| a.fistp(qword_ptr(rdi + 128)),
+    "fbstp" => |a| a.fbstp(tword_ptr(rdi + 128)),
+    "fst st1" => |a| a.fst(st1),
+    "fstp st1" => |a| a.fstp(st1),
+    "fst st0" => |a| a.fst(st0),
+    "fstp st0" => |a| a.fstp(st0),
+    "fst st3" => |a| a.fst(st3),
+    "fstpnce st1" => |a| a.fstpnce(st1),
+    "fstp st1 (df d1)" => |a| a.db(&[0xdf, 0xd1]),
+    "fstp st1 (df d9)" => |a| a.db(&[0xdf, 0xd9]),
+];
+
+#[test]
+fn stores() {
+    let vectors = pairs(VALUES, FEW, &[]);
+    for (name, op) in STORES {
+        check_all(name, two, *op, &vectors, CWS);
+        for (setup_name, setup) in [("hole", hole as Emit), ("none", none), ("gap", gap)] {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, setup, *op, &pairs(FEW, FEW, &[]), &[0x037f, 0x037e]);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ register moves
+
+const MOVES: &[(&str, Emit)] = ops![
+    "fxch st1" => |a| a.fxch(st0, st1),
+    "fxch st2" => |a| a.fxch(st0, st2),
+    "fxch st0" => |a| a.fxch(st0, st0),
+    "fxch st1 (dd c9)" => |a| a.db(&[0xdd, 0xc9]),
+    "fxch st1 (df c9)" => |a| a.db(&[0xdf, 0xc9]),
+    "fcom st1 (dc d1)" => |a| a.db(&[0xdc, 0xd1]),
+    "fcomp st1 (dc d9)" => |a| a.db(&[0xdc, 0xd9]),
+    "fcomp st1 (de d1)" => |a| a.db(&[0xde, 0xd1]),
+    "fcmovb" => |a| a.fcmovb(st0, st1),
+    "fcmove" => |a| a.fcmove(st0, st1),
+    "fcmovbe" => |a| a.fcmovbe(st0, st1),
+    "fcmovu" => |a| a.fcmovu(st0, st1),
+    "fcmovnb" => |a| a.fcmovnb(st0, st1),
+    "fcmovne" => |a| a.fcmovne(st0, st1),
+    "fcmovnbe" => |a| a.fcmovnbe(st0, st1),
+    "fcmovnu" => |a| a.fcmovnu(st0, st1),
+    "fcmovb st2" => |a| a.fcmovb(st0, st2),
+    "ffree st1" => |a| a.ffree(st1),
+    "ffree st0" => |a| a.ffree(st0),
+    "ffreep st0" => |a| a.ffreep(st0),
+    "ffreep st2" => |a| a.ffreep(st2),
+    "fincstp" => |a| a.fincstp(),
+    "fdecstp" => |a| a.fdecstp(),
+    "fnop" => |a| a.fnop(),
+    "fwait" => |a| a.wait(),
+];
+
+#[test]
+fn register_moves() {
+    let vectors = pairs(VALUES, FEW, &[]);
+    for (name, op) in MOVES {
+        for (setup_name, setup) in SETUPS {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, *setup, *op, &vectors, &[0x037f, 0x037e]);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ control
+
+/// Control instructions that do not wait (safe with an unmasked exception pending).
+const NO_WAIT: &[(&str, Emit)] = ops![
+    "fnstsw ax" => |a| a.fnstsw(ax),
+    "fnstsw m16" => |a| a.fnstsw(word_ptr(rdi + 128)),
+    "fnstcw" => |a| a.fnstcw(word_ptr(rdi + 128)),
+    "fnclex" => |a| a.fnclex(),
+    "fninit" => |a| a.fninit(),
+    "fnstenv" => |a| a.fnstenv(ptr(rdi + 128)),
+    "fneni" => |a| a.fneni(),
+    "fndisi" => |a| a.fndisi(),
+    "fnsetpm" => |a| a.fnsetpm(),
+];
+
+/// Waiting control instructions.
+const WAITING: &[(&str, Emit)] = ops![
+    "fstsw ax" => |a| a.fstsw(ax),
+    "fstsw m16" => |a| a.fstsw(word_ptr(rdi + 128)),
+    "fstcw" => |a| a.fstcw(word_ptr(rdi + 128)),
+    "fldcw" => |a| a.fldcw(word_ptr(rsi + 20)),
+    "fclex" => |a| a.fclex(),
+    "finit" => |a| a.finit(),
+    "fstenv" => |a| a.fstenv(ptr(rdi + 128)),
+];
+
+/// Control words for FLDCW, reserved bits included.
+const CW_VALUES: &[&[u8]] = &[
+    &0xffffu16.to_le_bytes(),
+    &0x0000u16.to_le_bytes(),
+    &0x1f7fu16.to_le_bytes(),
+    &0x0c40u16.to_le_bytes(),
+    &0x037bu16.to_le_bytes(),
+];
+
+/// A set-up that leaves exception flags and condition codes behind: 1/0, pending if ZE is
+/// unmasked (so nothing that waits may follow).
+fn flagged(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    two(a)?;
+    a.fxam()?;
+    a.fldz()?;
+    a.fdivr_2(st0, st2)
+}
+
+#[test]
+fn control() {
+    let vectors = pairs(VALUES, FEW, CW_VALUES);
+    let setups: &[(&str, Emit)] = &[("two", two), ("flagged", flagged), ("none", none)];
+    for (name, op) in NO_WAIT {
+        for (setup_name, setup) in setups {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, *setup, *op, &vectors, &[0x037f, 0x0f60, 0x0040]);
+        }
+    }
+    for (name, op) in WAITING {
+        for (setup_name, setup) in setups {
+            let name = format!("{name} ({setup_name})");
+            check_all(&name, *setup, *op, &vectors, &[0x037f, 0x0b7f]);
         }
     }
 }

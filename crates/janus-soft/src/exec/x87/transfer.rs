@@ -68,7 +68,7 @@ fn register_entry(code: Code) -> Option<(Handler, u16)> {
         Fnop => e!(fnop, 0x1d0),
         Fst_sti => e!(fst_sti::<false>, 0x5d0),
         Fstp_sti => e!(fst_sti::<true>, 0x5d8),
-        Fstpnce_sti => e!(fst_sti::<true>, 0x1d8),
+        Fstpnce_sti => e!(fstpnce, 0x1d8),
         Fstp_sti_DFD0 => e!(fst_sti::<true>, 0x7d0),
         Fstp_sti_DFD8 => e!(fst_sti::<true>, 0x7d8),
         Fld1 => e!(constant::<0>, 0x1e8),
@@ -130,19 +130,19 @@ fn fld_m80(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// FLD ST(i): overflow is checked before the source.
+/// FLD ST(i): an empty source is an underflow even when the push would also overflow.
 fn fld_sti(cpu: &mut Cpu, insn: &Insn) -> Step {
     check(cpu, true)?;
     note(cpu, insn);
     let i = sti(insn);
     let f = &mut cpu.r.fpu;
-    if !is_empty(f, 7) {
-        overflow(f);
-    } else if is_empty(f, i) {
+    if is_empty(f, i) {
         f.fsw = stack_fault(f.fsw, f.fcw, false);
         if masked_invalid(f) {
             push(f, F80::INDEFINITE);
         }
+    } else if !is_empty(f, 7) {
+        overflow(f);
     } else {
         let v = st(f, i);
         push(f, v);
@@ -243,6 +243,19 @@ fn fst_sti<const POP: bool>(cpu: &mut Cpu, insn: &Insn) -> Step {
         pop(f);
     }
     Ok(Flow::Next)
+}
+
+/// FSTPNCE ST(i) (D9 D8+i, an undocumented FSTP): with ST(0) empty it only pops, raising
+/// nothing, as the host CPU does.
+fn fstpnce(cpu: &mut Cpu, insn: &Insn) -> Step {
+    check(cpu, true)?;
+    let f = &mut cpu.r.fpu;
+    if is_empty(f, 0) {
+        note(cpu, insn);
+        pop(&mut cpu.r.fpu);
+        return Ok(Flow::Next);
+    }
+    fst_sti::<true>(cpu, insn)
 }
 
 // ------------------------------------------------------------------ register moves
