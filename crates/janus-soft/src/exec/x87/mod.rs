@@ -30,7 +30,6 @@ use janus_engine::cpu::bits::{CR0_EM, CR0_MP, CR0_NE, CR0_TS};
 // ------------------------------------------------------------------ status word
 
 pub(crate) const IE: u16 = 1 << 0;
-pub(crate) const ZE: u16 = 1 << 2;
 pub(crate) const SF: u16 = 1 << 6;
 pub(crate) const ES: u16 = 1 << 7;
 pub(crate) const C0: u16 = 1 << 8;

@@ -8,10 +8,13 @@
 //! addresses in both runs (the native run maps them at `CODE` and `DATA` in the test process),
 //! so even the instruction and data pointers compare equal.
 
+mod faults;
+mod fop;
 mod harness;
 
 use super::host::F80;
 use harness::{run_vectors, Emit, Vector};
+use crate::testing::DATA;
 use iced_x86::code_asm::*;
 
 const fn v(se: u16, sig: u64) -> F80 {
@@ -618,6 +621,141 @@ fn control() {
         for (setup_name, setup) in setups {
             let name = format!("{name} ({setup_name})");
             check_all(&name, *setup, *op, &vectors, &[0x037f, 0x0b7f]);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ environment and save
+
+/// Where the environment test keeps things, from `DATA`.
+const ENV_IN: u64 = 0x400;
+const SAVE_IN: u64 = 0x800;
+
+/// An FLDENV image (32-bit layout): a pending unmasked exception, TOP = 3, tags that
+/// disagree with the contents, and pointers.
+fn env_image() -> [u8; 28] {
+    let mut e = [0u8; 28];
+    let dwords: [u32; 7] = [
+        0xffff_0362,
+        0xffff_5a85 & !0x80,
+        0xffff_5a3c,
+        0x1234_5678,
+        0x07ff_0023,
+        0x9abc_def0,
+        0xffff_002b,
+    ];
+    for (k, d) in dwords.iter().enumerate() {
+        e[4 * k..4 * k + 4].copy_from_slice(&d.to_le_bytes());
+    }
+    e
+}
+
+/// An FRSTOR image: the environment above (unmasked flags pending) and registers of every
+/// class.
+fn save_image() -> Vec<u8> {
+    let mut s = env_image().to_vec();
+    for k in 0..8 {
+        s.extend_from_slice(&VALUES[(3 * k + 1) % VALUES.len()].to_bytes());
+    }
+    s
+}
+
+/// Emits `code` with memory operand `[DATA + off]`.
+fn at(code: iced_x86::Code, off: u64) -> Result<iced_x86::Instruction, IcedError> {
+    iced_x86::Instruction::with1(code, iced_x86::MemoryOperand::with_displ(DATA + off, 8))
+}
+
+fn environment_program() -> Result<Vec<u8>, IcedError> {
+    use iced_x86::Code::*;
+    let mut a = CodeAssembler::new(64)?;
+    a.fninit()?;
+    a.fldcw(word_ptr(DATA))?;
+    for k in 0..5u64 {
+        a.fld(tword_ptr(DATA + 0x10 + 10 * k))?;
+    }
+    a.fdiv_2(st0, st3)?;
+    a.fxam()?;
+    a.ffree(st2)?;
+    a.fadd(dword_ptr(DATA + 0x80))?;
+    let steps = [
+        (Fnstenv_m28byte, 0x100),
+        (Fnsave_m108byte, 0x200),
+        (Fldenv_m28byte, ENV_IN),
+        (Fnstenv_m28byte, 0x500),
+        (Fnsave_m108byte, 0x600),
+        (Frstor_m108byte, 0x200),
+        (Fnsave_m108byte, 0x700),
+        (Frstor_m108byte, SAVE_IN),
+        (Fnstenv_m28byte, 0x900),
+        (Fnsave_m108byte, 0x980),
+        (Frstor_m108byte, 0x200),
+        (Fnstenv_m14byte, 0xa00),
+        (Fnsave_m94byte, 0xa80),
+        (Frstor_m94byte, 0xa80),
+        (Fnsave_m108byte, 0xb00),
+        (Fldenv_m14byte, 0xa00),
+        (Fnstenv_m28byte, 0xb80),
+    ];
+    for (code, off) in steps {
+        a.add_instruction(at(code, off)?)?;
+    }
+    a.assemble(crate::testing::CODE)
+}
+
+/// Compares two runs' data areas, except the selectors in the environment images (CS and
+/// DS differ between the guest and the host process) and pointers the host lost (see
+/// `harness::masked`).
+fn compare_images(guest: &[u8], native: &[u8], images: &[(usize, bool)]) {
+    let mut g = guest.to_vec();
+    let mut h = native.to_vec();
+    for &(off, big) in images {
+        let sels: [usize; 2] = if big { [16, 24] } else { [8, 12] };
+        for s in sels {
+            g[off + s..off + s + 2].fill(0);
+            h[off + s..off + s + 2].fill(0);
+        }
+    }
+    for (k, (x, y)) in g.iter().zip(&h).enumerate() {
+        assert_eq!(
+            x, y,
+            "byte {k:#x} differs: soft {:02x?} native {:02x?}",
+            &g[k & !0xf..(k & !0xf) + 16],
+            &h[k & !0xf..(k & !0xf) + 16]
+        );
+    }
+}
+
+#[test]
+fn environment_and_save_round_trips() {
+    let code = environment_program().expect("assembles");
+    let mut data = vec![0u8; 0x1000];
+    for (cw, round) in [(0x037fu16, 0), (0x0f7f, 1), (0x027b, 2)] {
+        data[..2].copy_from_slice(&cw.to_le_bytes());
+        for k in 0..5 {
+            let v = VALUES[(5 * k + round) % VALUES.len()];
+            data[0x10 + 10 * k..0x1a + 10 * k].copy_from_slice(&v.to_bytes());
+        }
+        data[0x80..0x84].copy_from_slice(&0x7f80_0001u32.to_le_bytes());
+        data[ENV_IN as usize..ENV_IN as usize + 28].copy_from_slice(&env_image());
+        data[SAVE_IN as usize..SAVE_IN as usize + 108].copy_from_slice(&save_image());
+        let guest = harness::run_guest("environment", &code, &data);
+        let native = harness::run_native(&code, &data);
+        let images = [
+            (0x100, true),
+            (0x200, true),
+            (0x500, true),
+            (0x600, true),
+            (0x700, true),
+            (0x900, true),
+            (0x980, true),
+            (0xa00, false),
+            (0xa80, false),
+            (0xb00, true),
+            (0xb80, true),
+        ];
+        compare_images(&guest, &native, &images);
+        for (off, _) in images {
+            assert_ne!(guest[off..off + 14], [0; 14], "image at {off:#x} was stored");
         }
     }
 }
