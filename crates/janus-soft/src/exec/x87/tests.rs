@@ -11,10 +11,11 @@
 mod faults;
 mod fop;
 mod harness;
+mod modes;
 
 use super::host::F80;
-use harness::{run_vectors, Emit, Vector};
 use crate::testing::DATA;
+use harness::{run_vectors, Emit, Vector};
 use iced_x86::code_asm::*;
 
 const fn v(se: u16, sig: u64) -> F80 {
@@ -717,7 +718,8 @@ fn compare_images(guest: &[u8], native: &[u8], images: &[(usize, bool)]) {
     }
     for (k, (x, y)) in g.iter().zip(&h).enumerate() {
         assert_eq!(
-            x, y,
+            x,
+            y,
             "byte {k:#x} differs: soft {:02x?} native {:02x?}",
             &g[k & !0xf..(k & !0xf) + 16],
             &h[k & !0xf..(k & !0xf) + 16]
@@ -755,7 +757,11 @@ fn environment_and_save_round_trips() {
         ];
         compare_images(&guest, &native, &images);
         for (off, _) in images {
-            assert_ne!(guest[off..off + 14], [0; 14], "image at {off:#x} was stored");
+            assert_ne!(
+                guest[off..off + 14],
+                [0; 14],
+                "image at {off:#x} was stored"
+            );
         }
     }
 }

@@ -37,8 +37,7 @@ fn machine(body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Te
         let bytes = h.assemble(at).expect("handler assembles");
         assert!(bytes.len() as u64 <= HANDLER_SIZE);
         m.write(at, &bytes);
-        let gate_lo =
-            (at & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((at >> 16) & 0xffff) << 48;
+        let gate_lo = (at & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((at >> 16) & 0xffff) << 48;
         m.write_u64(IDT + 16 * v, gate_lo);
         m.write_u64(IDT + 16 * v + 8, at >> 32);
     }
@@ -99,7 +98,11 @@ fn unmasked_exception_raises_mf_at_the_next_waiting_instruction() {
     assert_eq!((vector, rip), (16, fld1_at), "#MF at FLD1");
     let f = m.regs().fpu.clone();
     assert_eq!(f.fsw & (ES | B | ZE), ES | B | ZE);
-    assert_eq!(f.top(), 6, "FDIVP was suppressed (no pop) and FLD1 pushed nothing");
+    assert_eq!(
+        f.top(),
+        6,
+        "FDIVP was suppressed (no pop) and FLD1 pushed nothing"
+    );
     let seen = u16::from_le_bytes([m.read(DATA + 4, 2)[0], m.read(DATA + 4, 2)[1]]);
     assert_eq!(seen, f.fsw, "FNSTSW AX saw the pending exception");
     assert_eq!(m.read(DATA + 6, 2), vec![0; 2], "nothing ran after FLD1");
@@ -108,13 +111,15 @@ fn unmasked_exception_raises_mf_at_the_next_waiting_instruction() {
 #[test]
 fn fwait_and_finit_take_the_pending_exception() {
     for wait in [true, false] {
-        let mut m = machine(zero_divide_then(move |a| {
-            if wait {
-                a.wait()
-            } else {
-                a.finit()
-            }
-        }));
+        let mut m = machine(zero_divide_then(
+            move |a| {
+                if wait {
+                    a.wait()
+                } else {
+                    a.finit()
+                }
+            },
+        ));
         assert_eq!(run(&mut m), (16, after_prologue()));
     }
 }
@@ -207,7 +212,7 @@ fn unmap_hole(m: &TestMachine) {
 #[test]
 fn faulting_stores_change_nothing() {
     let before = HOLE - 0x40;
-    let stores: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 4] = [
+    let stores: [super::harness::Emit; 4] = [
         |a| a.fnsave(ptr(HOLE - 0x40)),
         |a| a.fstp(tword_ptr(HOLE - 4)),
         |a| a.fistp(qword_ptr(HOLE - 4)),
