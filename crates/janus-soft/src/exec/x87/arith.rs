@@ -373,6 +373,8 @@ fn unary<const K: usize>(cpu: &mut Cpu, insn: &Insn) -> Step {
     let cmask = if K == FSIN || K == FCOS { C1 | C2 } else { C1 };
     let f = &mut cpu.r.fpu;
     if is_empty(f, 0) {
+        // C2 ("out of range") is cleared too, for the functions that report it.
+        f.fsw &= !(cmask & C2);
         underflow(f, Some(0), 0);
         return Ok(Flow::Next);
     }
@@ -392,7 +394,7 @@ fn pushing<const K: usize>(cpu: &mut Cpu, insn: &Insn) -> Step {
     let cmask = if range { C1 | C2 } else { C1 };
     let f = &mut cpu.r.fpu;
     if is_empty(f, 0) || !is_empty(f, 7) {
-        f.fsw = stack_fault(f.fsw, f.fcw, !is_empty(f, 0));
+        f.fsw = stack_fault(f.fsw & !(cmask & C2), f.fcw, !is_empty(f, 0));
         if masked_invalid(f) {
             set_st(f, 0, F80::INDEFINITE);
             push(f, F80::INDEFINITE);
@@ -426,6 +428,8 @@ fn in_place2<const K: usize>(cpu: &mut Cpu, insn: &Insn) -> Step {
     let cmask = if K == FSCALE { C1 } else { CC };
     let f = &mut cpu.r.fpu;
     if is_empty(f, 0) || is_empty(f, 1) {
+        // A remainder reports "incomplete" (C2) no more; the quotient bits stay.
+        f.fsw &= !(cmask & C2);
         underflow(f, Some(0), 0);
         return Ok(Flow::Next);
     }

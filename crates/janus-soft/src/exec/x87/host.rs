@@ -114,6 +114,10 @@ pub struct Kernel {
     slow: fn(&mut Io),
     /// Values on the host stack after the instruction completes normally.
     n_out: u8,
+    /// The instruction leaves some condition codes alone in some cases (which the fast path,
+    /// starting from whatever the host had, cannot reproduce): always take the slow path,
+    /// which starts from the guest's condition codes.
+    seeded: bool,
 }
 
 /// What a kernel run produced.
@@ -156,18 +160,20 @@ pub fn run(k: &Kernel, cw: u16, fsw: u16, ops: [F80; 2], mem: [u8; 16]) -> Out {
         env: [0; 28],
         img: [0; 108],
     };
-    (k.fast)(&mut io);
-    // An unmasked underflow is raised for every tiny result, a masked one only for an inexact
-    // tiny result: the masked run cannot tell, so a guest that unmasks UE always gets the slow
-    // path.
-    if io.sw & !cw & MASK_ALL == 0 && cw & UM != 0 {
-        return Out {
-            res: io.res,
-            mem: io.mem,
-            sw: io.sw,
-            depth: k.n_out,
-            flags: io.flags,
-        };
+    if !k.seeded {
+        (k.fast)(&mut io);
+        // An unmasked underflow is raised for every tiny result, a masked one only for an
+        // inexact tiny result: the masked run cannot tell, so a guest that unmasks UE always
+        // gets the slow path.
+        if io.sw & !cw & MASK_ALL == 0 && cw & UM != 0 {
+            return Out {
+                res: io.res,
+                mem: io.mem,
+                sw: io.sw,
+                depth: k.n_out,
+                flags: io.flags,
+            };
+        }
     }
     io.mem = mem;
     io.env[0..2].copy_from_slice(&cw.to_le_bytes());
@@ -222,6 +228,12 @@ macro_rules! stores {
 /// A [`Kernel`] that loads `$nin` operands, runs the one x87 instruction in `$op` and leaves
 /// `$nout` values. `$op` may use `{io}` + 80 for the memory operand and rax (clobbered).
 macro_rules! kernel {
+    (seeded $nin:tt -> $nout:tt, $op:literal) => {
+        Kernel {
+            seeded: true,
+            ..kernel!($nin -> $nout, $op)
+        }
+    };
     ($nin:tt -> $nout:tt, $op:literal) => {{
         fn fast(io: &mut Io) {
             let p: *mut Io = io;
@@ -275,6 +287,7 @@ macro_rules! kernel {
             fast,
             slow,
             n_out: $nout,
+            seeded: false,
         }
     }};
 }
@@ -428,14 +441,15 @@ pub static PUSHING: [Kernel; 3] = [
     kernel!(1 -> 2, "fxtract"),
 ];
 
-/// Functions of st(0) and st(1) that replace st(0).
+/// Functions of st(0) and st(1) that replace st(0). The partial remainders leave the
+/// condition codes alone for invalid operands, so they start from the guest's.
 pub const FSCALE: usize = 0;
 pub const FPREM: usize = 1;
 pub const FPREM1: usize = 2;
 pub static IN_PLACE2: [Kernel; 3] = [
     kernel!(2 -> 2, "fscale"),
-    kernel!(2 -> 2, "fprem"),
-    kernel!(2 -> 2, "fprem1"),
+    kernel!(seeded 2 -> 2, "fprem"),
+    kernel!(seeded 2 -> 2, "fprem1"),
 ];
 
 /// Functions of st(0) and st(1) that store into st(1) and pop.

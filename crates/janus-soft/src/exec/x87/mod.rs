@@ -13,7 +13,7 @@
 
 mod arith;
 mod control;
-pub mod host;
+mod host;
 mod transfer;
 
 #[cfg(test)]

@@ -127,6 +127,13 @@ fn two(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.fld(tword_ptr(rsi))
 }
 
+/// st(0) = a, st(1) = b, with C0, C2 and C3 set beforehand (to catch condition codes an
+/// instruction leaves alone).
+fn dirty(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.fldenv(ptr(harness::DIRTY_ENV))?;
+    two(a)
+}
+
 /// st(0) = a.
 fn one(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.fld(tword_ptr(rsi))
@@ -165,12 +172,35 @@ fn hole(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.ffree(st0)
 }
 
+fn dirty_none(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.fldenv(ptr(harness::DIRTY_ENV))
+}
+
+fn dirty_one(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    dirty_none(a)?;
+    one(a)
+}
+
+fn dirty_gap(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    dirty_none(a)?;
+    gap(a)
+}
+
+fn dirty_full(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    dirty_none(a)?;
+    full(a)
+}
+
 const SETUPS: &[(&str, Emit)] = &[
     ("two", two),
     ("one", one),
     ("none", none),
     ("gap", gap),
     ("hole", hole),
+    ("dirty", dirty),
+    ("dirty none", dirty_none),
+    ("dirty one", dirty_one),
+    ("dirty gap", dirty_gap),
 ];
 
 // ------------------------------------------------------------------ memory operands
@@ -372,6 +402,7 @@ fn comparisons() {
     let vectors = pairs(VALUES, VALUES, &[]);
     for (name, op) in COMPARES {
         check_all(name, two, *op, &vectors, &[0x037f, 0x037e, 0x037d, 0x0340]);
+        check_all(name, dirty, *op, &vectors, &[0x037f, 0x0340]);
     }
     for (name, op, mems) in COMPARES_MEM {
         check_all(
@@ -424,6 +455,7 @@ fn functions() {
     let vectors = pairs(VALUES, VALUES, &[]);
     for (name, op) in FUNCTIONS {
         check_all(name, two, *op, &vectors, CWS);
+        check_all(name, dirty, *op, &vectors, &[0x037f, 0x0360]);
     }
 }
 
@@ -436,6 +468,10 @@ fn function_stack_faults() {
         ("gap", gap),
         ("full", full),
         ("top full", top_full),
+        ("dirty none", dirty_none),
+        ("dirty one", dirty_one),
+        ("dirty gap", dirty_gap),
+        ("dirty full", dirty_full),
     ];
     for (name, op) in FUNCTIONS {
         for (setup_name, setup) in setups {
@@ -475,6 +511,8 @@ fn loads() {
         ("gap", gap),
         ("full", full),
         ("top full", top_full),
+        ("dirty", dirty),
+        ("dirty full", dirty_full),
     ];
     for (name, op, mems) in LOADS {
         let vectors = if mems.is_empty() {
@@ -516,7 +554,14 @@ fn stores() {
     let vectors = pairs(VALUES, FEW, &[]);
     for (name, op) in STORES {
         check_all(name, two, *op, &vectors, CWS);
-        for (setup_name, setup) in [("hole", hole as Emit), ("none", none), ("gap", gap)] {
+        let setups = [
+            ("hole", hole as Emit),
+            ("none", none),
+            ("gap", gap),
+            ("dirty", dirty),
+            ("dirty none", dirty_none),
+        ];
+        for (setup_name, setup) in setups {
             let name = format!("{name} ({setup_name})");
             check_all(&name, setup, *op, &pairs(FEW, FEW, &[]), &[0x037f, 0x037e]);
         }
@@ -762,6 +807,61 @@ fn environment_and_save_round_trips() {
                 [0; 14],
                 "image at {off:#x} was stored"
             );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ random operands
+
+/// A deterministic xorshift generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Mostly normal numbers of moderate size, some near the range limits, some special.
+    fn f80(&mut self) -> F80 {
+        let r = self.next();
+        let sign = ((r >> 63) as u16) << 15;
+        let exp = match r % 8 {
+            0 => (r >> 8) as u16 & 0x7fff,
+            1 => (r >> 8) as u16 & 0x3f,
+            2 => 0x7fff - ((r >> 8) as u16 & 0x3f),
+            _ => 0x3fff - 0x40 + ((r >> 8) as u16 & 0x7f),
+        };
+        let sig = self.next() | if r % 16 == 3 { 0 } else { 1 << 63 };
+        v(sign | exp, sig)
+    }
+}
+
+#[test]
+fn random_operands() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let vectors: Vec<Vector> = (0..3000)
+        .map(|n| Vector {
+            a: rng.f80(),
+            b: rng.f80(),
+            mem: rng.next().to_le_bytes().to_vec(),
+            flags: FLAGS[n % FLAGS.len()],
+        })
+        .collect();
+    let cws = [0x037f, 0x0b7f, 0x007f, 0x0240, 0x036f];
+    for setup in [two as Emit, dirty] {
+        let ops = ARITH_REG
+            .iter()
+            .chain(FUNCTIONS)
+            .chain(COMPARES)
+            .chain(STORES);
+        for (name, op) in ops.chain(MOVES) {
+            check_all(name, setup, *op, &vectors, &cws);
+        }
+        for (name, op, _) in ARITH_MEM.iter().chain(COMPARES_MEM).chain(LOADS) {
+            check_all(name, setup, *op, &vectors, &cws);
         }
     }
 }

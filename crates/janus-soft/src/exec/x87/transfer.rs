@@ -245,14 +245,15 @@ fn fst_sti<const POP: bool>(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// FSTPNCE ST(i) (D9 D8+i, an undocumented FSTP): with ST(0) empty it only pops, raising
-/// nothing, as the host CPU does.
+/// FSTPNCE ST(i) (D9 D8+i, an undocumented FSTP): with ST(0) empty it only clears C1 and
+/// pops, raising nothing, as the host CPU does.
 fn fstpnce(cpu: &mut Cpu, insn: &Insn) -> Step {
     check(cpu, true)?;
-    let f = &mut cpu.r.fpu;
-    if is_empty(f, 0) {
+    if is_empty(&cpu.r.fpu, 0) {
         note(cpu, insn);
-        pop(&mut cpu.r.fpu);
+        let f = &mut cpu.r.fpu;
+        f.fsw &= !C1;
+        pop(f);
         return Ok(Flow::Next);
     }
     fst_sti::<true>(cpu, insn)
@@ -307,12 +308,13 @@ fn fcmov<const CC: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// FFREE ST(i) tags it empty; FFREEP also pops.
+/// FFREE ST(i) tags it empty (and clears C1); FFREEP also pops.
 fn ffree<const POP: bool>(cpu: &mut Cpu, insn: &Insn) -> Step {
     check(cpu, true)?;
     note(cpu, insn);
     let f = &mut cpu.r.fpu;
     f.ftw &= !(1 << phys(f, sti(insn)));
+    f.fsw &= !C1;
     if POP {
         pop(f);
     }

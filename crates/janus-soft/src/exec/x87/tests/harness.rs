@@ -20,6 +20,8 @@ pub struct Vector {
 
 /// The control word the program loads, at `DATA`.
 const CW_AT: u64 = DATA;
+/// An FLDENV image with the program's control word and all four condition codes set.
+pub const DIRTY_ENV: u64 = DATA + 0x40;
 /// Input vectors.
 const IN: u64 = DATA + 0x1000;
 const IN_STRIDE: usize = 48;
@@ -66,6 +68,10 @@ fn data_image(cw: u16, vectors: &[Vector]) -> Vec<u8> {
     let n = vectors.len();
     let mut d = vec![0u8; out_offset(n) + n * OUT_STRIDE];
     d[..2].copy_from_slice(&cw.to_le_bytes());
+    let env = &mut d[(DIRTY_ENV - DATA) as usize..][..28];
+    env[..2].copy_from_slice(&cw.to_le_bytes());
+    env[4..6].copy_from_slice(&0x4700u16.to_le_bytes());
+    env[8..10].copy_from_slice(&0xffffu16.to_le_bytes());
     for (j, v) in vectors.iter().enumerate() {
         let r = &mut d[0x1000 + j * IN_STRIDE..][..IN_STRIDE];
         r[..10].copy_from_slice(&v.a.to_bytes());
