@@ -134,6 +134,12 @@ fn dirty(a: &mut CodeAssembler) -> Result<(), IcedError> {
     two(a)
 }
 
+/// Like `dirty`, with SF and IE already set.
+fn sticky(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.fldenv(ptr(harness::STICKY_ENV))?;
+    two(a)
+}
+
 /// st(0) = a.
 fn one(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.fld(tword_ptr(rsi))
@@ -785,8 +791,9 @@ fn environment_and_save_round_trips() {
         data[0x80..0x84].copy_from_slice(&0x7f80_0001u32.to_le_bytes());
         data[ENV_IN as usize..ENV_IN as usize + 28].copy_from_slice(&env_image());
         data[SAVE_IN as usize..SAVE_IN as usize + 108].copy_from_slice(&save_image());
-        let guest = harness::run_guest("environment", &code, &data);
-        let native = harness::run_native(&code, &data);
+        let (guest, guest_final) = harness::run_guest_final("environment", &code, &data);
+        let (native, native_final) = harness::run_native_final(&code, &data);
+        assert_eq!(guest_final, native_final, "final x87 state (soft, native)");
         let images = [
             (0x100, true),
             (0x200, true),
@@ -863,5 +870,13 @@ fn random_operands() {
         for (name, op, _) in ARITH_MEM.iter().chain(COMPARES_MEM).chain(LOADS) {
             check_all(name, setup, *op, &vectors, &cws);
         }
+    }
+    let ops = ARITH_REG
+        .iter()
+        .chain(FUNCTIONS)
+        .chain(COMPARES)
+        .chain(STORES);
+    for (name, op) in ops.chain(MOVES).chain(NO_WAIT).chain(WAITING) {
+        check_all(name, sticky, *op, &vectors, &[0x037f]);
     }
 }

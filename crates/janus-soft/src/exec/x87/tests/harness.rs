@@ -22,6 +22,9 @@ pub struct Vector {
 const CW_AT: u64 = DATA;
 /// An FLDENV image with the program's control word and all four condition codes set.
 pub const DIRTY_ENV: u64 = DATA + 0x40;
+/// The same with SF and IE set too (for masked control words only: with IE unmasked the
+/// load would leave an exception pending).
+pub const STICKY_ENV: u64 = DATA + 0x80;
 /// Input vectors.
 const IN: u64 = DATA + 0x1000;
 const IN_STRIDE: usize = 48;
@@ -68,10 +71,12 @@ fn data_image(cw: u16, vectors: &[Vector]) -> Vec<u8> {
     let n = vectors.len();
     let mut d = vec![0u8; out_offset(n) + n * OUT_STRIDE];
     d[..2].copy_from_slice(&cw.to_le_bytes());
-    let env = &mut d[(DIRTY_ENV - DATA) as usize..][..28];
-    env[..2].copy_from_slice(&cw.to_le_bytes());
-    env[4..6].copy_from_slice(&0x4700u16.to_le_bytes());
-    env[8..10].copy_from_slice(&0xffffu16.to_le_bytes());
+    for (at, sw) in [(DIRTY_ENV, 0x4700u16), (STICKY_ENV, 0x4741)] {
+        let env = &mut d[(at - DATA) as usize..][..28];
+        env[..2].copy_from_slice(&cw.to_le_bytes());
+        env[4..6].copy_from_slice(&sw.to_le_bytes());
+        env[8..10].copy_from_slice(&0xffffu16.to_le_bytes());
+    }
     for (j, v) in vectors.iter().enumerate() {
         let r = &mut d[0x1000 + j * IN_STRIDE..][..IN_STRIDE];
         r[..10].copy_from_slice(&v.a.to_bytes());
@@ -83,8 +88,17 @@ fn data_image(cw: u16, vectors: &[Vector]) -> Vec<u8> {
     d
 }
 
+/// The final x87 state in FXSAVE layout (control, status, abridged tags, registers in
+/// stack order), as far as both runs can be compared.
+pub type Final = (u16, u16, u8, [[u8; 10]; 8]);
+
 /// Runs `code` (plus HLT) under the soft CPU with `data` at `DATA`; returns the data area.
 pub fn run_guest(name: &str, code: &[u8], data: &[u8]) -> Vec<u8> {
+    run_guest_final(name, code, data).0
+}
+
+/// `run_guest`, also returning the final x87 state.
+pub fn run_guest_final(name: &str, code: &[u8], data: &[u8]) -> (Vec<u8>, Final) {
     let mut m = TestMachine::long_mode(&[code, &[0xf4]].concat());
     m.write(DATA, data);
     let end = m.run();
@@ -94,7 +108,13 @@ pub fn run_guest(name: &str, code: &[u8], data: &[u8]) -> Vec<u8> {
         "{name}: guest did not halt (unimplemented: {:?})",
         m.vcpu.cpu.stats.unimplemented
     );
-    m.read(DATA, data.len())
+    let f = m.regs().fpu.clone();
+    let regs = std::array::from_fn(|k| {
+        let mut r = [0u8; 10];
+        r.copy_from_slice(&f.st[(f.top() + k) & 7][..10]);
+        r
+    });
+    (m.read(DATA, data.len()), (f.fcw, f.fsw, f.ftw, regs))
 }
 
 // ------------------------------------------------------------------ native
@@ -140,6 +160,11 @@ struct Areas {
 
 /// Runs `code` (plus RET) natively with `data` at `DATA`; returns the data area.
 pub fn run_native(code: &[u8], data: &[u8]) -> Vec<u8> {
+    run_native_final(code, data).0
+}
+
+/// `run_native`, also returning the final x87 state (from FXSAVE).
+pub fn run_native_final(code: &[u8], data: &[u8]) -> (Vec<u8>, Final) {
     let _turn = NATIVE.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = native_areas() {
         panic!("{e}");
@@ -165,7 +190,14 @@ pub fn run_native(code: &[u8], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; data.len()];
     // SAFETY: reads back the data area mapped above.
     unsafe { std::ptr::copy_nonoverlapping(DATA as *const u8, out.as_mut_ptr(), out.len()) };
-    out
+    let x = &areas.out;
+    let regs = std::array::from_fn(|k| {
+        let mut r = [0u8; 10];
+        r.copy_from_slice(&x[32 + 16 * k..42 + 16 * k]);
+        r
+    });
+    let w = |o: usize| u16::from_le_bytes([x[o], x[o + 1]]);
+    (out, (w(0), w(2), x[4], regs))
 }
 
 fn protect(prot: libc::c_int) {
@@ -203,8 +235,12 @@ fn call_native(areas: &mut Areas) {
 pub fn run_vectors(name: &str, cw: u16, setup: Emit, op: Emit, vectors: &[Vector]) {
     let code = program(setup, op, vectors.len()).expect("test program assembles");
     let data = data_image(cw, vectors);
-    let guest = run_guest(name, &code, &data);
-    let native = run_native(&code, &data);
+    let (guest, guest_final) = run_guest_final(name, &code, &data);
+    let (native, native_final) = run_native_final(&code, &data);
+    assert_eq!(
+        guest_final, native_final,
+        "{name} cw={cw:#06x}: final x87 state (soft, native)"
+    );
     let base = out_offset(vectors.len());
     let mut report = String::new();
     let mut bad = 0;
