@@ -791,8 +791,8 @@ fn environment_and_save_round_trips() {
         data[0x80..0x84].copy_from_slice(&0x7f80_0001u32.to_le_bytes());
         data[ENV_IN as usize..ENV_IN as usize + 28].copy_from_slice(&env_image());
         data[SAVE_IN as usize..SAVE_IN as usize + 108].copy_from_slice(&save_image());
-        let (guest, guest_final) = harness::run_guest_final("environment", &code, &data);
-        let (native, native_final) = harness::run_native_final(&code, &data);
+        let (guest, guest_final) = harness::run_guest("environment", &code, &data);
+        let (native, native_final) = harness::run_native(&code, &data);
         assert_eq!(guest_final, native_final, "final x87 state (soft, native)");
         let images = [
             (0x100, true),

@@ -92,13 +92,9 @@ fn data_image(cw: u16, vectors: &[Vector]) -> Vec<u8> {
 /// stack order), as far as both runs can be compared.
 pub type Final = (u16, u16, u8, [[u8; 10]; 8]);
 
-/// Runs `code` (plus HLT) under the soft CPU with `data` at `DATA`; returns the data area.
-pub fn run_guest(name: &str, code: &[u8], data: &[u8]) -> Vec<u8> {
-    run_guest_final(name, code, data).0
-}
-
-/// `run_guest`, also returning the final x87 state.
-pub fn run_guest_final(name: &str, code: &[u8], data: &[u8]) -> (Vec<u8>, Final) {
+/// Runs `code` (plus HLT) under the soft CPU with `data` at `DATA`; returns the data area
+/// and the final x87 state.
+pub fn run_guest(name: &str, code: &[u8], data: &[u8]) -> (Vec<u8>, Final) {
     let mut m = TestMachine::long_mode(&[code, &[0xf4]].concat());
     m.write(DATA, data);
     let end = m.run();
@@ -158,13 +154,9 @@ struct Areas {
     out: [u8; 512],
 }
 
-/// Runs `code` (plus RET) natively with `data` at `DATA`; returns the data area.
-pub fn run_native(code: &[u8], data: &[u8]) -> Vec<u8> {
-    run_native_final(code, data).0
-}
-
-/// `run_native`, also returning the final x87 state (from FXSAVE).
-pub fn run_native_final(code: &[u8], data: &[u8]) -> (Vec<u8>, Final) {
+/// Runs `code` (plus RET) natively with `data` at `DATA`; returns the data area and the
+/// final x87 state (from FXSAVE).
+pub fn run_native(code: &[u8], data: &[u8]) -> (Vec<u8>, Final) {
     let _turn = NATIVE.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = native_areas() {
         panic!("{e}");
@@ -235,8 +227,8 @@ fn call_native(areas: &mut Areas) {
 pub fn run_vectors(name: &str, cw: u16, setup: Emit, op: Emit, vectors: &[Vector]) {
     let code = program(setup, op, vectors.len()).expect("test program assembles");
     let data = data_image(cw, vectors);
-    let (guest, guest_final) = run_guest_final(name, &code, &data);
-    let (native, native_final) = run_native_final(&code, &data);
+    let (guest, guest_final) = run_guest(name, &code, &data);
+    let (native, native_final) = run_native(&code, &data);
     assert_eq!(
         guest_final, native_final,
         "{name} cw={cw:#06x}: final x87 state (soft, native)"
