@@ -310,7 +310,13 @@ pub fn pci_host_bridge_aml(routes: &[PciRoute]) -> Vec<u8> {
     let io_low = aml::AddressSpace::<u16>::new_io(0x0000, 0x0cf7, None);
     let io_high = aml::AddressSpace::<u16>::new_io(0x0d00, 0xffff, None);
     let memory = |min, max| {
-        aml::AddressSpace::<u32>::new_memory(AddressSpaceCacheable::NotCacheable, true, min, max, None)
+        aml::AddressSpace::<u32>::new_memory(
+            AddressSpaceCacheable::NotCacheable,
+            true,
+            min,
+            max,
+            None,
+        )
     };
     let vga = memory(0x000a_0000, 0x000b_ffff);
     let mmio = memory(PCI_MMIO_START, PCI_MMIO_END);
@@ -356,7 +362,6 @@ pub(crate) mod tests {
         assert!(aml.windows(4).any(|w| w == b"_PRT"));
         assert!(aml.windows(4).any(|w| w == 0x0003_ffffu32.to_le_bytes()));
     }
-
 
     fn mem() -> GuestMemory {
         GuestMemory::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap()

@@ -447,15 +447,26 @@ impl BusDevice for Pit8254 {
 }
 
 impl Timed for Pit8254 {
+    /// The first channel 0 edge not yet reported: now if one is already due, else the next.
     fn next_deadline(&self) -> Option<u64> {
         self.irq0.as_ref()?;
+        let now = (self.clock)();
+        let ch = &self.channels[0];
+        if ch.edges(now) > ch.edges_reported {
+            return Some(now);
+        }
         self.next_irq0_ns()
     }
 
     /// Pulses IRQ 0 once if channel 0's output rose since the last tick (missed periods
     /// coalesce, as lost ticks do).
     fn tick(&mut self, _now: u64) {
-        if self.take_irq0_edges() > 0 {
+        let edges = self.take_irq0_edges();
+        tracing::trace!(
+            "pit: tick, {edges} channel 0 edges, mode {}",
+            self.channels[0].mode
+        );
+        if edges > 0 {
             if let Some(line) = &self.irq0 {
                 if let Err(e) = line.pulse() {
                     tracing::warn!("pit: raising IRQ 0 failed: {e}");
@@ -672,6 +683,10 @@ mod tests {
         p.write(0, &[0x2e]); // 10 ms period
         let d = p.next_deadline().unwrap();
         t.store(d, Ordering::SeqCst);
+        assert!(
+            p.next_deadline().unwrap() <= d,
+            "an edge due now is a deadline now"
+        );
         p.tick(d);
         assert_eq!(line.0.load(Ordering::SeqCst), 1);
         p.tick(d);

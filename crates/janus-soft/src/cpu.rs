@@ -198,9 +198,13 @@ impl Regs {
             efer: 0,
             dr: [0, 0, 0, 0, 0xffff_0ff0, 0x400, 0xffff_0ff0, 0x400],
             xcr0: 1,
+            // What firmware leaves for the OS: fast strings on, MTRRs enabled with write-back
+            // as the default type (as the kvm engine sets them too).
             msr: Msrs {
                 pat: 0x0007_0406_0007_0406,
                 apic_base: 0xfee0_0000 | (1 << 11) | (1 << 8),
+                misc_enable: 1,
+                mtrr_def_type: (1 << 11) | 6,
                 ..Default::default()
             },
             fpu: Fpu::default(),

@@ -10,6 +10,7 @@ const L1_EDX: u32 = (1 << 0) // FPU
     | (1 << 5)  // MSR
     | (1 << 6)  // PAE
     | (1 << 8)  // CX8
+    | (1 << 9)  // APIC (the platform's local APIC)
     | (1 << 11) // SEP
     | (1 << 12) // MTRR
     | (1 << 13) // PGE
@@ -67,13 +68,19 @@ pub fn supported(tsc_hz: u64) -> Vec<CpuidEntry> {
     let mhz = (tsc_hz / 1_000_000) as u32;
     // The "crystal" of leaf 0x15 is the local APIC timer's input clock, as Linux assumes.
     let crystal = janus_abi::pc::LAPIC_TIMER_HZ as u32;
-    let tsc_khz = (tsc_hz / 1000) as u32;
     vec![
         leaf(0, 0x16, v(0), v(8), v(4)),
         leaf(1, signature, l1_ebx, L1_ECX, L1_EDX),
         leaf(7, 0, 0, 0, 0),
-        // TSC = crystal * EBX / EAX.
-        leaf(0x15, crystal / 1000, tsc_khz, crystal, 0),
+        // TSC = crystal * EBX / EAX. Linux multiplies the crystal's kHz by EBX in 32 bits, so
+        // the ratio goes in thousandths, as small as real CPUs report it.
+        leaf(
+            0x15,
+            1000,
+            (tsc_hz * 1000 / crystal as u64) as u32,
+            crystal,
+            0,
+        ),
         leaf(0x16, mhz, mhz, 0, 0),
         leaf(0x8000_0000, 0x8000_0008, 0, 0, 0),
         leaf(0x8000_0001, 0, 0, X1_ECX, X1_EDX),

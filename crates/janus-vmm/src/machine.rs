@@ -101,6 +101,11 @@ const ABSENT: &[(u16, u16, &str)] = &[
     (0x376, 1, "ide1 (absent)"),
     (0x3b0, 0x10, "mda and lpt3 (absent)"),
     (0x3c0, 0x20, "vga (absent)"),
+    (0x2e, 2, "super i/o config (absent)"),
+    (0x4e, 2, "super i/o config (absent)"),
+    (0x00, 0x10, "dma1 (absent)"),
+    (0x81, 0x0f, "dma page registers (absent)"),
+    (0xc0, 0x20, "dma2 (absent)"),
 ];
 
 /// How a guest image is entered.
@@ -121,18 +126,21 @@ fn read_kernel(source: &KernelSource) -> Result<(Cow<'static, [u8]>, BootKind)> 
                 path: path.clone(),
                 source,
             })?;
-            let linux = image.get(0x202..0x206) == Some(b"HdrS")
-                || janus_boot::elf::has_pvh_note(&image);
-            let kind = if linux { BootKind::Linux } else { BootKind::Elf };
+            let linux =
+                image.get(0x202..0x206) == Some(b"HdrS") || janus_boot::elf::has_pvh_note(&image);
+            let kind = if linux {
+                BootKind::Linux
+            } else {
+                BootKind::Elf
+            };
             Ok((Cow::Owned(image), kind))
         }
     }
 }
 
 fn read_initramfs(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        VmmError::Config(format!("cannot read initramfs {}: {e}", path.display()))
-    })
+    std::fs::read(path)
+        .map_err(|e| VmmError::Config(format!("cannot read initramfs {}: {e}", path.display())))
 }
 
 impl Machine {
@@ -215,9 +223,12 @@ impl Machine {
             bus.insert_pio_at(pc::SYSTEM_CONTROL_B, 1, port61, "pit8254", pit)?;
         }
         // PCI configuration mechanism #1: the address at 0xCF8 (dword), data at
-        // 0xCFC..=0xCFF; 0xCF9 between them is the reset control register.
+        // 0xCFC..=0xCFF; 0xCF9 between them is the reset control register, and byte accesses
+        // to 0xCFA/0xCFB (Linux's mechanism check writes 0xCFB) reach the PCI device and do
+        // nothing.
         let pci = shared(PciBus::new());
         bus.insert_pio_at(PCI_CONFIG_ADDRESS, 1, 0, "pci", pci.clone())?;
+        bus.insert_pio_at(PCI_CONFIG_ADDRESS + 2, 2, 2, "pci", pci.clone())?;
         bus.insert_pio_at(PCI_CONFIG_DATA, 4, 4, "pci", pci)?;
         let reset = shared(ResetControl::new(control.clone()));
         bus.insert_pio(RESET_CONTROL, 1, "reset_control", reset)?;

@@ -62,6 +62,7 @@ fn serve(devices: &[TimedDevice], clock: &dyn Fn() -> u64, wakeup: &Wakeup, stop
             }
         }
         let now = clock();
+        tracing::trace!("timers: now {now} next {next:?} devices {}", devices.len());
         let sleep = next.map_or(MAX_SLEEP, |t| {
             Duration::from_nanos(t.saturating_sub(now)).min(MAX_SLEEP)
         });
