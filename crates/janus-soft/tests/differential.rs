@@ -558,3 +558,4 @@ fn harness_sanity() {
     let o = native.run(&st, &[0x0f, 0x28, 0x03]);
     assert_eq!(o.fault, Some(13));
 }
+

@@ -701,7 +701,12 @@ fn base_state(family: Family, rng: &mut Rng, lay: &Layout) -> State {
             x87_state(&mut fx, rng, 2);
             fx.set_mxcsr(mxcsr(rng));
         }
-        _ => {}
+        // Integer instructions leave this state alone; a random one checks that the engine
+        // side loads and reads back the FPU registers as FXRSTOR/FXSAVE do.
+        _ => {
+            x87_state(&mut fx, rng, 0);
+            fx.set_mxcsr(mxcsr(rng));
+        }
     }
     for k in 0..16 {
         fx.set_xmm(k, xmm_value(rng));
@@ -877,6 +882,16 @@ fn fixups(
             (None, Some(a)) => poke(st, lay, a, &vec![0; mem_size]),
             _ => {}
         },
+        // Arguments outside the range where the result is defined (|x| <= 1 for F2XM1,
+        // |x| < 1 - sqrt(2)/2 for FYL2XP1) are not generated.
+        F2xm1 | Fyl2xp1 => {
+            let limit = if m == F2xm1 { 1.0 } else { 0.29 };
+            let x = (rng.below(1 << 20) as f64 / (1 << 20) as f64 * 2.0 - 1.0) * limit;
+            st.fx.set_st(0, f64_to_f80(x.to_bits()));
+            let top = st.fx.top();
+            let ftw = st.fx.ftw() | 1 << top;
+            st.fx.set_ftw(ftw);
+        }
         Fxrstor | Fxrstor64 if rng.chance(75) => {
             if let Some(a) = a {
                 let img = fx_image(rng);
@@ -1160,10 +1175,22 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
     if let Some(a) = a {
         match decoded.memory_size() {
             MemorySize::FpuEnv14 | MemorySize::FpuState94 => ignore_mem.push((a + 6, 8)),
-            MemorySize::FpuEnv28 | MemorySize::FpuState108 => ignore_mem.push((a + 12, 16)),
+            MemorySize::FpuEnv28 | MemorySize::FpuState108 => {
+                // Pointers, opcode, selectors, and the reserved upper halves of the
+                // control/status/tag dwords.
+                ignore_mem.push((a + 12, 16));
+                for r in [2, 6, 10] {
+                    ignore_mem.push((a + r, 2));
+                }
+            }
             MemorySize::Fxsave_512Byte | MemorySize::Fxsave64_512Byte => {
-                ignore_mem.push((a + 6, 18));
+                // Reserved byte 5, FOP/FIP/FDP, MXCSR_MASK (a CPU model property), the
+                // reserved bytes of each ST slot, and the reserved/available tail.
+                ignore_mem.push((a + 5, 19));
                 ignore_mem.push((a + 28, 4));
+                for k in 0..8 {
+                    ignore_mem.push((a + 32 + 16 * k + 10, 6));
+                }
                 ignore_mem.push((a + 416, 96));
             }
             _ => {}

@@ -203,6 +203,7 @@ pub fn compare(case: &Case, lay: &Layout, n: &Outcome, e: &Outcome) -> Vec<Strin
 
 pub fn format_instr(i: &Instruction) -> String {
     let mut f = IntelFormatter::new();
+    f.options_mut().set_show_useless_prefixes(true);
     let mut s = String::new();
     f.format(i, &mut s);
     s
