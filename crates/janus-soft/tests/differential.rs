@@ -84,7 +84,9 @@ fn only_native_faults(_: &case::Case, n: &native::Outcome, e: &native::Outcome) 
 
 /// An access that starts canonical and ends non-canonical: #GP natively, #PF in the engine.
 fn canonical_straddle(c: &case::Case, n: &native::Outcome, e: &native::Outcome) -> bool {
-    let near = |a: u64| (0x7fff_ffff_ffc0..0x8000_0000_0000).contains(&a);
+    const END: u64 = 0x8000_0000_0000;
+    let size = (c.instr.memory_size().size() as u64).max(16);
+    let near = |a: u64| a < END && a + size > END;
     let stack = near(c.state.gpr[4].wrapping_sub(16)) || near(c.state.gpr[4]);
     matches!(n.fault, Some(12 | 13)) && e.fault == Some(14) && (c.ea.is_some_and(near) || stack)
 }
@@ -129,13 +131,28 @@ fn fxrstor_control_bits(_: &case::Case, n: &native::Outcome, e: &native::Outcome
 fn sse_misaligned_noncanonical(c: &case::Case, n: &native::Outcome, e: &native::Outcome) -> bool {
     let non_canonical = |a: u64| ((a as i64) << 16) >> 16 != a as i64;
     let i = &c.instr;
-    let xmm = (0..i.op_count())
-        .any(|k| i.op_kind(k) == iced_x86::OpKind::Register && i.op_register(k).is_xmm());
+    let vector = (0..i.op_count()).any(|k| {
+        i.op_kind(k) == iced_x86::OpKind::Register
+            && (i.op_register(k).is_xmm() || i.op_register(k).is_mm())
+    });
     matches!((n.fault, e.fault), (Some(13), Some(12)))
-        && xmm
+        && vector
         && i.memory_size().size() == 16
         && i.segment_prefix() == iced_x86::Register::None
         && c.ea.is_some_and(|a| non_canonical(a) && a % 16 != 0)
+}
+
+/// Completed on both sides, and only FSW.C1 differs.
+fn only_c1_differs(_: &case::Case, n: &native::Outcome, e: &native::Outcome) -> bool {
+    let mut a = n.fx.clone();
+    a.set_fsw(n.fx.fsw() ^ (n.fx.fsw() ^ e.fx.fsw()) & 0x0200);
+    n.fault.is_none()
+        && e.fault.is_none()
+        && e.failure.is_none()
+        && n.gpr == e.gpr
+        && n.mem == e.mem
+        && (n.rflags ^ e.rflags) & state::TESTED_FLAGS == 0
+        && a.fsw() == e.fx.fsw()
 }
 
 /// Engine bugs found by this suite (see `Known`).
@@ -236,6 +253,53 @@ const KNOWN_FAILURES: &[Known] = &[
                  SDM leaves the order open, so this may be host-specific",
         forms: &[],
         when: sse_misaligned_noncanonical,
+    },
+    // Found on the x87 branch (not merged when this was written): dormant until it is.
+    Known {
+        name: "x87-c1-cleared",
+        family: Family::X87,
+        reason: "FCMOVcc and FCOMI/FCOMIP/FUCOMI/FUCOMIP clear C1; the host leaves C1 as it was \
+                 when there is no stack fault (the SDM's condition-code table lists only #IS \
+                 for C1 there)",
+        forms: &[
+            Code::Fcmovb_st0_sti,
+            Code::Fcmove_st0_sti,
+            Code::Fcmovbe_st0_sti,
+            Code::Fcmovu_st0_sti,
+            Code::Fcmovnb_st0_sti,
+            Code::Fcmovne_st0_sti,
+            Code::Fcmovnbe_st0_sti,
+            Code::Fcmovnu_st0_sti,
+            Code::Fcomi_st0_sti,
+            Code::Fcomip_st0_sti,
+            Code::Fucomi_st0_sti,
+            Code::Fucomip_st0_sti,
+        ],
+        when: only_c1_differs,
+    },
+    Known {
+        name: "x87-store-skips-access-check",
+        family: Family::X87,
+        reason: "an x87 store whose value is suppressed by an unmasked exception (FST/FIST/FISTP/\
+                 FISTTP/FBSTP) makes no memory access, so an inaccessible destination does not \
+                 fault; hardware raises #PF",
+        forms: &[
+            Code::Fst_m32fp,
+            Code::Fst_m64fp,
+            Code::Fstp_m32fp,
+            Code::Fstp_m64fp,
+            Code::Fstp_m80fp,
+            Code::Fist_m16int,
+            Code::Fist_m32int,
+            Code::Fistp_m16int,
+            Code::Fistp_m32int,
+            Code::Fistp_m64int,
+            Code::Fisttp_m16int,
+            Code::Fisttp_m32int,
+            Code::Fisttp_m64int,
+            Code::Fbstp_m80bcd,
+        ],
+        when: only_native_faults,
     },
     Known {
         name: "segment-override-64",

@@ -256,7 +256,7 @@ pub const PER_STATE_RULES: &[(&str, &str)] = &[
     ("SHL/SHR/SAL/SAR count", "count 0 (masked): all flags compared (unchanged); count 1: AF undefined; count > 1: AF and OF undefined; SHL/SHR with an 8/16-bit operand and count >= width: CF undefined too"),
     ("ROL/ROR/RCL/RCR count", "OF undefined unless the masked count is 1; count 0: flags unchanged"),
     ("SHLD/SHRD", "count 0: flags unchanged; else AF undefined, OF undefined unless count 1; 16-bit forms get counts <= 16 only (result undefined above)"),
-    ("BSF/BSR source 0", "destination undefined (not compared); TZCNT/LZCNT likewise, see NATIVE_SUBSTITUTES"),
+    ("BSF/BSR source 0", "destination undefined (not compared); TZCNT/LZCNT likewise (they run natively as BSF/BSR, see native_substitute)"),
     ("REPNE MOVS/STOS/LODS", "not generated (F2 with these is reserved)"),
     ("x87 C0/C2/C3", "not compared where the SDM leaves them undefined (all but compares, FXAM, FPREM*, FINIT/FLDENV/FRSTOR/FXRSTOR/FSAVE; C2 for FSIN/FCOS/FSINCOS/FPTAN); C1 also for FNOP, FLDCW, FNSTCW, FNSTSW, FNSTENV, FNCLEX, FFREE, FWAIT"),
     ("x87 transcendentals", "F2XM1, FYL2X(P1), FPTAN, FPATAN, FSIN, FCOS, FSINCOS: results within 2^13 units of the last place; C1 and PE not compared (Intel and AMD differ in the last bits)"),
@@ -314,10 +314,17 @@ pub fn family(i: &Instruction) -> Family {
     {
         return Family::X87;
     }
+    // The Code's name lists its operands (`Cvttss2si_r32_xmmm32`, `Movq_rm64_mm`): the
+    // template may use the memory form, which names no vector register.
+    let code_name = format!("{:?}", i.code());
+    let named_vector = code_name
+        .split('_')
+        .any(|t| t.starts_with("xmm") || t.starts_with("mm"));
     let packed = i.op_count() > 0
         && (0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Memory)
         && i.memory_size().is_packed();
     if any_vec
+        || named_vector
         || packed
         || fx
         || matches!(
@@ -363,6 +370,8 @@ pub fn host_has(f: CpuidFeature) -> bool {
         | F::MULTIBYTENOP
         | F::RDPMC
         | F::SMM => true,
+        // ENDBR32/64 are NOPs on CPUs without CET.
+        F::CET_IBT => true,
         F::CLFSH => b(l1.edx, 19),
         F::SSE3 => b(l1.ecx, 0),
         F::PCLMULQDQ => b(l1.ecx, 1),
