@@ -25,6 +25,8 @@ pub struct Case {
     /// The instruction under test as decoded from the body.
     pub instr: Instruction,
     pub body: Vec<u8>,
+    /// Where the body starts (usually `Layout::body`).
+    pub at: u64,
     /// What runs natively instead, where the host's encoding differs (see
     /// `native_substitute`).
     pub native_body: Option<Vec<u8>>,
@@ -408,8 +410,7 @@ fn shape(i: &Instruction) -> Shape {
 
 /// Body bytes, the decoded instruction under test, and the branch target for indirect
 /// branches. `None` if the instance does not encode.
-fn build_body(i: &Instruction, lay: &Layout) -> Option<(Vec<u8>, Instruction, u64)> {
-    let p0 = lay.body();
+fn build_body(i: &Instruction, lay: &Layout, p0: u64) -> Option<(Vec<u8>, Instruction, u64)> {
     match shape(i) {
         Shape::Plain => {
             let b = encode_at(i, p0)?;
@@ -1138,7 +1139,19 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
             i.set_has_lock_prefix(true);
         }
     }
-    let (body, decoded, taken) = build_body(&i, lay)?;
+    let mut at = lay.body();
+    // (Not UD0/UD1: AMD raises #UD from their opcode before fetching the rest; not the forms
+    // run natively under another encoding, whose length differs.)
+    let crossable = !matches!(i.mnemonic(), Mnemonic::Ud0 | Mnemonic::Ud1)
+        && native_substitute(form.code).is_none();
+    if matches!(shape(&i), Shape::Plain) && crossable && rng.chance(1) {
+        // Across the end of the code page: the fetch faults (#PF) on both sides.
+        let len = encode_at(&i, at)?.len() as u64;
+        if len > 1 {
+            at = lay.code_end() - rng.range(1, len);
+        }
+    }
+    let (body, decoded, taken) = build_body(&i, lay, at)?;
     // The round trip must give the same form (or, with a LOCK that is invalid, #UD).
     if decoded.code() != form.code && !(i.has_lock_prefix() && decoded.is_invalid()) {
         return None;
@@ -1158,7 +1171,7 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
     let native_body = native_substitute(form.code).and_then(|c| {
         let mut n = decoded;
         n.set_code(c);
-        encode_at(&n, lay.body())
+        encode_at(&n, at)
     });
     let m = decoded.mnemonic();
     let mut ignore_gpr = 0u16;
@@ -1202,6 +1215,7 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
         fsw_mask: fsw_mask(&decoded, approx),
         instr: decoded,
         body,
+        at,
         native_body,
         state: st,
         ignore_gpr,

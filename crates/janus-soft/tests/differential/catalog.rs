@@ -264,6 +264,7 @@ pub const PER_STATE_RULES: &[(&str, &str)] = &[
     ("RCPPS/RCPSS/RSQRTPS/RSQRTSS", "approximations: lanes within 2^12 float units of the last place (vendors use different tables)"),
     ("FNSTENV/FNSAVE/FXSAVE images", "instruction/data pointers, opcode, FCS/FDS, reserved fields, MXCSR_MASK (a CPU model property) and FXSAVE's reserved/available tail not compared"),
     ("MOVSXD r16, m16", "not placed against the unmapped page: AMD hosts read 32 bits, Intel (and the engine) 16"),
+    ("instruction fetch across the code page's end", "1% of plain instructions are placed so they end in an unmapped page (#PF on fetch); not UD0/UD1 (AMD raises #UD from the opcode alone) nor TZCNT/LZCNT (run natively under a shorter encoding)"),
     ("ENTER", "frame sizes below 0x1000: the CPU probes the new stack top, and natively only the test region is mapped"),
     ("POPF", "the popped value has only arithmetic flags, DF and IF (so TF/AC/IOPL stay as they are on both sides)"),
 ];

@@ -217,7 +217,7 @@ pub fn describe(form: &Form, case: &Case, lay: &Layout, diffs: &[String]) -> Str
         form.code,
         form.family.name(),
         format_instr(&case.instr),
-        lay.body(),
+        case.at,
         hex(&case.body)
     );
     if let Some(nb) = &case.native_body {

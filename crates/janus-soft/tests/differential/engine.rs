@@ -99,7 +99,11 @@ impl Engine {
         assert!(big < 1 << 30, "region in the first GiB");
         for e in 0..512u64 {
             let page = big + e * 0x1000;
-            let pte = if page == lay.hole() { 0 } else { page | 3 };
+            let pte = if page == lay.hole() || page == lay.code_end() {
+                0
+            } else {
+                page | 3
+            };
             m.write_u64(PT + e * 8, pte);
         }
         m.write_u64(PD + (big >> 21) * 8, PT | 3);
@@ -119,19 +123,22 @@ impl Engine {
         }
     }
 
-    /// Runs `body` (then HLT) from `st` on a fresh vCPU.
-    pub fn run(&mut self, st: &State, body: &[u8]) -> Outcome {
+    /// Runs `body` (then HLT), placed at `at` (in the code page; the part beyond its end is
+    /// cut off), from `st` on a fresh vCPU.
+    pub fn run(&mut self, st: &State, body: &[u8], at: u64) -> Outcome {
         let lay = self.lay;
         let m = &mut self.m;
         m.write(lay.data(), &st.mem);
-        let mut code = [0xf4u8; Layout::BODY_MAX];
-        code[..body.len()].copy_from_slice(body);
+        let mut code = vec![0xf4u8; Layout::BODY_MAX];
+        let off = (at - lay.body()) as usize;
+        let n = body.len().min(Layout::BODY_MAX - off);
+        code[off..off + n].copy_from_slice(&body[..n]);
         m.write(lay.body(), &code);
         m.write(VECTOR, &[0xff]);
 
         let mut r = self.regs0.clone();
         r.gpr = st.gpr;
-        r.rip = lay.body();
+        r.rip = at;
         // IF set as natively (user code always runs with IF=1; PUSHF must see the same).
         r.flags
             .load((st.rflags & TESTED_FLAGS) | janus_soft::flags::IF | 2);
@@ -168,7 +175,7 @@ impl Engine {
                 } else {
                     // RIP is past the HLT that ended the run.
                     out.rip = regs.rip.wrapping_sub(1);
-                    let end = lay.body() + body.len() as u64;
+                    let end = at + body.len() as u64;
                     if out.rip != end {
                         out.failure = Some(format!(
                             "halted at {:#x}, not at the end of the body {end:#x}",

@@ -30,6 +30,7 @@ pub mod ctrl {
     pub const TRAPNO: u64 = 0x18;
     pub const SIGNO: u64 = 0x20;
     pub const FAULT_RIP: u64 = 0x28;
+    pub const BODY_PTR: u64 = 0x30;
     pub const OUT_FLAGS: u64 = 0x38;
     pub const IN_GPR: u64 = 0x40;
     pub const OUT_GPR: u64 = 0xc0;
@@ -80,14 +81,19 @@ impl Layout {
     pub fn recover(&self) -> u64 {
         self.code() + 0x200
     }
-    /// The code under test (the same address natively and in the guest).
+    /// Native harness: saves the results (the body ends with a jump here).
+    pub fn epilogue(&self) -> u64 {
+        self.code() + 0x300
+    }
+    /// Where bodies usually start (the same address natively and in the guest).
     pub fn body(&self) -> u64 {
         self.code() + 0x400
     }
-    /// Native harness: saves the results (the body ends with a jump here).
-    pub fn epilogue(&self) -> u64 {
-        self.code() + 0xc00
+    /// The end of the code page; the page after it is unmapped on both sides, so an
+    /// instruction placed across the end faults on fetch.
+    pub fn code_end(&self) -> u64 {
+        self.code() + CODE_MAP_LEN as u64
     }
-    /// Room for a body.
-    pub const BODY_MAX: usize = 0x700;
+    /// Room for bodies: from `body()` to `code_end()`.
+    pub const BODY_MAX: usize = 0xc00;
 }

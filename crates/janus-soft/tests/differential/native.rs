@@ -263,6 +263,8 @@ impl Native {
             CODE_MAP_LEN,
             libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
         );
+        // Reserve the page after the code, so that fetching from it faults.
+        map(lay.code_end(), 0x1000, libc::PROT_NONE);
         let n = Native { lay };
         let c = lay.ctrl();
         // HLT everywhere: a stray jump faults (#GP at CPL 3) instead of running junk.
@@ -284,8 +286,10 @@ impl Native {
                 pro.push(load(*r, c + ctrl::IN_GPR + 8 * i as u64));
             }
         }
-        pro.push(Instruction::with_branch(Code::Jmp_rel32_64, lay.body()).expect("jmp"));
-        n.write(lay.code(), &assemble(lay.code(), &pro));
+        pro.push(i1(Code::Jmp_rm64, abs(c + ctrl::BODY_PTR)));
+        let pro = assemble(lay.code(), &pro);
+        assert!(lay.code() + pro.len() as u64 <= lay.recover());
+        n.write(lay.code(), &pro);
 
         let mut rec = vec![load(Register::RSP, c + ctrl::HOST_RSP)];
         rec.extend(leave_sequence(c));
@@ -299,7 +303,9 @@ impl Native {
         epi.push(Instruction::with(Code::Pushfq));
         epi.push(i1(Code::Pop_rm64, abs(c + ctrl::OUT_FLAGS)));
         epi.extend(leave_sequence(c));
-        n.write(lay.epilogue(), &assemble(lay.epilogue(), &epi));
+        let epi = assemble(lay.epilogue(), &epi);
+        assert!(lay.epilogue() + epi.len() as u64 <= lay.body());
+        n.write(lay.epilogue(), &epi);
         n
     }
 
@@ -338,11 +344,12 @@ impl Native {
         self.write(addr, &v.to_le_bytes());
     }
 
-    /// Runs `body` (placed at `Layout::body`) from `st`.
-    pub fn run(&mut self, st: &State, body: &[u8]) -> Outcome {
+    /// Runs `body`, placed at `at` (in the code page; the part beyond its end is cut off),
+    /// from `st`.
+    pub fn run(&mut self, st: &State, body: &[u8], at: u64) -> Outcome {
         let lay = self.lay;
         let c = lay.ctrl();
-        assert!(body.len() + 5 <= Layout::BODY_MAX);
+        assert!(at >= lay.body() && at < lay.code_end());
         self.write(lay.data(), &st.mem);
         for (i, v) in st.gpr.iter().enumerate() {
             self.write_u64(c + ctrl::IN_GPR + 8 * i as u64, *v);
@@ -350,12 +357,15 @@ impl Native {
         self.write_u64(c + ctrl::IN_FLAGS, (st.rflags & TESTED_FLAGS) | 0x202);
         self.write_u64(c + ctrl::FAULTED, 0);
         self.write(c + ctrl::IN_FX, &st.fx.0);
-        let mut code = [0xf4u8; Layout::BODY_MAX];
-        code[..body.len()].copy_from_slice(body);
-        let end = lay.body() + body.len() as u64;
+        self.write_u64(c + ctrl::BODY_PTR, at);
+        let mut code = vec![0xf4u8; Layout::BODY_MAX];
+        let end = at + body.len() as u64;
         let jmp = Instruction::with_branch(Code::Jmp_rel32_64, lay.epilogue()).expect("jmp");
-        let j = assemble(end, &[jmp]);
-        code[body.len()..body.len() + j.len()].copy_from_slice(&j);
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&assemble(end, &[jmp]));
+        let off = (at - lay.body()) as usize;
+        let n = bytes.len().min(Layout::BODY_MAX - off);
+        code[off..off + n].copy_from_slice(&bytes[..n]);
         self.write(lay.body(), &code);
 
         compiler_fence(Ordering::SeqCst);
