@@ -58,6 +58,9 @@ struct Known {
     forms: &'static [Code],
     /// Whether a mismatching case is this bug.
     when: fn(&case::Case, &native::Outcome, &native::Outcome) -> bool,
+    /// What the host does here may differ between CPU vendors or models (this suite was
+    /// written on an AMD host): an entry that matches nothing is reported, not failed.
+    host_specific: bool,
 }
 
 fn always(_: &case::Case, _: &native::Outcome, _: &native::Outcome) -> bool {
@@ -169,6 +172,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  instructions osize 8 (bitness), alu::cbw/cwd use it",
         forms: &[Code::Cbw, Code::Cwde, Code::Cwd, Code::Cdq],
         when: always,
+        host_specific: false,
     },
     Known {
         name: "enter-leave-16",
@@ -177,6 +181,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  unless osize==2, and ENTER/LEAVE's osize is 8 (no sized operand)",
         forms: &[Code::Enterw_imm16_imm8, Code::Leavew],
         when: always,
+        host_specific: false,
     },
     Known {
         name: "loopcc-ignores-zf",
@@ -190,6 +195,7 @@ const KNOWN_FAILURES: &[Known] = &[
             Code::Loopne_rel8_64_ECX,
         ],
         when: always,
+        host_specific: false,
     },
     Known {
         name: "rep-movs-overlap",
@@ -202,6 +208,7 @@ const KNOWN_FAILURES: &[Known] = &[
             Code::Movsq_m64_m64,
         ],
         when: movs_overlap,
+        host_specific: false,
     },
     Known {
         name: "clflush-never-faults",
@@ -210,6 +217,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  byte load (#PF on an unmapped page, #GP if non-canonical)",
         forms: &[Code::Clflush_m8, Code::Clflushopt_m8],
         when: only_native_faults,
+        host_specific: false,
     },
     Known {
         name: "canonical-straddle",
@@ -219,6 +227,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  stack): only the first byte's address is checked",
         forms: &[],
         when: canonical_straddle,
+        host_specific: false,
     },
     Known {
         name: "cvt2pi-mmx-transition-on-xm",
@@ -233,6 +242,7 @@ const KNOWN_FAILURES: &[Known] = &[
             Code::Cvttpd2pi_mm_xmmm128,
         ],
         when: cvt2pi_xm,
+        host_specific: true,
     },
     Known {
         name: "fxrstor-control-bits",
@@ -241,6 +251,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  13-15 to 0, and recomputes FSW.ES/B (bits 7, 15) from the flags and masks",
         forms: &[Code::Fxrstor_m512byte, Code::Fxrstor64_m512byte],
         when: fxrstor_control_bits,
+        host_specific: true,
     },
     Known {
         name: "fxrstor-checks-416-bytes",
@@ -250,6 +261,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  with reserved MXCSR bits set (engine: no fault, or #GP)",
         forms: &[Code::Fxrstor_m512byte, Code::Fxrstor64_m512byte],
         when: native_page_faults,
+        host_specific: false,
     },
     Known {
         name: "sse-alignment-before-stack-fault",
@@ -259,6 +271,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  SDM leaves the order open, so this may be host-specific",
         forms: &[],
         when: sse_misaligned_noncanonical,
+        host_specific: true,
     },
     // Found on the x87 branch (not merged when this was written): dormant until it is.
     Known {
@@ -282,6 +295,7 @@ const KNOWN_FAILURES: &[Known] = &[
             Code::Fucomip_st0_sti,
         ],
         when: only_c1_differs,
+        host_specific: true,
     },
     Known {
         name: "x87-store-skips-access-check",
@@ -306,6 +320,7 @@ const KNOWN_FAILURES: &[Known] = &[
             Code::Fbstp_m80bcd,
         ],
         when: only_native_faults,
+        host_specific: true,
     },
     Known {
         name: "segment-override-64",
@@ -315,6 +330,7 @@ const KNOWN_FAILURES: &[Known] = &[
                  override (SS override: #SS, CS/DS/ES override on [rbp]: #GP)",
         forms: &[],
         when: segment_override_fault,
+        host_specific: true,
     },
 ];
 
@@ -531,7 +547,7 @@ fn run_family(family: Family, region: u64) {
     }
     if cfg.is_default() {
         // Entries for this family's forms (or for any form) that matched nothing.
-        let stale: Vec<&str> = KNOWN_FAILURES
+        let (stale, vanished): (Vec<&Known>, Vec<&Known>) = KNOWN_FAILURES
             .iter()
             .zip(&known_hits)
             .filter(|(k, hits)| {
@@ -540,8 +556,16 @@ fn run_family(family: Family, region: u64) {
                     && (k.forms.is_empty()
                         || k.forms.iter().any(|c| forms.iter().any(|f| f.code == *c)))
             })
-            .map(|(k, _)| k.name)
-            .collect();
+            .map(|(k, _)| k)
+            .partition(|k| !k.host_specific);
+        for k in vanished {
+            eprintln!(
+                "  known failure `{}` did not show on this host (host-specific entry; remove it \
+                 if it is fixed)",
+                k.name
+            );
+        }
+        let stale: Vec<&str> = stale.iter().map(|k| k.name).collect();
         if !stale.is_empty() {
             problems.push(format!(
                 "KNOWN_FAILURES entries that no longer fail (remove them): {}",
@@ -680,7 +704,10 @@ fn harness_sanity() {
         assert_eq!(o.rip, lay.body() + 2);
     }
     // push rax: the stack area is compared.
-    for o in [native.run(&st, &[0x50], lay.body()), engine.run(&st, &[0x50], lay.body())] {
+    for o in [
+        native.run(&st, &[0x50], lay.body()),
+        engine.run(&st, &[0x50], lay.body()),
+    ] {
         let off = (lay.stack_top() - 8 - lay.data()) as usize;
         assert_eq!(o.mem[off..off + 8], st.gpr[0].to_le_bytes());
         assert_eq!(o.gpr[4], lay.stack_top() - 8);
@@ -694,7 +721,10 @@ fn harness_sanity() {
         (&[0xf7, 0xf1][..], 0),
         (&[0x48, 0x8b, 0x03][..], 14),
     ] {
-        for o in [native.run(&st, body, lay.body()), engine.run(&st, body, lay.body())] {
+        for o in [
+            native.run(&st, body, lay.body()),
+            engine.run(&st, body, lay.body()),
+        ] {
             assert_eq!(o.fault, Some(vector), "{body:x?}: {}", o.detail);
             assert_eq!(o.rip, lay.body());
             assert_eq!(o.gpr, st.gpr);
