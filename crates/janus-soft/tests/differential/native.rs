@@ -2,7 +2,7 @@
 //! epilogue saves the result. Faults are caught with signal handlers that record the trap
 //! number and the registers at the fault and resume at a recovery stub.
 
-use crate::layout::{ctrl, Layout, CMP_LEN, CODE_MAP_LEN, CTRL_MAP_LEN, DATA_MAP_LEN};
+use crate::layout::{ctrl, Layout, CMP_LEN, CODE_MAP_LEN, CTRL_MAP_LEN, DATA_MAP_LEN, HOLE_LEN};
 use crate::state::{Fx, State, TESTED_FLAGS};
 use iced_x86::{Code, Encoder, Instruction, MemoryOperand, Register};
 use std::cell::Cell;
@@ -257,6 +257,8 @@ impl Native {
             );
         };
         map(lay.base, DATA_MAP_LEN, libc::PROT_READ | libc::PROT_WRITE);
+        // The hole: reserved, inaccessible (any access faults as an unmapped page does).
+        map(lay.hole(), HOLE_LEN as usize, libc::PROT_NONE);
         map(lay.ctrl(), CTRL_MAP_LEN, libc::PROT_READ | libc::PROT_WRITE);
         map(
             lay.code(),
@@ -416,6 +418,8 @@ impl Drop for Native {
         // SAFETY: the ranges were mapped by `new` and nothing refers to them any more.
         unsafe {
             libc::munmap(self.lay.base as *mut libc::c_void, DATA_MAP_LEN);
+            libc::munmap(self.lay.hole() as *mut libc::c_void, HOLE_LEN as usize);
+            libc::munmap(self.lay.code_end() as *mut libc::c_void, 0x1000);
             libc::munmap(self.lay.ctrl() as *mut libc::c_void, CTRL_MAP_LEN);
             libc::munmap(self.lay.code() as *mut libc::c_void, CODE_MAP_LEN);
         }
