@@ -88,11 +88,12 @@ pub fn set_reg(gpr: &mut [u64; 16], r: Register, v: u64) {
     };
 }
 
-/// A random register of the same kind as `r` (never RSP, nor one in `avoid`).
+/// A random register of the same kind as `r` (not one in `avoid`; rSP now and then: PUSH
+/// RSP, POP RSP, MOV RSP, ... are safe, the harness saves RSP before it uses a stack).
 fn random_like(r: Register, rng: &mut Rng, avoid: u16) -> Register {
     let gpr = |rng: &mut Rng| loop {
         let n = rng.below(16) as usize;
-        if n != RSP && avoid & (1 << n) == 0 {
+        if (n != RSP || rng.chance(25)) && avoid & (1 << n) == 0 {
             return n;
         }
     };
@@ -230,7 +231,16 @@ fn choose_memory(i: &mut Instruction, a: u64, rng: &mut Rng, avoid: u16) -> Opti
     i.set_segment_prefix(Register::None);
     match rng.below(20) {
         0..=10 => {
-            let b = pick(rng, avoid);
+            // [rsp+disp] now and then: RSP itself then points into the data area (not when
+            // RSP is also a register operand: its value would have to be two things).
+            let rsp_operand = (0..i.op_count()).any(|k| {
+                i.op_kind(k) == OpKind::Register && gpr_index(i.op_register(k)) == Some(RSP)
+            });
+            let b = if !a32 && !rsp_operand && rng.chance(6) {
+                RSP
+            } else {
+                pick(rng, avoid)
+            };
             let (disp, size) = match rng.below(10) {
                 0..=2 => (0i64, 0),
                 3..=6 => (rng.below(256) as i64 - 128, 1),
@@ -893,9 +903,14 @@ fn fixups(
             let ftw = st.fx.ftw() | 1 << top;
             st.fx.set_ftw(ftw);
         }
-        Fxrstor | Fxrstor64 if rng.chance(75) => {
+        Fxrstor | Fxrstor64 if rng.chance(85) => {
             if let Some(a) = a {
-                let img = fx_image(rng);
+                let mut img = fx_image(rng);
+                if rng.chance(30) {
+                    // Any FCW/FSW bits, reserved ones and inconsistent ES/B included.
+                    img.set_fcw(rng.next() as u16);
+                    img.set_fsw(rng.next() as u16);
+                }
                 poke(st, lay, a, &img.0[..416]);
             }
         }
@@ -1074,10 +1089,16 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
             ea &= !(align - 1);
         }
         // (Not for the 16-bit MOVSXD: AMD reads 32 bits there, Intel and the engine 16.)
-        if rng.chance(4) && form.code != Code::Movsxd_r16_rm16 {
+        // Large areas (FXSAVE, FNSAVE, ...) more often: which of their bytes an implementation
+        // touches first matters there.
+        let near_hole = if size >= 64 { 15 } else { 4 };
+        if rng.chance(near_hole) && form.code != Code::Movsxd_r16_rm16 {
             // Up against the unmapped page: a straddling access faults (#PF) on both sides,
             // and must not have written anything.
             ea = lay.hole() - rng.below(size + 1);
+            if rng.chance(85) {
+                ea &= !(align - 1);
+            }
         } else if rng.chance(2) {
             // Non-canonical, or straddling the canonical boundary: #GP (#SS with an SS
             // override). The canonical neighbours are unmapped on both sides.
