@@ -247,8 +247,8 @@ const KNOWN_FAILURES: &[Known] = &[
     Known {
         name: "fxrstor-control-bits",
         family: Family::Sse,
-        reason: "FXRSTOR loads FCW and FSW verbatim; hardware forces FCW bit 6 to 1 and bits \
-                 13-15 to 0, and recomputes FSW.ES/B (bits 7, 15) from the flags and masks",
+        reason: "FXRSTOR loads FCW and FSW verbatim; hardware forces FCW bit 6 to 1 and bits 7 \
+                 and 13-15 to 0, and recomputes FSW.ES/B (bits 7, 15) from the flags and masks",
         forms: &[Code::Fxrstor_m512byte, Code::Fxrstor64_m512byte],
         when: fxrstor_control_bits,
         host_specific: true,
