@@ -418,9 +418,65 @@ fn shape(i: &Instruction) -> Shape {
     }
 }
 
+/// A flag-setting instruction to run before the one under test, so that it consumes flags
+/// the engine still holds lazily (ADD, SUB, ADC, SBB, CMP, INC, DEC, NEG: all define every
+/// arithmetic flag). Its destination is a register the instruction under test does not use.
+fn flag_setter(i: &Instruction, rng: &mut Rng) -> Option<Instruction> {
+    let mut f = iced_x86::InstructionInfoFactory::new();
+    let mut used = 1u16 << RSP;
+    for u in f.info(i).used_registers() {
+        if let Some(n) = gpr_index(u.register()) {
+            used |= 1 << n;
+        }
+    }
+    let free: Vec<usize> = (0..16).filter(|n| used & (1 << n) == 0).collect();
+    if free.is_empty() {
+        return None;
+    }
+    let size = rng.pick(&[0usize, 1, 2, 3]);
+    let base = [Register::AL, Register::AX, Register::EAX, Register::RAX][size];
+    let low8 = |n: usize| if n < 4 { n } else { n + 4 };
+    let r = |n: usize| reg(base as usize + if size == 0 { low8(n) } else { n });
+    let dst = r(rng.pick(&free));
+    let src = r(rng.below(16) as usize);
+    use Code::*;
+    let rr: [[Code; 4]; 5] = [
+        [Add_rm8_r8, Add_rm16_r16, Add_rm32_r32, Add_rm64_r64],
+        [Sub_rm8_r8, Sub_rm16_r16, Sub_rm32_r32, Sub_rm64_r64],
+        [Adc_rm8_r8, Adc_rm16_r16, Adc_rm32_r32, Adc_rm64_r64],
+        [Sbb_rm8_r8, Sbb_rm16_r16, Sbb_rm32_r32, Sbb_rm64_r64],
+        [Cmp_rm8_r8, Cmp_rm16_r16, Cmp_rm32_r32, Cmp_rm64_r64],
+    ];
+    let unary: [[Code; 4]; 3] = [
+        [Inc_rm8, Inc_rm16, Inc_rm32, Inc_rm64],
+        [Dec_rm8, Dec_rm16, Dec_rm32, Dec_rm64],
+        [Neg_rm8, Neg_rm16, Neg_rm32, Neg_rm64],
+    ];
+    let k = rng.below(8) as usize;
+    if k < 5 {
+        Instruction::with2(rr[k][size], dst, src).ok()
+    } else {
+        Instruction::with1(unary[k - 5][size], dst).ok()
+    }
+}
+
 /// Body bytes, the decoded instruction under test, and the branch target for indirect
-/// branches. `None` if the instance does not encode.
-fn build_body(i: &Instruction, lay: &Layout, p0: u64) -> Option<(Vec<u8>, Instruction, u64)> {
+/// branches. `None` if the instance does not encode. `pre` runs first (it is part of the
+/// body; the instruction under test follows it).
+fn build_body(
+    i: &Instruction,
+    lay: &Layout,
+    at: u64,
+    pre: &[u8],
+) -> Option<(Vec<u8>, Instruction, u64)> {
+    let p0 = at + pre.len() as u64;
+    let (mut body, d, taken) = build_body_at(i, lay, p0)?;
+    let mut b = pre.to_vec();
+    b.append(&mut body);
+    Some((b, d, taken))
+}
+
+fn build_body_at(i: &Instruction, lay: &Layout, p0: u64) -> Option<(Vec<u8>, Instruction, u64)> {
     match shape(i) {
         Shape::Plain => {
             let b = encode_at(i, p0)?;
@@ -1172,7 +1228,13 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
             at = lay.code_end() - rng.range(1, len);
         }
     }
-    let (body, decoded, taken) = build_body(&i, lay, at)?;
+    // A lazily-flagged instruction before the one under test, a quarter of the time (not
+    // across the page end: the fetch fault is the point there).
+    let pre = match (at == lay.body() && rng.chance(25), flag_setter(&i, rng)) {
+        (true, Some(p)) => encode_at(&p, at)?,
+        _ => Vec::new(),
+    };
+    let (body, decoded, taken) = build_body(&i, lay, at, &pre)?;
     // The round trip must give the same form (or, with a LOCK that is invalid, #UD).
     if decoded.code() != form.code && !(i.has_lock_prefix() && decoded.is_invalid()) {
         return None;
@@ -1192,7 +1254,9 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
     let native_body = native_substitute(form.code).and_then(|c| {
         let mut n = decoded;
         n.set_code(c);
-        encode_at(&n, at)
+        let mut b = pre.clone();
+        b.extend(encode_at(&n, at + pre.len() as u64)?);
+        Some(b)
     });
     let m = decoded.mnemonic();
     let mut ignore_gpr = 0u16;
