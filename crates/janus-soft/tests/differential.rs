@@ -370,10 +370,10 @@ impl Config {
             return n;
         }
         let n = match family {
-            Family::Integer => 300,
-            Family::String => 1500,
-            Family::X87 => 300,
-            Family::Sse => 300,
+            Family::Integer => 400,
+            Family::String => 2000,
+            Family::X87 => 400,
+            Family::Sse => 400,
         };
         // Unoptimised builds are much slower: keep `cargo test` usable there too.
         if cfg!(debug_assertions) {
