@@ -9,8 +9,15 @@
 //! memory, and the x87/MMX/SSE state. The host and guest use the same addresses for data,
 //! stack and code (see `layout`), so one encoding means the same on both sides.
 //!
-//! Families run as separate tests: integer, string, x87, SSE/SSE2/MMX. x87 and SSE forms
-//! join automatically once the engine implements them (`Insn::implemented`).
+//! Families run as separate tests: integer, string, x87, SSE/SSE2/MMX. A form joins as soon
+//! as the engine implements it (`Insn::implemented`); `EXCLUSIONS` (catalog.rs) lists the
+//! implemented forms left out and why, `PER_STATE_RULES` what is masked or constrained.
+//!
+//! Besides plain operands the generator places accesses against a page that is unmapped on
+//! both sides (#PF, partial REP progress), at non-canonical addresses (#GP/#SS), across the
+//! end of the code page (#PF on fetch); it adds LOCK and CS/DS/ES/SS prefixes, RSP operands,
+//! RIP-relative and 32-bit addresses, and now and then runs a flag-setting instruction first
+//! so that the one under test consumes lazily computed flags.
 //!
 //! Run: `cargo test --release -p janus-soft --test differential -- --nocapture`
 //! (prints the counts). Environment:
@@ -46,8 +53,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// An engine bug the suite found that is not fixed yet. Its mismatching states still run and
-/// are counted and printed, but do not fail the test. With the default seed and state count,
-/// an entry that matches no state fails the test, so the list is emptied as bugs are fixed.
+/// are counted and printed, but do not fail the test. With the default seed and state count
+/// (optimised build), an entry that matches no state fails the test, so the list is emptied
+/// as bugs are fixed (host-specific entries are only reported).
 struct Known {
     name: &'static str,
     /// What is wrong, in one line.
@@ -273,7 +281,6 @@ const KNOWN_FAILURES: &[Known] = &[
         when: sse_misaligned_noncanonical,
         host_specific: true,
     },
-    // Found on the x87 branch (not merged when this was written): dormant until it is.
     Known {
         name: "x87-c1-cleared",
         family: Family::X87,
