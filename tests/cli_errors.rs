@@ -35,12 +35,33 @@ fn kernel_elf_that_does_not_fit() {
 }
 
 #[test]
-fn bzimage_is_named_as_such() {
+fn broken_bzimage_is_reported() {
     let mut image = vec![0u8; 0x400];
     image[0x202..0x206].copy_from_slice(b"HdrS");
     let path = temp_file("bzimage", &image);
     let o = janus(&["run", "--kernel", path.to_str().unwrap()]);
-    assert_one_line_error(&o, "bzImage");
+    assert_one_line_error(&o, "kernel image: bad boot flag");
+}
+
+#[test]
+fn truncated_bzimage_is_reported() {
+    // A valid header that claims more setup sectors than the file holds.
+    let mut image = vec![0u8; 0x400];
+    image[0x1f1] = 30; // setup_sects
+    image[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    image[0x200..0x202].copy_from_slice(&[0xeb, 0x66]); // the jump past the header
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    image[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    image[0x211] = 1; // loadflags: LOADED_HIGH
+    image[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes()); // kernel_alignment
+    image[0x234] = 1; // relocatable
+    image[0x236] = 1; // xloadflags: XLF_KERNEL_64
+    let path = temp_file("bzimage-short", &image);
+    let o = janus(&["run", "--kernel", path.to_str().unwrap()]);
+    assert_one_line_error(
+        &o,
+        "kernel image: truncated: the setup code alone is 15872 bytes",
+    );
 }
 
 #[test]

@@ -180,6 +180,42 @@ pub fn image_from_code(paddr: u64, code: &[u8], memsz: u64) -> Vec<u8> {
     v
 }
 
+/// Does `image` carry a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY), as a Linux vmlinux built
+/// with CONFIG_PVH does?
+pub fn has_pvh_note(image: &[u8]) -> bool {
+    const PT_NOTE: u32 = 4;
+    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+    if image.len() < EHDR_SIZE || &image[..4] != b"\x7fELF" || image[4] != 2 {
+        return false;
+    }
+    let phoff = u64_at(image, 32) as usize;
+    let phnum = u16_at(image, 56) as usize;
+    (0..phnum).any(|i| {
+        let Some(h) = image.get(phoff + i * PHDR_SIZE..phoff + (i + 1) * PHDR_SIZE) else {
+            return false;
+        };
+        if u32_at(h, 0) != PT_NOTE {
+            return false;
+        }
+        let (off, len) = (u64_at(h, 8) as usize, u64_at(h, 32) as usize);
+        let Some(notes) = image.get(off..off.saturating_add(len)) else {
+            return false;
+        };
+        let mut at = 0;
+        while at + 12 <= notes.len() {
+            let namesz = u32_at(notes, at) as usize;
+            let descsz = u32_at(notes, at + 4) as usize;
+            let kind = u32_at(notes, at + 8);
+            let name = notes.get(at + 12..at + 12 + namesz).unwrap_or(&[]);
+            if kind == XEN_ELFNOTE_PHYS32_ENTRY && name.starts_with(b"Xen") {
+                return true;
+            }
+            at += 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
+        }
+        false
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,40 +271,4 @@ mod tests {
         let err = parse(&img[..EHDR_SIZE + 10]).unwrap_err().to_string();
         assert!(err.contains("outside the file"), "{err}");
     }
-}
-
-/// Does `image` carry a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY), as a Linux vmlinux built
-/// with CONFIG_PVH does?
-pub fn has_pvh_note(image: &[u8]) -> bool {
-    const PT_NOTE: u32 = 4;
-    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
-    if image.len() < EHDR_SIZE || &image[..4] != b"\x7fELF" || image[4] != 2 {
-        return false;
-    }
-    let phoff = u64_at(image, 32) as usize;
-    let phnum = u16_at(image, 56) as usize;
-    (0..phnum).any(|i| {
-        let Some(h) = image.get(phoff + i * PHDR_SIZE..phoff + (i + 1) * PHDR_SIZE) else {
-            return false;
-        };
-        if u32_at(h, 0) != PT_NOTE {
-            return false;
-        }
-        let (off, len) = (u64_at(h, 8) as usize, u64_at(h, 32) as usize);
-        let Some(notes) = image.get(off..off.saturating_add(len)) else {
-            return false;
-        };
-        let mut at = 0;
-        while at + 12 <= notes.len() {
-            let namesz = u32_at(notes, at) as usize;
-            let descsz = u32_at(notes, at + 4) as usize;
-            let kind = u32_at(notes, at + 8);
-            let name = notes.get(at + 12..at + 12 + namesz).unwrap_or(&[]);
-            if kind == XEN_ELFNOTE_PHYS32_ENTRY && name.starts_with(b"Xen") {
-                return true;
-            }
-            at += 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
-        }
-        false
-    })
 }

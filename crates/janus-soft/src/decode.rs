@@ -137,7 +137,7 @@ pub fn lower(i: &Instruction, bitness: u32) -> Insn {
             base,
             index,
             scale: i.memory_index_scale().trailing_zeros() as u8,
-            seg: seg_index(i.memory_segment()),
+            seg: seg_index(memory_segment(i, bitness)),
             disp,
         }
     } else {
@@ -146,12 +146,13 @@ pub fn lower(i: &Instruction, bitness: u32) -> Insn {
             base: NONE,
             index: NONE,
             scale: 0,
-            seg: seg_index(i.memory_segment()),
+            seg: seg_index(memory_segment(i, bitness)),
             disp: 0,
         }
     };
     let osize = operand_size(i, 0)
         .or_else(|| (i.op_count() > 1).then(|| operand_size(i, 1)).flatten())
+        .or_else(|| implicit_operand_size(i))
         .unwrap_or((bitness / 8) as u8);
     let ssize = if i.op_count() > 1 {
         operand_size(i, 1).unwrap_or(osize)
@@ -185,7 +186,7 @@ pub fn lower(i: &Instruction, bitness: u32) -> Insn {
         implemented: true,
         i: *i,
     };
-    insn.exec = match handler(&mut insn, bitness) {
+    insn.exec = match handler(&mut insn) {
         Some(h) => h,
         None => {
             insn.implemented = false;
@@ -193,6 +194,42 @@ pub fn lower(i: &Instruction, bitness: u32) -> Insn {
         }
     };
     insn
+}
+
+/// The segment of the memory operand. In 64-bit mode CS, DS, ES and SS overrides are
+/// ignored: the default segment (SS for an rBP or rSP base, else DS) decides whether a
+/// non-canonical address raises #SS or #GP.
+fn memory_segment(i: &Instruction, bitness: u32) -> Register {
+    let seg = i.memory_segment();
+    if bitness != 64
+        || !matches!(
+            seg,
+            Register::ES | Register::CS | Register::SS | Register::DS
+        )
+    {
+        return seg;
+    }
+    match i.memory_base() {
+        Register::RSP | Register::RBP | Register::ESP | Register::EBP => Register::SS,
+        _ => Register::DS,
+    }
+}
+
+/// Operand size of instructions whose operands do not say it: the accumulator extensions,
+/// ENTER/LEAVE, near returns and near branches (the 16-bit forms truncate IP).
+fn implicit_operand_size(i: &Instruction) -> Option<u8> {
+    use iced_x86::Code::*;
+    Some(match i.code() {
+        Cbw | Cwd | Enterw_imm16_imm8 | Leavew | Retnw | Retnw_imm16 => 2,
+        Cwde | Cdq | Enterd_imm16_imm8 | Leaved | Retnd | Retnd_imm16 => 4,
+        Cdqe | Cqo | Enterq_imm16_imm8 | Leaveq | Retnq | Retnq_imm16 => 8,
+        _ => match i.op0_kind() {
+            OpKind::NearBranch16 => 2,
+            OpKind::NearBranch32 => 4,
+            OpKind::NearBranch64 => 8,
+            _ => return None,
+        },
+    })
 }
 
 /// Address size of LOOP/JCXZ (their count register) and of operand-less forms.
@@ -229,17 +266,13 @@ fn condition(i: &Instruction) -> u8 {
         ge => 13,
         le => 14,
         g => 15,
-        _ => match i.mnemonic() {
-            Mnemonic::Loope => 1,
-            Mnemonic::Loopne => 2,
-            _ => 0,
-        },
+        _ => 0,
     }
 }
 
 /// Picks the handler (`None`: not implemented); may adjust operand facts the handler relies
 /// on.
-fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
+fn handler(insn: &mut Insn) -> Option<Handler> {
     use Mnemonic::*;
     let i = insn.i;
     let rr = matches!(insn.op, [Opnd::Reg(_), Opnd::Reg(_), _]);
@@ -411,20 +444,12 @@ fn handler(insn: &mut Insn, bitness: u32) -> Option<Handler> {
         | Cmovp | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => data::cmov,
         Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp
         | Setl | Setge | Setle | Setg => data::setcc,
-        Enter => {
-            insn.osize = if bitness == 64 && insn.osize != 2 {
-                8
-            } else {
-                insn.osize
-            };
-            data::enter
-        }
+        Enter => data::enter,
         Leave => data::leave,
         Xlatb => data::xlat,
         Nop | Pause | Lfence | Mfence | Sfence | Prefetch | Prefetchw | Prefetchnta
-        | Prefetcht0 | Prefetcht1 | Prefetcht2 | Clflush | Clflushopt | Endbr32 | Endbr64 => {
-            data::nop
-        }
+        | Prefetcht0 | Prefetcht1 | Prefetcht2 | Endbr32 | Endbr64 => data::nop,
+        Clflush | Clflushopt => data::clflush,
         Clc => data::flag_op::<0>,
         Stc => data::flag_op::<1>,
         Cmc => data::flag_op::<2>,

@@ -152,6 +152,12 @@ const PF_U: u32 = 4;
 const PF_RSVD: u32 = 8;
 const PF_I: u32 = 16;
 
+/// Whether `v` is a canonical 48-bit linear address (bits 63..47 all equal).
+#[inline(always)]
+fn canonical(v: u64) -> bool {
+    ((v as i64) << 16) >> 16 == v as i64
+}
+
 impl Cpu {
     /// Linear address of `size` bytes at `off` in segment `seg`, with the segment checks of the
     /// current mode.
@@ -163,7 +169,10 @@ impl Cpu {
             } else {
                 off
             };
-            if ((lin as i64) << 16) >> 16 != lin as i64 {
+            // Both ends must be canonical: an access that runs off the lower half's top
+            // faults as a segment violation, not a page fault.
+            let last = lin.wrapping_add(size.saturating_sub(1) as u64);
+            if !canonical(lin) || !canonical(last) {
                 return Err(self.seg_fault(seg));
             }
             return Ok(lin);
@@ -532,16 +541,27 @@ impl Cpu {
     /// Checks that `size` bytes at `seg:off` could be written, without writing (for
     /// instructions that must not change anything when a later store would fault).
     pub fn probe_write(&mut self, seg: usize, off: u64, size: u32) -> Result<(), Stop> {
-        let lin = self.linear(seg, off, size, Acc::Write)?;
+        self.probe(seg, off, size, Acc::Write)
+    }
+
+    /// Checks that `size` bytes at `seg:off` could be read, without reading (CLFLUSH, and
+    /// whole-area checks before a partial access).
+    pub fn probe_read(&mut self, seg: usize, off: u64, size: u32) -> Result<(), Stop> {
+        self.probe(seg, off, size, Acc::Read)
+    }
+
+    fn probe(&mut self, seg: usize, off: u64, size: u32, acc: Acc) -> Result<(), Stop> {
+        let lin = self.linear(seg, off, size, acc)?;
         let user = self.mmu_idx == 1;
         let e = &self.tlb.e[self.mmu_idx][((lin >> 12) as usize) & (TLB_SIZE - 1)];
-        if e.tag_w == lin >> 12 && (lin & 0xfff) + size as u64 <= 4096 {
+        let tag = if acc == Acc::Write { e.tag_w } else { e.tag_r };
+        if tag == lin >> 12 && (lin & 0xfff) + size as u64 <= 4096 {
             return Ok(());
         }
-        self.translate(lin, Acc::Write, user)?;
-        let last = lin.wrapping_add(size as u64 - 1) & self.lin_mask();
+        self.translate(lin, acc, user)?;
+        let last = lin.wrapping_add(size.saturating_sub(1) as u64) & self.lin_mask();
         if last >> 12 != lin >> 12 {
-            self.translate(last, Acc::Write, user)?;
+            self.translate(last, acc, user)?;
         }
         Ok(())
     }

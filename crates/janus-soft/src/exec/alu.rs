@@ -556,16 +556,17 @@ pub fn cmpxchg_wide(cpu: &mut Cpu, insn: &Insn) -> Step {
     if wide && !off.is_multiple_of(16) {
         return Err(Fault::gp(0).into());
     }
+    // A locked read-modify-write of the whole operand: checked for writing first, so that a
+    // fault (#GP for a non-canonical end, #PF with W set) comes before anything is read.
+    cpu.probe_write(seg, off, 2 * half as u32)?;
     let lo = mem_get(cpu, seg, off, half)?;
     let hi = mem_get(cpu, seg, off + half as u64, half)?;
     let equal = lo == cpu.r.gpr[0] & m && hi == cpu.r.gpr[2] & m;
     if equal {
         let (nlo, nhi) = (cpu.r.gpr[3] & m, cpu.r.gpr[1] & m);
-        cpu.probe_write(seg, off, 2 * half as u32)?;
         mem_put(cpu, seg, off, half, nlo)?;
         mem_put(cpu, seg, off + half as u64, half, nhi)?;
     } else {
-        cpu.probe_write(seg, off, 2 * half as u32)?;
         mem_put(cpu, seg, off, half, lo)?;
         mem_put(cpu, seg, off + half as u64, half, hi)?;
         reg_put(cpu, 0, half, lo);

@@ -87,13 +87,14 @@ fn count_reg(cpu: &Cpu, insn: &Insn) -> u64 {
     cpu.r.gpr[1] & mask(insn.asize)
 }
 
-/// LOOP, LOOPE, LOOPNE (cc: 0 = plain, 1 = while equal, 2 = while not equal).
+/// LOOP, LOOPE, LOOPNE.
 pub fn loop_(cpu: &mut Cpu, insn: &Insn) -> Step {
+    use iced_x86::Mnemonic;
     let c = count_reg(cpu, insn).wrapping_sub(1) & mask(insn.asize);
     let take = c != 0
-        && match insn.cc {
-            1 => cpu.r.flags.zf(),
-            2 => !cpu.r.flags.zf(),
+        && match insn.i.mnemonic() {
+            Mnemonic::Loope => cpu.r.flags.zf(),
+            Mnemonic::Loopne => !cpu.r.flags.zf(),
             _ => true,
         };
     if take {

@@ -157,11 +157,7 @@ pub fn setcc(cpu: &mut Cpu, insn: &Insn) -> Step {
 
 /// ENTER imm16, imm8: make a stack frame with `level` nesting levels.
 pub fn enter(cpu: &mut Cpu, insn: &Insn) -> Step {
-    let size = if cpu.long64 && insn.osize != 2 {
-        8
-    } else {
-        insn.osize
-    };
+    let size = insn.osize;
     let alloc = insn.i.immediate(0) & 0xffff;
     let level = insn.i.immediate(1) & 0x1f;
     let w = stack_width(cpu);
@@ -195,11 +191,7 @@ pub fn enter(cpu: &mut Cpu, insn: &Insn) -> Step {
 }
 
 pub fn leave(cpu: &mut Cpu, insn: &Insn) -> Step {
-    let size = if cpu.long64 && insn.osize != 2 {
-        8
-    } else {
-        insn.osize
-    };
+    let size = insn.osize;
     let w = stack_width(cpu);
     let bp = cpu.r.gpr[5] & mask(w);
     let v = mem_get(cpu, SS, bp, size)?;
@@ -259,6 +251,14 @@ pub fn xlat(cpu: &mut Cpu, insn: &Insn) -> Step {
 }
 
 pub fn nop(_: &mut Cpu, _: &Insn) -> Step {
+    Ok(Flow::Next)
+}
+
+/// CLFLUSH/CLFLUSHOPT: the engine has no cache to write back, but the address is still
+/// checked like a byte load (#GP/#SS for a bad segment offset, #PF for an unmapped page).
+pub fn clflush(cpu: &mut Cpu, insn: &Insn) -> Step {
+    let off = ea(cpu, insn);
+    cpu.probe_read(insn.mem.seg as usize, off, 1)?;
     Ok(Flow::Next)
 }
 

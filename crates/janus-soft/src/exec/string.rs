@@ -99,7 +99,7 @@ pub fn movs(cpu: &mut Cpu, insn: &Insn) -> Step {
                     direct(cpu, src_seg, si, len, Acc::Read),
                     direct(cpu, ES, di, len, Acc::Write),
                 ) {
-                    copy_forward(d, s, len as usize);
+                    copy_forward(d, s, n as usize, size as usize);
                     advance(cpu, insn, 6, len);
                     advance(cpu, insn, 7, len);
                     let c = areg(cpu, insn, 1) - n;
@@ -126,19 +126,24 @@ pub fn movs(cpu: &mut Cpu, insn: &Insn) -> Step {
     }
 }
 
-/// Copies like a forward `rep movsb` does, also when the ranges overlap (a destination just
-/// above the source replicates the bytes, which `memmove` would not).
-fn copy_forward(dst: *mut u8, src: *const u8, len: usize) {
-    let d = dst as usize;
-    let s = src as usize;
+/// Copies `n` elements of `size` bytes like a forward `rep movs` does, also when the ranges
+/// overlap: with the destination above the source, earlier stores feed later loads (which
+/// `memmove` would not do), one whole element at a time.
+fn copy_forward(dst: *mut u8, src: *const u8, n: usize, size: usize) {
+    let (d, s, len) = (dst as usize, src as usize, n * size);
     if d <= s || d >= s + len {
         // SAFETY: both ranges were checked to be `len` bytes of guest RAM by `direct`; a forward
         // copy with the destination below the source (or disjoint) is what memmove does.
         unsafe { std::ptr::copy(src, dst, len) };
-    } else {
-        for i in 0..len {
-            // SAFETY: as above; byte by byte so earlier stores feed later loads.
-            unsafe { *dst.add(i) = *src.add(i) };
+        return;
+    }
+    let mut elem = [0u8; 8];
+    for i in 0..n {
+        // SAFETY: as above; each element is loaded whole before it is stored, so an element
+        // that overlaps its own source sees the bytes as they were before this step.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.add(i * size), elem.as_mut_ptr(), size);
+            std::ptr::copy_nonoverlapping(elem.as_ptr(), dst.add(i * size), size);
         }
     }
 }

@@ -233,11 +233,13 @@ pub fn run(cpu: &mut Cpu, insn: &Insn, op: &FpOp) -> Step {
     let mmx = prologue(cpu, insn, true)?;
     let a = read(cpu, insn, 0)?;
     let b = low(read(cpu, insn, 1)?, op.src);
-    let r = compute(cpu, op, a, b)?;
-    write(cpu, insn, 0, r)?;
     if mmx {
+        // The switch to MMX mode happens once the operands are read, so it has happened
+        // when the conversion raises #XM (as the host shows).
         mmx_enter(cpu);
     }
+    let r = compute(cpu, op, a, b)?;
+    write(cpu, insn, 0, r)?;
     Ok(Flow::Next)
 }
 

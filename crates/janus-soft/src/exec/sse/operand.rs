@@ -119,8 +119,22 @@ fn must_align(insn: &Insn, size: usize) -> bool {
     size == 16 && !matches!(insn.i.mnemonic(), Movups | Movupd | Movdqu)
 }
 
-/// #GP(0) unless the linear address of `seg:off` is 16-byte aligned (segment checks first).
+/// #GP(0) unless the linear address of `seg:off` is 16-byte aligned (segment checks first,
+/// except in 64-bit mode).
 pub fn check_align(cpu: &Cpu, seg: usize, off: u64, size: u32, acc: Acc) -> Result<(), Stop> {
+    if cpu.long64 {
+        // In 64-bit mode a misaligned operand raises #GP(0) even when its address is also
+        // non-canonical on the stack (#SS): the order the differential suite measures on the
+        // host, which the SDM leaves open.
+        let base = if seg >= crate::cpu::FS {
+            cpu.r.seg[seg].base
+        } else {
+            0
+        };
+        if base.wrapping_add(off) & 15 != 0 {
+            return Err(Fault::gp(0).into());
+        }
+    }
     let lin = cpu.linear(seg, off, size, acc)?;
     if lin & 15 != 0 {
         return Err(Fault::gp(0).into());
@@ -152,6 +166,9 @@ pub fn read_bytes(
         4 => cpu.read::<u32>(seg, off)? as u128,
         8 => cpu.read::<u64>(seg, off)? as u128,
         _ => {
+            // The whole operand passes the segment and canonical checks before either half
+            // is read.
+            cpu.linear(seg, off, 16, Acc::Read)?;
             let lo = cpu.read::<u64>(seg, off)?;
             let hi = cpu.read::<u64>(seg, offset_add(insn, off, 8))?;
             lo as u128 | (hi as u128) << 64

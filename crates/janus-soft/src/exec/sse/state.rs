@@ -1,7 +1,7 @@
 //! LDMXCSR/STMXCSR, EMMS and FXSAVE/FXRSTOR (legacy and 64-bit formats).
 
 use super::super::{ea, Insn};
-use super::operand::{check, check_align, mmx_enter, offset_add, read, write};
+use super::operand::{check, mmx_enter, offset_add, read, write};
 use crate::core::{vector, Cpu, Fault, Flow, Step, Stop};
 use crate::cpu::CR4_OSFXSR;
 use crate::fpu::{Fpu, MXCSR_MASK};
@@ -46,7 +46,11 @@ fn area(cpu: &Cpu, insn: &Insn, acc: Acc) -> Result<(usize, u64), Stop> {
         return Err(Fault::new(vector::NM).into());
     }
     let (seg, off) = (insn.mem.seg as usize, ea(cpu, insn));
-    check_align(cpu, seg, off, 512, acc)?;
+    // The order the host shows: the first byte's segment and canonical checks, then
+    // alignment, then the rest of the area (FXSAVE's stores and FXRSTOR's probe).
+    if cpu.linear(seg, off, 1, acc)? & 15 != 0 {
+        return Err(Fault::gp(0).into());
+    }
     Ok((seg, off))
 }
 
@@ -100,8 +104,10 @@ pub fn header(fpu: &Fpu, wide: bool) -> [u8; 160] {
 pub fn load_header(fpu: &mut Fpu, h: &[u8; 160], wide: bool, mxcsr: bool) {
     let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
     let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or_default());
-    fpu.fcw = u16_at(0);
+    // FCW's reserved bits read back fixed and ES/B follow the flags and masks, as after
+    // FLDCW.
     fpu.fsw = u16_at(2);
+    crate::exec::x87::control::load_fcw(fpu, u16_at(0));
     fpu.ftw = h[4];
     fpu.fop = u16_at(6) & 0x7ff;
     if wide {
@@ -148,10 +154,13 @@ pub fn fxsave(cpu: &mut Cpu, insn: &Insn) -> Step {
     Ok(Flow::Next)
 }
 
-/// FXRSTOR, FXRSTOR64: everything is read and checked (reserved MXCSR bits raise #GP(0))
-/// before any state changes.
+/// FXRSTOR, FXRSTOR64: the whole area is checked, then everything is read and checked
+/// (reserved MXCSR bits raise #GP(0)) before any state changes.
 pub fn fxrstor(cpu: &mut Cpu, insn: &Insn) -> Step {
     let (seg, off) = area(cpu, insn, Acc::Read)?;
+    // Hardware faults on any inaccessible byte of the 512-byte area, even the unused tail,
+    // and before it looks at MXCSR.
+    cpu.probe_read(seg, off, 512)?;
     let n = xmm_count(cpu);
     let chunk = |cpu: &mut Cpu, c: usize| cpu.read::<u64>(seg, offset_add(insn, off, 8 * c as u64));
     let mut h = [0u8; 160];

@@ -80,7 +80,7 @@ fn fclex<const WAIT: bool>(cpu: &mut Cpu, _: &Insn) -> Step {
 
 /// Stores `fcw` as the FPU keeps it and recomputes ES and B: unmasking an exception whose flag
 /// is set makes it pending.
-fn load_fcw(f: &mut Fpu, fcw: u16) {
+pub(crate) fn load_fcw(f: &mut Fpu, fcw: u16) {
     f.fcw = (fcw & FCW_BITS) | FCW_ONES;
     f.fsw = summarize(f.fsw, f.fcw);
 }

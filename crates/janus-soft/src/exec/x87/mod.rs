@@ -12,7 +12,7 @@
 //! `i` of the ST(i) operand, `rel` the 11-bit FOP value with the ModRM bits of the encoding.
 
 mod arith;
-mod control;
+pub(crate) mod control;
 mod host;
 mod transfer;
 
@@ -23,6 +23,7 @@ use super::{ea, Handler, Insn, Opnd};
 use crate::core::{vector, Cpu, Fault, Stop};
 use crate::cpu::{Mode, CS};
 use crate::fpu::Fpu;
+use crate::mmu::Acc;
 use host::F80;
 use iced_x86::{Code, Instruction, Register};
 use janus_engine::cpu::bits::{CR0_EM, CR0_MP, CR0_NE, CR0_TS};
@@ -216,31 +217,48 @@ fn offset(insn: &Insn, base: u64, k: usize) -> u64 {
     }
 }
 
+/// The largest access (8, 4, 2 or 1 bytes) for the next piece of `left` bytes at `off`. An
+/// environment or state image (`image`) is accessed piece by piece and no piece crosses a
+/// page, so that, as on the host, a #PF on an early page comes before a #GP for a later,
+/// non-canonical one.
+fn piece(off: u64, left: usize, image: bool) -> usize {
+    let room = if image {
+        left.min(4096 - (off & 0xfff) as usize)
+    } else {
+        left
+    };
+    match room {
+        8.. => 8,
+        4..=7 => 4,
+        2..=3 => 2,
+        _ => 1,
+    }
+}
+
+/// The largest single x87 memory operand (m80fp, m80bcd); anything longer is an image.
+const OPERAND_MAX: usize = 10;
+
 /// Reads `buf.len()` bytes of the memory operand.
 pub(crate) fn read_bytes(cpu: &mut Cpu, insn: &Insn, buf: &mut [u8]) -> Result<(), Stop> {
     let seg = insn.mem.seg as usize;
     let base = ea(cpu, insn);
+    let image = buf.len() > OPERAND_MAX;
+    if !image {
+        // An operand is one access: it passes the segment and canonical checks whole before
+        // any part is read.
+        cpu.linear(seg, base, buf.len() as u32, Acc::Read)?;
+    }
     let mut k = 0;
     while k < buf.len() {
         let off = offset(insn, base, k);
-        let n = match buf.len() - k {
-            8.. => {
-                buf[k..k + 8].copy_from_slice(&cpu.read::<u64>(seg, off)?.to_le_bytes());
-                8
-            }
-            4..=7 => {
-                buf[k..k + 4].copy_from_slice(&cpu.read::<u32>(seg, off)?.to_le_bytes());
-                4
-            }
-            2..=3 => {
-                buf[k..k + 2].copy_from_slice(&cpu.read::<u16>(seg, off)?.to_le_bytes());
-                2
-            }
-            _ => {
-                buf[k] = cpu.read::<u8>(seg, off)?;
-                1
-            }
+        let n = piece(off, buf.len() - k, image);
+        let v = match n {
+            8 => cpu.read::<u64>(seg, off)?,
+            4 => cpu.read::<u32>(seg, off)? as u64,
+            2 => cpu.read::<u16>(seg, off)? as u64,
+            _ => cpu.read::<u8>(seg, off)? as u64,
         };
+        buf[k..k + n].copy_from_slice(&v.to_le_bytes()[..n]);
         k += n;
     }
     Ok(())
@@ -249,47 +267,50 @@ pub(crate) fn read_bytes(cpu: &mut Cpu, insn: &Insn, buf: &mut [u8]) -> Result<(
 /// Reads `len` (at most 16) bytes of the memory operand into a zero-padded buffer.
 pub(crate) fn read_operand(cpu: &mut Cpu, insn: &Insn, len: usize) -> Result<[u8; 16], Stop> {
     let mut buf = [0u8; 16];
-    read_bytes(cpu, insn, &mut buf[..len.min(16)])?;
+    read_bytes(cpu, insn, &mut buf[..len.min(OPERAND_MAX)])?;
     Ok(buf)
 }
 
-/// Writes `bytes` to the memory operand, all or nothing: the whole range is checked first.
+/// Checks the destination of a store whose value an unmasked exception suppressed: the
+/// hardware still makes the access check (and faults on it) without writing.
+pub(crate) fn probe_dest(cpu: &mut Cpu, insn: &Insn, size: usize) -> Result<(), Stop> {
+    let off = ea(cpu, insn);
+    cpu.probe_write(insn.mem.seg as usize, off, size as u32)
+}
+
+/// Writes `bytes` to the memory operand, all or nothing: the whole range is checked first
+/// (an image piece by piece, in order).
 pub(crate) fn write_bytes(cpu: &mut Cpu, insn: &Insn, bytes: &[u8]) -> Result<(), Stop> {
     let seg = insn.mem.seg as usize;
     let base = ea(cpu, insn);
-    cpu.probe_write(seg, base, bytes.len() as u32)?;
+    let image = bytes.len() > OPERAND_MAX;
+    if !image {
+        cpu.probe_write(seg, base, bytes.len() as u32)?;
+    } else {
+        let mut k = 0;
+        while k < bytes.len() {
+            let off = offset(insn, base, k);
+            let n = piece(off, bytes.len() - k, true);
+            cpu.probe_write(seg, off, n as u32)?;
+            k += n;
+        }
+    }
     let mut k = 0;
     while k < bytes.len() {
         let off = offset(insn, base, k);
-        let rest = &bytes[k..];
-        let n = match rest.len() {
-            8.. => {
-                cpu.write::<u64>(seg, off, u64::from_le_bytes(array(rest)))?;
-                8
-            }
-            4..=7 => {
-                cpu.write::<u32>(seg, off, u32::from_le_bytes(array(rest)))?;
-                4
-            }
-            2..=3 => {
-                cpu.write::<u16>(seg, off, u16::from_le_bytes(array(rest)))?;
-                2
-            }
-            _ => {
-                cpu.write::<u8>(seg, off, rest[0])?;
-                1
-            }
-        };
+        let n = piece(off, bytes.len() - k, image);
+        let mut v = [0u8; 8];
+        v[..n].copy_from_slice(&bytes[k..k + n]);
+        let v = u64::from_le_bytes(v);
+        match n {
+            8 => cpu.write::<u64>(seg, off, v)?,
+            4 => cpu.write::<u32>(seg, off, v as u32)?,
+            2 => cpu.write::<u16>(seg, off, v as u16)?,
+            _ => cpu.write::<u8>(seg, off, v as u8)?,
+        }
         k += n;
     }
     Ok(())
-}
-
-/// The first `N` bytes of `b` (which the callers guarantee has at least `N`).
-fn array<const N: usize>(b: &[u8]) -> [u8; N] {
-    let mut a = [0u8; N];
-    a.copy_from_slice(&b[..N]);
-    a
 }
 
 // ------------------------------------------------------------------ decode

@@ -5,8 +5,8 @@ use super::host::{
     self, CONSTANT, F80, KIND_SIZE, LOAD, M16INT, M32FP, M32INT, M64FP, M64INT, M80BCD, STORE,
 };
 use super::{
-    check, is_empty, masked_invalid, merged, note, overflow, phys, pop, push, read_operand, set_st,
-    set_top, st, stack_fault, sti, underflow, write_bytes, C1,
+    check, is_empty, masked_invalid, merged, note, overflow, phys, pop, probe_dest, push,
+    read_operand, set_st, set_top, st, stack_fault, sti, underflow, write_bytes, C1,
 };
 use crate::core::{Cpu, Flow, Step};
 use crate::exec::{Handler, Insn};
@@ -170,7 +170,8 @@ fn constant<const K: usize>(cpu: &mut Cpu, insn: &Insn) -> Step {
 
 /// FST/FSTP m32fp/m64fp, FIST/FISTP, FBSTP: convert on the host, store, maybe pop. The
 /// store happens before any FPU state changes, so a faulting store changes nothing. An
-/// unmasked exception (the host did not complete the store) writes nothing and keeps ST(0).
+/// unmasked exception (the host did not complete the store) writes nothing and keeps ST(0),
+/// but the destination is still checked.
 fn store<const KIND: usize, const POP: bool>(cpu: &mut Cpu, insn: &Insn) -> Step {
     check(cpu, true)?;
     let f = &cpu.r.fpu;
@@ -192,8 +193,9 @@ fn store<const KIND: usize, const POP: bool>(cpu: &mut Cpu, insn: &Insn) -> Step
         let fsw = merged(f.fsw, f.fcw, out.sw, C1);
         (done.then_some(out.mem), fsw, done && POP)
     };
-    if let Some(m) = write {
-        write_bytes(cpu, insn, &m[..KIND_SIZE[KIND]])?;
+    match write {
+        Some(m) => write_bytes(cpu, insn, &m[..KIND_SIZE[KIND]])?,
+        None => probe_dest(cpu, insn, KIND_SIZE[KIND])?,
     }
     note(cpu, insn);
     let f = &mut cpu.r.fpu;
@@ -214,8 +216,9 @@ fn fstp_m80(cpu: &mut Cpu, insn: &Insn) -> Step {
     } else {
         (Some(st(f, 0)), f.fsw & !C1)
     };
-    if let Some(v) = value {
-        write_bytes(cpu, insn, &v.to_bytes())?;
+    match value {
+        Some(v) => write_bytes(cpu, insn, &v.to_bytes())?,
+        None => probe_dest(cpu, insn, 10)?,
     }
     note(cpu, insn);
     let f = &mut cpu.r.fpu;

@@ -386,7 +386,7 @@ impl Rng {
 /// Runs `insn` from `cases` random states on both sides and asserts identical results.
 pub fn compare(name: &str, insn: &[u8], seed: u64, cases: usize) {
     let native = Native::new(insn);
-    let mut rng = Rng::new(seed ^ name.len() as u64 * 0x9e37_79b9);
+    let mut rng = Rng::new(seed ^ (name.len() as u64 * 0x9e37_79b9));
     for case in 0..cases {
         let s = rng.state();
         let want = native.run(&s);
