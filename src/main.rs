@@ -88,8 +88,16 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         .nonzero()
         .map(|(k, n)| format!("{k} {}", table::thousands(n)))
         .collect();
+    // The soft engine counts what it retired: say it, with the rate, next to the exits.
+    let retired = report
+        .instructions
+        .map(|n| {
+            let mips = n as f64 / report.wall.as_secs_f64().max(1e-9) / 1e6;
+            format!("; {} instructions ({mips:.0} MIPS)", table::thousands(n))
+        })
+        .unwrap_or_default();
     eprintln!(
-        "janus: {} after {}; {} exits ({})",
+        "janus: {} after {}; {} exits ({}){retired}",
         report.outcome,
         table::duration(report.wall.as_nanos() as f64),
         table::thousands(report.exits.total()),

@@ -16,6 +16,8 @@ pub const COM1_IRQ: u32 = 4;
 pub const I8042_DATA: u16 = 0x60;
 /// i8042 keyboard controller command/status port.
 pub const I8042_COMMAND: u16 = 0x64;
+/// ISA IRQ of the i8042's keyboard port.
+pub const I8042_KBD_IRQ: u32 = 1;
 
 /// System control port B: PIT channel 2 gate (bit 0), speaker (bit 1), channel 2 output (bit 5).
 pub const SYSTEM_CONTROL_B: u16 = 0x61;

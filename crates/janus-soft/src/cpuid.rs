@@ -9,11 +9,13 @@ const L1_EDX: u32 = (1 << 0) // FPU
     | (1 << 4)  // TSC
     | (1 << 5)  // MSR
     | (1 << 6)  // PAE
+    | (1 << 7)  // MCE (none is ever raised)
     | (1 << 8)  // CX8
     | (1 << 9)  // APIC (the platform's local APIC)
     | (1 << 11) // SEP
     | (1 << 12) // MTRR
     | (1 << 13) // PGE
+    | (1 << 14) // MCA (MCG_CAP: no banks)
     | (1 << 15) // CMOV
     | (1 << 16) // PAT
     | (1 << 19) // CLFSH

@@ -7,6 +7,8 @@ use janus_engine::cpu::bits;
 
 pub const TSC: u32 = 0x10;
 pub const APIC_BASE: u32 = 0x1b;
+/// IA32_PLATFORM_ID: Intel's microcode loader reads it.
+pub const PLATFORM_ID: u32 = 0x17;
 pub const FEATURE_CONTROL: u32 = 0x3a;
 pub const BIOS_SIGN_ID: u32 = 0x8b;
 pub const MTRRCAP: u32 = 0xfe;
@@ -50,7 +52,7 @@ pub fn read(cpu: &mut Cpu, index: u32) -> Result<u64, Stop> {
         TSC => crate::exec::system::guest_tsc(cpu),
         APIC_BASE => m.apic_base,
         FEATURE_CONTROL => 1, // locked, VMX off
-        BIOS_SIGN_ID => 0,
+        BIOS_SIGN_ID | PLATFORM_ID => 0,
         MTRRCAP => 0x508, // 8 variable ranges, fixed ranges, write-combining
         SYSENTER_CS => m.sysenter_cs,
         SYSENTER_ESP => m.sysenter_esp,

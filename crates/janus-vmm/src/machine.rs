@@ -201,7 +201,10 @@ impl Machine {
             console.clone(),
         )));
         bus.insert_pio(pc::COM1, 8, "uart16550", uart.clone())?;
-        let kbd = shared(I8042::new(control.clone()));
+        let kbd = shared(I8042::new(
+            control.clone(),
+            Some(vm.irq_line(pc::I8042_KBD_IRQ)?),
+        ));
         bus.insert_pio_at(pc::I8042_DATA, 1, 0, "i8042", kbd.clone())?;
         bus.insert_pio_at(pc::I8042_COMMAND, 1, i8042::COMMAND_OFFSET, "i8042", kbd)?;
         let (below_4g, above_4g) = split_ram(config.memory_bytes);
