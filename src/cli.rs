@@ -123,6 +123,17 @@ pub struct BenchArgs {
     /// QEMU binary to compare with.
     #[arg(long, default_value = "qemu-system-x86_64")]
     pub qemu: std::path::PathBuf,
+    /// Benchmark a Linux guest instead of the demo guest: boot to init and
+    /// `dd if=/dev/zero bs=1M count=64 | sha256sum`, on the soft engine and on QEMU.
+    #[arg(long, requires = "initramfs")]
+    pub kernel: Option<std::path::PathBuf>,
+    /// The initramfs for --kernel (scripts/guest-assets.sh builds one whose /init runs the
+    /// workload).
+    #[arg(long, requires = "kernel")]
+    pub initramfs: Option<std::path::PathBuf>,
+    /// Guest memory for --kernel, as for `janus run` (size=512M).
+    #[arg(long, default_value = "size=512M")]
+    pub memory: String,
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -137,6 +137,9 @@ fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {
 }
 
 fn bench(args: BenchArgs) -> Result<ExitCode, VmmError> {
+    if let (Some(kernel), Some(initramfs)) = (args.kernel.clone(), args.initramfs.clone()) {
+        return bench_linux(args, kernel, initramfs);
+    }
     let opts = janus_vmm::bench::BenchOptions {
         engines: args.engines.into_iter().map(Into::into).collect(),
         compute_iters: args.compute,
@@ -152,6 +155,33 @@ fn bench(args: BenchArgs) -> Result<ExitCode, VmmError> {
         );
     } else {
         print!("{}", table::render_bench(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_linux(
+    args: BenchArgs,
+    kernel: std::path::PathBuf,
+    initramfs: std::path::PathBuf,
+) -> Result<ExitCode, VmmError> {
+    let janus = std::env::current_exe()
+        .map_err(|e| VmmError::Config(format!("janus bench: cannot find the janus binary: {e}")))?;
+    let opts = janus_vmm::bench_linux::LinuxBenchOptions {
+        janus,
+        qemu: args.qemu,
+        kernel,
+        initramfs,
+        memory_mib: config::parse_memory(&args.memory)? >> 20,
+    };
+    let report = janus_vmm::bench_linux::run(&opts)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        print!("{}", table::render_bench_linux(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

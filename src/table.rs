@@ -1,6 +1,10 @@
 //! The side-by-side table `janus demo` prints.
 
 use janus_vmm::bench::BenchReport;
+use janus_vmm::bench_linux::{LinuxBenchReport, LinuxColumn};
+
+/// A row of the Linux bench table: its label and the figure it shows for a machine.
+type LinuxRow<'a> = (&'a str, fn(&LinuxColumn) -> f64);
 use janus_vmm::demo::{DemoReport, ModeResult, PartResult};
 use std::fmt::Write;
 
@@ -252,6 +256,66 @@ pub fn render_bench(r: &BenchReport) -> String {
             let _ = write!(o, " | {}", cmp.join(", "));
         }
         let _ = writeln!(o);
+    }
+    o
+}
+
+pub fn render_bench_linux(r: &LinuxBenchReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Janus bench: a Linux guest fully virtualized ({}), timed from the host",
+        r.kernel
+    );
+    for c in &r.columns {
+        let _ = writeln!(o, "  {}: {}", c.name, c.detail);
+    }
+    for s in &r.skipped {
+        let _ = writeln!(o, "  skipped {s}");
+    }
+    let _ = writeln!(o);
+    let w = r.workload.len().max(24);
+    let _ = write!(o, "{:<w$}", "");
+    for c in &r.columns {
+        let _ = write!(o, " | {:>12}", c.name);
+    }
+    let peer = r.columns.iter().position(|c| c.name == "qemu-tcg");
+    if peer.is_some() {
+        let _ = write!(o, " | vs qemu-tcg");
+    }
+    let _ = writeln!(o);
+    let rows: [LinuxRow; 3] = [
+        ("boot to init", |c| c.boot_to_init_s),
+        (r.workload, |c| c.workload_s),
+        ("whole run (to poweroff)", |c| c.total_s),
+    ];
+    for (name, get) in rows {
+        let _ = write!(o, "{name:<w$}");
+        for c in &r.columns {
+            let _ = write!(o, " | {:>12}", duration(get(c) * 1e9));
+        }
+        if let Some(pi) = peer {
+            let cmp: Vec<String> = r
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != pi)
+                .map(|(_, c)| format!("{} {}", c.name, ratio(get(c), get(&r.columns[pi]))))
+                .collect();
+            let _ = write!(o, " | {}", cmp.join(", "));
+        }
+        let _ = writeln!(o);
+    }
+    for c in &r.columns {
+        if let Some(n) = c.instructions {
+            let _ = writeln!(
+                o,
+                "{}: {} guest instructions, {:.0} MIPS over the whole run",
+                c.name,
+                thousands(n),
+                n as f64 / c.total_s / 1e6
+            );
+        }
     }
     o
 }

@@ -111,3 +111,21 @@ fn help_works() {
     let o = janus(&["run", "--help"]);
     assert!(stdout(&o).contains("--kernel"));
 }
+
+#[test]
+fn bench_with_a_missing_kernel() {
+    let o = janus(&[
+        "bench",
+        "--kernel",
+        "/nonexistent/vmlinuz",
+        "--initramfs",
+        "/nonexistent/initrd",
+    ]);
+    assert_one_line_error(&o, "kernel /nonexistent/vmlinuz is not a file");
+}
+
+#[test]
+fn bench_kernel_needs_an_initramfs() {
+    let o = janus(&["bench", "--kernel", "/nonexistent/vmlinuz"]);
+    assert_one_line_error(&o, "--initramfs");
+}

@@ -6,6 +6,7 @@
 //! both modes and compares.
 
 pub mod bench;
+pub mod bench_linux;
 pub mod config;
 pub mod demo;
 pub mod engine;
