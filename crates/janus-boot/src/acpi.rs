@@ -11,8 +11,7 @@
 //! The FADT describes a legacy (not hardware-reduced) PC whose fixed hardware is Janus's ACPI PM
 //! block: PM1a event and control blocks, a 24-bit PM timer, the SCI on IRQ 9. There is no SMI
 //! command port: the platform is always in ACPI mode. The reset register is the i8042 command
-//! port (write 0xFE), because the platform has a keyboard controller whose reset line the VMM
-//! already turns into a reset, and no port 0xCF9.
+//! port (write 0xFE), the reset every PC has (port 0xCF9 resets too, for OSes that try it).
 //!
 //! The DSDT holds `\_S5` (soft off) with [`pc::SLP_TYP_S5`], so an OS that powers off writes that
 //! sleep type to PM1a_CNT, and any extra AML the platform adds ([`AcpiConfig::dsdt_aml`], for
