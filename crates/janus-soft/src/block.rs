@@ -25,6 +25,11 @@ pub struct Block {
     /// Instruction pointers wrap at this mask (16-, 32- or 64-bit code).
     pub ip_mask: u64,
     key: (u64, u32),
+    /// Times the interpreter ran it (counted up to the translation threshold).
+    pub hits: u32,
+    /// Address of its translation, valid while `code_epoch` is the translator's epoch.
+    pub code: usize,
+    pub code_epoch: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -81,6 +86,11 @@ impl BlockCache {
             by_page: HashMap::new(),
             jump: vec![NO_JUMP; JUMP_SIZE],
         }
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> &mut Block {
+        // As in `get`.
+        self.blocks[id as usize].as_mut().expect("block id is live")
     }
 
     pub fn get(&self, id: u32) -> &Block {
@@ -195,6 +205,9 @@ impl BlockCache {
                 _ => 0xffff,
             },
             key: (phys, bitness),
+            hits: 0,
+            code: 0,
+            code_epoch: 0,
         };
         let id = match self.free.pop() {
             Some(id) => {

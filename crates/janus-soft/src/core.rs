@@ -186,6 +186,8 @@ pub struct Cpu {
     /// The interrupt controller behind INTR (on a PC, the local APIC), which also keeps the
     /// task priority CR8 reads and writes.
     pub intc: Option<Arc<dyn janus_engine::InterruptController>>,
+    /// Why translated code stopped (it returns a status; the reason waits here).
+    pub jit_stop: Option<Stop>,
 }
 
 impl Cpu {
@@ -207,6 +209,7 @@ impl Cpu {
             stop_reason: String::new(),
             exec_key: 0,
             intc: None,
+            jit_stop: None,
         };
         cpu.sync_mode();
         cpu

@@ -51,6 +51,9 @@ pub enum Op {
     Shl,
     Shr,
     Sar,
+    /// Set by translated code: `res` holds the host's RFLAGS as PUSHFQ stored it right after
+    /// the host ran the guest's instruction natively; its arithmetic bits are the guest's.
+    Native,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -155,6 +158,7 @@ impl Flags {
                 let n = (self.src2 as u32).min(64);
                 (sext(a, self.size) >> (n - 1).min(63)) & 1 != 0
             }
+            Op::Native => self.res & CF != 0,
         }
     }
 
@@ -162,6 +166,7 @@ impl Flags {
     pub fn zf(&self) -> bool {
         match self.op {
             Op::None => self.bits & ZF != 0,
+            Op::Native => self.res & ZF != 0,
             _ => self.res == 0,
         }
     }
@@ -170,6 +175,7 @@ impl Flags {
     pub fn sf(&self) -> bool {
         match self.op {
             Op::None => self.bits & SF != 0,
+            Op::Native => self.res & SF != 0,
             _ => self.res & sign_bit(self.size) != 0,
         }
     }
@@ -178,6 +184,7 @@ impl Flags {
     pub fn pf(&self) -> bool {
         match self.op {
             Op::None => self.bits & PF != 0,
+            Op::Native => self.res & PF != 0,
             _ => parity(self.res),
         }
     }
@@ -191,6 +198,7 @@ impl Flags {
             Op::Dec => r & 0xf == 0xf,
             Op::Neg => a & 0xf != 0,
             Op::Logic | Op::Shl | Op::Shr | Op::Sar => false,
+            Op::Native => self.res & AF != 0,
         }
     }
 
@@ -217,6 +225,7 @@ impl Flags {
                 }
             }
             Op::Sar => false,
+            Op::Native => self.res & OF != 0,
         }
     }
 
@@ -255,8 +264,10 @@ impl Flags {
 
     /// The full RFLAGS value.
     pub fn get(&self) -> u64 {
-        if self.op == Op::None {
-            return self.bits | FIXED1;
+        match self.op {
+            Op::None => return self.bits | FIXED1,
+            Op::Native => return (self.bits & !ARITH) | (self.res & ARITH) | FIXED1,
+            _ => {}
         }
         let mut f = self.bits & !ARITH;
         f |= self.cf() as u64 * CF;
@@ -280,6 +291,19 @@ impl Flags {
         if self.op != Op::None {
             self.bits = self.get();
             self.op = Op::None;
+        }
+    }
+
+    /// Puts the arithmetic flags in the form translated code loads with POPFQ: `res` holds
+    /// them (and bit 1) with every other bit clear, so the host's DF, TF, IF and AC are never
+    /// touched.
+    #[inline]
+    pub fn to_native(&mut self) {
+        if self.op != Op::Native {
+            let v = self.get();
+            self.bits = v & !ARITH;
+            self.res = (v & ARITH) | FIXED1;
+            self.op = Op::Native;
         }
     }
 
@@ -375,6 +399,29 @@ mod tests {
         assert!(f.cf() && f.zf());
         f.set_carry_op(Op::Sbb, 1, 0u64.wrapping_sub(0).wrapping_sub(1), 0, 0, true);
         assert!(f.cf() && f.sf());
+    }
+
+    #[test]
+    fn native_form_round_trips() {
+        let mut f = sub(1, 2, 4);
+        f.bits |= IF | DF;
+        let before = f.get();
+        f.to_native();
+        assert_eq!(f.op, Op::Native);
+        assert_eq!(
+            f.res & !(ARITH | FIXED1),
+            0,
+            "only arithmetic bits reach POPFQ"
+        );
+        assert_eq!(f.get(), before);
+        for cc in 0..16 {
+            assert_eq!(f.cond(cc), sub(1, 2, 4).cond(cc), "cc={cc}");
+        }
+        // A raw PUSHFQ value (host IF set) keeps the guest's own IF and DF.
+        f.res = 0x246;
+        assert_eq!(f.get(), IF | DF | ZF | PF | FIXED1);
+        f.materialize();
+        assert_eq!(f.bits, IF | DF | ZF | PF | FIXED1);
     }
 
     #[test]

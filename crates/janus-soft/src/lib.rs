@@ -16,6 +16,7 @@ pub mod exec;
 pub mod flags;
 pub mod fpu;
 pub mod interrupt;
+pub mod jit;
 pub mod mem;
 pub mod mmu;
 pub mod msr;

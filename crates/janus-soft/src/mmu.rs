@@ -12,7 +12,10 @@ use janus_engine::cpu::bits;
 pub const TLB_SIZE: usize = 1024;
 const INVALID: u64 = u64::MAX;
 
+/// One TLB entry. Translated code reads the tags and the addend at fixed offsets and indexes
+/// the table by shifting, so the layout is C's and the size a power of two (64 bytes).
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 pub struct TlbEntry {
     pub tag_r: u64,
     pub tag_w: u64,

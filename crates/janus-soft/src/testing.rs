@@ -166,6 +166,13 @@ impl TestMachine {
         v
     }
 
+    /// Makes the 2 MiB page holding `addr` (in the first 4 GiB) not present.
+    pub fn unmap_large_page(&self, addr: u64) {
+        let g = (addr >> 30) & 3;
+        let e = (addr >> 21) & 511;
+        self.write_u64(PD + g * 0x1000 + e * 8, 0);
+    }
+
     pub fn write_u64(&self, addr: u64, v: u64) {
         self.write(addr, &v.to_le_bytes());
     }

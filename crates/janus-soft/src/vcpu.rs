@@ -4,6 +4,7 @@
 use crate::block::BlockCache;
 use crate::core::{Cpu, Exit, Flow, Stop};
 use crate::interrupt::Source;
+use crate::jit::{self, Jit, JitStats};
 use crate::Tsc;
 use janus_engine::{CpuState, GuestClock, InterruptController, Result, Vcpu, VmExit};
 use std::sync::{Arc, Mutex};
@@ -24,9 +25,42 @@ impl janus_engine::DmaObserver for DmaLog {
     }
 }
 
+/// Whether blocks get translated to host code, and after how many interpreted runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitMode {
+    /// Interpret everything.
+    Off,
+    /// Translate a block of 64-bit code once the interpreter has run it this many times.
+    After(u32),
+}
+
+impl JitMode {
+    /// From `JANUS_JIT`: `off`, or the number of interpreted runs before a block is translated
+    /// (0: at once; default 2).
+    pub fn from_env() -> JitMode {
+        match std::env::var("JANUS_JIT").ok().as_deref() {
+            Some("off") | Some("no") => JitMode::Off,
+            Some(v) => v
+                .parse()
+                .map_or(JitMode::After(DEFAULT_THRESHOLD), JitMode::After),
+            None => JitMode::After(DEFAULT_THRESHOLD),
+        }
+    }
+}
+
+const DEFAULT_THRESHOLD: u32 = 2;
+
+/// The translator, made when the first block is due for translation.
+enum JitSlot {
+    Off,
+    Pending(u32),
+    On(Box<Jit>),
+}
+
 pub struct SoftVcpu {
     pub cpu: Cpu,
     cache: BlockCache,
+    jit: JitSlot,
     /// The exit returned by the last `run`, completed by the next one.
     pending: Option<Exit>,
     io_buf: [u8; 8],
@@ -45,11 +79,48 @@ impl SoftVcpu {
         SoftVcpu {
             cpu,
             cache: BlockCache::new(),
+            jit: match JitMode::from_env() {
+                JitMode::Off => JitSlot::Off,
+                JitMode::After(n) => JitSlot::Pending(n),
+            },
             pending: None,
             io_buf: [0; 8],
             jump_generation: 0,
             halted: false,
             dma,
+        }
+    }
+
+    /// Chooses whether and when blocks are translated (tests use this; the default comes
+    /// from `JANUS_JIT`). Drops existing translations.
+    pub fn set_jit(&mut self, mode: JitMode) {
+        self.jit = match mode {
+            JitMode::Off => JitSlot::Off,
+            JitMode::After(n) => match std::mem::replace(&mut self.jit, JitSlot::Off) {
+                JitSlot::On(mut j) => {
+                    j.flush();
+                    j.threshold = n;
+                    JitSlot::On(j)
+                }
+                _ => JitSlot::Pending(n),
+            },
+        };
+    }
+
+    /// Moves this vCPU's translator to `other` (tests that make many short-lived vCPUs reuse
+    /// one code buffer this way).
+    pub fn hand_jit_to(&mut self, other: &mut SoftVcpu) {
+        if let JitSlot::On(mut j) = std::mem::replace(&mut self.jit, JitSlot::Off) {
+            j.flush();
+            other.jit = JitSlot::On(j);
+        }
+    }
+
+    /// The translator's counters (zero while it has not started).
+    pub fn jit_stats(&self) -> JitStats {
+        match &self.jit {
+            JitSlot::On(j) => j.stats,
+            _ => JitStats::default(),
         }
     }
 
@@ -169,7 +240,7 @@ impl SoftVcpu {
                 }
                 Err(stop) => return stop,
             };
-            let stop = run_block(&mut self.cpu, self.cache.get(id));
+            let stop = self.run_block(id);
             if !self.cpu.code_written.is_empty() {
                 self.invalidate_written_code();
             }
@@ -188,6 +259,67 @@ impl SoftVcpu {
                 }
                 Some(other) => return other,
             }
+        }
+    }
+
+    /// Runs block `id`: its translation if it has a current one (translating it first once
+    /// the interpreter has run it often enough), else the interpreter, which counts the run.
+    fn run_block(&mut self, id: u32) -> Option<Stop> {
+        if !self.cpu.int_shadow {
+            self.translate_if_due(id);
+        }
+        if let JitSlot::On(jit) = &self.jit {
+            let b = self.cache.get(id);
+            if b.code != 0 && b.code_epoch == jit.epoch && !self.cpu.int_shadow {
+                self.cpu.r.flags.to_native();
+                let status = jit.run(&mut self.cpu, b.code);
+                return if status == jit::STOPPED {
+                    self.cpu.jit_stop.take()
+                } else {
+                    None
+                };
+            }
+        }
+        let stop = run_block(&mut self.cpu, self.cache.get(id));
+        let b = self.cache.get_mut(id);
+        b.hits = b.hits.saturating_add(1).min(u32::MAX - 1);
+        stop
+    }
+
+    /// Translates block `id` if it is 64-bit code, has no current translation and the
+    /// interpreter has run it `threshold` times.
+    fn translate_if_due(&mut self, id: u32) {
+        let threshold = match &self.jit {
+            JitSlot::Off => return,
+            JitSlot::Pending(n) => *n,
+            JitSlot::On(j) => j.threshold,
+        };
+        let b = self.cache.get(id);
+        // Only 64-bit code is translated; u32::MAX marks a block that could not be.
+        if b.ip_mask != u64::MAX || b.hits == u32::MAX || b.hits < threshold {
+            return;
+        }
+        if let JitSlot::On(j) = &self.jit {
+            if b.code != 0 && b.code_epoch == j.epoch {
+                return;
+            }
+        }
+        if let JitSlot::Pending(n) = self.jit {
+            self.jit = match Jit::new(n) {
+                Some(j) => JitSlot::On(Box::new(j)),
+                None => JitSlot::Off,
+            };
+        }
+        let JitSlot::On(jit) = &mut self.jit else {
+            return;
+        };
+        let b = self.cache.get_mut(id);
+        match jit.translate(b) {
+            Some(code) => {
+                b.code = code;
+                b.code_epoch = jit.epoch;
+            }
+            None => b.hits = u32::MAX,
         }
     }
 

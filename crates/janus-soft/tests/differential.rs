@@ -196,12 +196,18 @@ fn compared_forms(family: Family, cfg: &Config) -> Vec<&'static Form> {
         .collect()
 }
 
-fn run_family(family: Family, region: u64) {
+/// Compares `family` on the interpreter, or with every body translated first (`jit`).
+fn run_family(family: Family, region: u64, jit: bool) {
     let cfg = Config::get();
     let t0 = Instant::now();
     let lay = Layout::new(region);
     let mut native = Native::new(lay);
-    let mut engine = Engine::new(lay);
+    let mut engine = Engine::new(lay, jit);
+    let label = if jit {
+        format!("{} translated", family.name())
+    } else {
+        family.name().to_string()
+    };
     let forms = compared_forms(family, &cfg);
     let per_form = cfg.states(family);
 
@@ -282,7 +288,7 @@ fn run_family(family: Family, region: u64) {
     eprintln!(
         "differential [{}]: {} forms, {} states compared (seed {:#x}, {} per form) in {:.1} s; \
          faulting states: {}",
-        family.name(),
+        label,
         forms.len(),
         states,
         cfg.seed,
@@ -369,29 +375,49 @@ fn run_family(family: Family, region: u64) {
     assert!(
         problems.is_empty(),
         "differential [{}]:\n{}",
-        family.name(),
+        label,
         problems.join("\n")
     );
 }
 
 #[test]
 fn differential_integer() {
-    run_family(Family::Integer, 0);
+    run_family(Family::Integer, 0, false);
 }
 
 #[test]
 fn differential_string() {
-    run_family(Family::String, 1);
+    run_family(Family::String, 1, false);
 }
 
 #[test]
 fn differential_x87() {
-    run_family(Family::X87, 2);
+    run_family(Family::X87, 2, false);
 }
 
 #[test]
 fn differential_sse() {
-    run_family(Family::Sse, 3);
+    run_family(Family::Sse, 3, false);
+}
+
+#[test]
+fn differential_integer_translated() {
+    run_family(Family::Integer, 6, true);
+}
+
+#[test]
+fn differential_string_translated() {
+    run_family(Family::String, 7, true);
+}
+
+#[test]
+fn differential_x87_translated() {
+    run_family(Family::X87, 8, true);
+}
+
+#[test]
+fn differential_sse_translated() {
+    run_family(Family::Sse, 9, true);
 }
 
 /// The harness itself: every form the suite may run (implemented or not yet, so x87 and SSE
@@ -474,7 +500,7 @@ fn harness_sanity() {
     use state::{Fx, State, CF, OF, PF, SF, ZF};
     let lay = Layout::new(5);
     let mut native = Native::new(lay);
-    let mut engine = Engine::new(lay);
+    let mut engine = Engine::new(lay, false);
     let mut st = State {
         gpr: [0; 16],
         rflags: CF | ZF,

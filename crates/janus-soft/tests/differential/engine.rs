@@ -10,6 +10,7 @@ use janus_soft::fpu::Fpu;
 use janus_soft::mem::PhysMem;
 use janus_soft::testing::{End, TestMachine};
 use janus_soft::vcpu::DmaLog;
+use janus_soft::vcpu::JitMode;
 use janus_soft::{SoftVcpu, Tsc};
 use std::sync::Arc;
 
@@ -29,6 +30,9 @@ const VECTORS: u64 = 32;
 
 pub struct Engine {
     m: TestMachine,
+    /// Translate each body before running it (the translator's templates and native code are
+    /// then what is compared), or interpret.
+    jit: bool,
     regs0: Regs,
     cpuid: Vec<janus_engine::CpuidEntry>,
     tsc: Arc<Tsc>,
@@ -74,7 +78,7 @@ pub fn fpu_to_fx(fpu: &Fpu) -> Fx {
 }
 
 impl Engine {
-    pub fn new(lay: Layout) -> Engine {
+    pub fn new(lay: Layout, jit: bool) -> Engine {
         let mut m = TestMachine::long_mode(&[]);
         for v in 0..VECTORS {
             let handler = HANDLERS + v * 16;
@@ -116,6 +120,7 @@ impl Engine {
         regs0.tr.base = TSS;
         Engine {
             m,
+            jit,
             regs0,
             cpuid: janus_soft::cpuid::supported(janus_soft::host_tsc_hz()),
             tsc: Arc::new(Tsc::new()),
@@ -149,7 +154,15 @@ impl Engine {
             self.cpuid.clone(),
             self.tsc.clone(),
         );
-        m.vcpu = SoftVcpu::new(cpu, None, Arc::new(DmaLog::default()));
+        let mut vcpu = SoftVcpu::new(cpu, None, Arc::new(DmaLog::default()));
+        vcpu.set_jit(if self.jit {
+            JitMode::After(0)
+        } else {
+            JitMode::Off
+        });
+        // One translator (one code buffer) serves every case.
+        m.vcpu.hand_jit_to(&mut vcpu);
+        m.vcpu = vcpu;
         let end = m.run();
 
         let regs = m.regs().clone();

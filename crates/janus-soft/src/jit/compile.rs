@@ -1,0 +1,1173 @@
+//! Translation of one decoded block (64-bit code) into host code.
+//!
+//! Guest and host are both x86-64, so most guest instructions run as themselves: the guest
+//! registers an instruction uses are loaded from the CPU struct into host registers of the same
+//! number (RSP, R14 and R15, which the host needs, are renamed), the instruction is re-encoded
+//! with its memory operand replaced by a host pointer, run, and the registers it wrote are
+//! stored back. Its flags come out of the host's RFLAGS exactly as the guest's would, which is
+//! why this is exact: the host CPU is the reference the differential suite compares against.
+//!
+//! Memory operands go through an inline probe of the software TLB (the same entries the
+//! interpreter fills); a miss calls `jit_tlb_fill`, and anything that is not a plain RAM access
+//! within one page (MMIO, a fault, a page crossing, a store to a page holding code) is left to
+//! the interpreter's handler for that one instruction (`jit_fallback`), which also runs every
+//! instruction the translator has no template for. Branches, calls, returns, pushes and pops
+//! have templates; each block ends by adding to RIP (or storing it) and returning to the
+//! dispatcher.
+//!
+//! Invariants inside a translated block: `cpu.r.rip` holds the block's start (exits add the
+//! offset of where execution goes), the guest registers live in the CPU struct between
+//! instructions, and the guest's arithmetic flags are either in the host's RFLAGS or saved in
+//! `Flags::res` (`Op::Native`), or both; `Gen::host_valid` and `Gen::saved` track which.
+
+use super::layout as lay;
+use super::x64::{cc, reg::*, Alu, Asm, Fixup, Mem};
+use crate::block::Block;
+use crate::exec::{Insn, NONE, RIP};
+use crate::flags::Op;
+use iced_x86::{
+    Code, Encoder, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
+    RflagsBits,
+};
+
+const ARITH: u32 = RflagsBits::OF
+    | RflagsBits::SF
+    | RflagsBits::ZF
+    | RflagsBits::AF
+    | RflagsBits::CF
+    | RflagsBits::PF;
+
+/// Addresses of what translated code calls or jumps to.
+#[derive(Clone, Copy, Debug)]
+pub struct Targets {
+    pub fallback: u64,
+    pub tlb_fill: u64,
+    /// The epilogue that returns to the dispatcher (status in EAX).
+    pub exit: usize,
+}
+
+/// What the translator made of a block.
+pub struct Translation {
+    pub code: Vec<u8>,
+    /// Instructions run natively or by a template, and those left to the interpreter.
+    pub native: u32,
+    pub fallback: u32,
+}
+
+/// How one instruction is translated.
+enum Plan {
+    Native(Box<Native>),
+    Lea,
+    Nop,
+    Jcc(u8),
+    JmpRel,
+    CallRel,
+    Ret(u16),
+    JmpInd,
+    CallInd,
+    Push,
+    Pop,
+    Leave,
+    Fallback,
+}
+
+/// A guest instruction run on the host.
+struct Native {
+    bytes: Vec<u8>,
+    /// (guest register, host register, written)
+    regs: Vec<(u8, u8, bool)>,
+    mem: Option<MemAccess>,
+    flags_in: bool,
+    flags_out: bool,
+}
+
+#[derive(Clone, Copy)]
+struct MemAccess {
+    size: u8,
+    write: bool,
+    ptr: u8,
+}
+
+/// How an instruction affects the arithmetic flags.
+#[derive(Clone, Copy, Default)]
+struct FlagUse {
+    /// Needs the current flags (reads some, or writes only some).
+    reads: bool,
+    writes_any: bool,
+    writes_all: bool,
+}
+
+/// Host registers guest values and pointers may use (not RSP, R14 = TLB set, R15 = CPU).
+const POOL: [u8; 13] = [
+    R11, R10, R9, R8, RDX, RCX, RBX, RBP, R12, R13, RDI, RAX, RSI,
+];
+/// The same without the registers that need a REX prefix.
+const LOW_POOL: [u8; 7] = [RBP, RDI, RDX, RCX, RBX, RAX, RSI];
+
+pub struct Compiler {
+    enc: Encoder,
+    info: InstructionInfoFactory,
+}
+
+impl Default for Compiler {
+    fn default() -> Self {
+        Compiler::new()
+    }
+}
+
+impl Compiler {
+    pub fn new() -> Compiler {
+        Compiler {
+            enc: Encoder::new(64),
+            info: InstructionInfoFactory::new(),
+        }
+    }
+
+    /// Translates `block` for placement at address `base`.
+    pub fn translate(&mut self, block: &Block, base: usize, t: &Targets) -> Translation {
+        let insns = &block.insns;
+        let plans: Vec<Plan> = insns.iter().map(|i| self.plan(i)).collect();
+        let uses: Vec<FlagUse> = insns
+            .iter()
+            .zip(&plans)
+            .map(|(i, p)| flag_use(i, p))
+            .collect();
+        // Flags live after each instruction (conservatively live at the end of the block).
+        let mut live_after = vec![true; insns.len()];
+        for k in (1..insns.len()).rev() {
+            let u = uses[k];
+            live_after[k - 1] = u.reads || (live_after[k] && !u.writes_all);
+        }
+        let mut g = Gen {
+            a: Asm::new(),
+            base,
+            t: *t,
+            host_valid: false,
+            saved: true,
+            cold: Vec::new(),
+        };
+        let mut native = 0;
+        let mut fallback = 0;
+        let mut off = 0u64;
+        let mut ended = false;
+        for (k, (insn, plan)) in insns.iter().zip(&plans).enumerate() {
+            let live_in = uses[k].reads || (live_after[k] && !uses[k].writes_all);
+            let at = Site {
+                index: k as u32,
+                off,
+                next: off + insn.len as u64,
+                live_in,
+                insn,
+            };
+            match plan {
+                Plan::Fallback => fallback += 1,
+                _ => native += 1,
+            }
+            ended = g.emit(&at, plan);
+            off = at.next;
+            if ended {
+                break;
+            }
+        }
+        if !ended {
+            g.exit_rel(off, insns.len() as u32);
+        }
+        g.emit_cold();
+        Translation {
+            code: g.a.buf,
+            native,
+            fallback,
+        }
+    }
+
+    fn plan(&mut self, insn: &Insn) -> Plan {
+        use Mnemonic::*;
+        let i = &insn.i;
+        if !insn.implemented || i.has_lock_prefix() && i.op0_kind() != OpKind::Memory {
+            return Plan::Fallback;
+        }
+        let reg0 = matches!(insn.op[0], crate::exec::Opnd::Reg(r) if r < 16);
+        let stack_op = insn.osize == 8 && insn.asize == 8;
+        match i.mnemonic() {
+            Nop | Pause | Endbr64 | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 => Plan::Nop,
+            Lea if reg0 && insn.asize != 2 => Plan::Lea,
+            Jmp => match i.op0_kind() {
+                OpKind::NearBranch64 => Plan::JmpRel,
+                OpKind::Register | OpKind::Memory if insn.osize == 8 && jmp_ok(i) => Plan::JmpInd,
+                _ => Plan::Fallback,
+            },
+            Call => match i.op0_kind() {
+                OpKind::NearBranch64 if stack_op => Plan::CallRel,
+                OpKind::Register | OpKind::Memory if stack_op && jmp_ok(i) => Plan::CallInd,
+                _ => Plan::Fallback,
+            },
+            Ret if stack_op => Plan::Ret(if i.op_count() == 1 {
+                i.immediate16()
+            } else {
+                0
+            }),
+            Push if stack_op && push_ok(i) => Plan::Push,
+            Pop if stack_op && reg0 && i.op0_kind() == OpKind::Register => Plan::Pop,
+            Leave if stack_op => Plan::Leave,
+            Ja | Jae | Jb | Jbe | Je | Jg | Jge | Jl | Jle | Jne | Jno | Jnp | Jns | Jo | Jp
+            | Js if i.op0_kind() == OpKind::NearBranch64 => Plan::Jcc(i.condition_code() as u8 - 1),
+            m if native_mnemonic(m) => match self.native(insn) {
+                Some(n) => Plan::Native(Box::new(n)),
+                None => Plan::Fallback,
+            },
+            _ => Plan::Fallback,
+        }
+    }
+
+    /// Plans running `insn` on the host, if it can run there exactly.
+    fn native(&mut self, insn: &Insn) -> Option<Native> {
+        let i = &insn.i;
+        let mut has_mem = false;
+        let mut explicit = [false; 16];
+        for k in 0..i.op_count() {
+            match i.op_kind(k) {
+                OpKind::Register => {
+                    let r = i.op_register(k);
+                    if !r.is_gpr() {
+                        return None;
+                    }
+                    explicit[r.full_register().number() & 15] = true;
+                }
+                OpKind::Memory => has_mem = true,
+                OpKind::Immediate8
+                | OpKind::Immediate8_2nd
+                | OpKind::Immediate16
+                | OpKind::Immediate32
+                | OpKind::Immediate64
+                | OpKind::Immediate8to16
+                | OpKind::Immediate8to32
+                | OpKind::Immediate8to64
+                | OpKind::Immediate32to64 => {}
+                _ => return None,
+            }
+        }
+        if has_mem && (is_moffs(i.code()) || bit_offset_in_register(i)) {
+            return None;
+        }
+        let mem_regs = [i.memory_base(), i.memory_index()].map(|r| {
+            if r.is_gpr() {
+                Some(r.full_register().number() as u8 & 15)
+            } else {
+                None
+            }
+        });
+        let info = self.info.info(i);
+        // Guest register families the instruction touches, and whether it writes them.
+        let mut used: Vec<(u8, bool)> = Vec::new();
+        for u in info.used_registers() {
+            let r = u.register();
+            if r.is_segment_register() || matches!(r, Register::RIP | Register::EIP) {
+                continue;
+            }
+            if !r.is_gpr() {
+                return None;
+            }
+            let fam = r.full_register().number() as u8 & 15;
+            let written = matches!(
+                u.access(),
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
+            );
+            match used.iter_mut().find(|(f, _)| *f == fam) {
+                Some(e) => e.1 |= written,
+                None => used.push((fam, written)),
+            }
+        }
+        let mem = if has_mem {
+            let m = info.used_memory().first()?;
+            let write = matches!(
+                m.access(),
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
+            );
+            let size = m.memory_size().size();
+            if !matches!(size, 1 | 2 | 4 | 8) {
+                return None;
+            }
+            Some((size as u8, write))
+        } else {
+            None
+        };
+        // Families the host keeps for itself are renamed when they are operands, and left out
+        // when they only form the address (which the translator computes itself).
+        let reserved = |f: u8| matches!(f, RSP | R14 | R15);
+        let mut taken = [false; 16];
+        let mut regs: Vec<(u8, u8, bool)> = Vec::new();
+        let mut renamed: Vec<(u8, bool)> = Vec::new();
+        for &(fam, written) in &used {
+            if reserved(fam) {
+                if explicit[fam as usize] {
+                    renamed.push((fam, written));
+                } else if mem_regs.contains(&Some(fam)) && !written {
+                    continue;
+                } else {
+                    return None;
+                }
+            } else {
+                taken[fam as usize] = true;
+                regs.push((fam, fam, written));
+            }
+        }
+        // AH..BH cannot be encoded next to a REX prefix: with one of them, the pointer must be
+        // a register that needs none.
+        let high_byte = (0..i.op_count()).any(|k| {
+            i.op_kind(k) == OpKind::Register
+                && matches!(
+                    i.op_register(k),
+                    Register::AH | Register::CH | Register::DH | Register::BH
+                )
+        });
+        let pool: &[u8] = if high_byte { &LOW_POOL } else { &POOL };
+        let mut free = pool
+            .iter()
+            .copied()
+            .filter(|&r| !taken[r as usize] && r != RSI);
+        let ptr = if mem.is_some() {
+            Some(free.next()?)
+        } else {
+            None
+        };
+        let mut map = [None::<u8>; 16];
+        for (fam, written) in renamed {
+            let h = free.next()?;
+            map[fam as usize] = Some(h);
+            regs.push((fam, h, written));
+        }
+        let mut ins = *i;
+        for k in 0..ins.op_count() {
+            if ins.op_kind(k) == OpKind::Register {
+                let r = ins.op_register(k);
+                if let Some(h) = map[r.full_register().number() & 15] {
+                    ins.set_op_register(k, sized(h, r.size())?);
+                }
+            }
+        }
+        if let Some(p) = ptr {
+            ins.set_memory_base(sized(p, 8)?);
+            ins.set_memory_index(Register::None);
+            ins.set_memory_index_scale(1);
+            ins.set_memory_displacement64(0);
+            ins.set_memory_displ_size(0);
+            ins.set_segment_prefix(Register::None);
+        }
+        let encoded = self.enc.encode(&ins, 0);
+        // The encoder keeps what it wrote before failing: take it either way.
+        let bytes = self.enc.take_buffer();
+        encoded.ok()?;
+        let f = flags_of(i);
+        Some(Native {
+            bytes,
+            regs,
+            mem: mem
+                .zip(ptr)
+                .map(|((size, write), ptr)| MemAccess { size, write, ptr }),
+            flags_in: f.reads,
+            flags_out: f.writes_any,
+        })
+    }
+}
+
+/// Mnemonics whose register and memory forms run natively (the operand checks in
+/// `Compiler::native` decide the rest).
+fn native_mnemonic(m: Mnemonic) -> bool {
+    use Mnemonic::*;
+    matches!(
+        m,
+        Add | Or
+            | Adc
+            | Sbb
+            | And
+            | Sub
+            | Xor
+            | Cmp
+            | Test
+            | Inc
+            | Dec
+            | Neg
+            | Not
+            | Mov
+            | Movzx
+            | Movsx
+            | Movsxd
+            | Shl
+            | Shr
+            | Sar
+            | Sal
+            | Rol
+            | Ror
+            | Rcl
+            | Rcr
+            | Shld
+            | Shrd
+            | Imul
+            | Mul
+            | Bt
+            | Bts
+            | Btr
+            | Btc
+            | Bsf
+            | Bsr
+            | Bswap
+            | Xchg
+            | Cmpxchg
+            | Xadd
+            | Cbw
+            | Cwde
+            | Cdqe
+            | Cwd
+            | Cdq
+            | Cqo
+            | Popcnt
+            | Clc
+            | Stc
+            | Cmc
+            | Sahf
+            | Lahf
+            | Seta
+            | Setae
+            | Setb
+            | Setbe
+            | Sete
+            | Setg
+            | Setge
+            | Setl
+            | Setle
+            | Setne
+            | Setno
+            | Setnp
+            | Setns
+            | Seto
+            | Setp
+            | Sets
+            | Cmova
+            | Cmovae
+            | Cmovb
+            | Cmovbe
+            | Cmove
+            | Cmovg
+            | Cmovge
+            | Cmovl
+            | Cmovle
+            | Cmovne
+            | Cmovno
+            | Cmovnp
+            | Cmovns
+            | Cmovo
+            | Cmovp
+            | Cmovs
+    )
+}
+
+fn is_moffs(c: Code) -> bool {
+    use Code::*;
+    matches!(
+        c,
+        Mov_AL_moffs8
+            | Mov_AX_moffs16
+            | Mov_EAX_moffs32
+            | Mov_RAX_moffs64
+            | Mov_moffs8_AL
+            | Mov_moffs16_AX
+            | Mov_moffs32_EAX
+            | Mov_moffs64_RAX
+    )
+}
+
+/// BT/BTS/BTR/BTC with a memory operand and a register bit offset address memory beyond the
+/// operand (the offset picks the byte), which the probe does not cover.
+fn bit_offset_in_register(i: &Instruction) -> bool {
+    use Mnemonic::*;
+    matches!(i.mnemonic(), Bt | Bts | Btr | Btc) && i.op1_kind() == OpKind::Register
+}
+
+/// Indirect branch operands the templates handle: a 64-bit register or a memory operand.
+fn jmp_ok(i: &Instruction) -> bool {
+    match i.op0_kind() {
+        OpKind::Register => i.op0_register().is_gpr64(),
+        OpKind::Memory => i.memory_size().size() == 8 && !is_moffs(i.code()),
+        _ => false,
+    }
+}
+
+/// PUSH of a 64-bit register or an immediate.
+fn push_ok(i: &Instruction) -> bool {
+    match i.op0_kind() {
+        OpKind::Register => i.op0_register().is_gpr64(),
+        OpKind::Immediate8to64 | OpKind::Immediate32to64 => true,
+        _ => false,
+    }
+}
+
+/// The host register `n` at `size` bytes (low byte for size 1).
+fn sized(n: u8, size: usize) -> Option<Register> {
+    use Register::*;
+    const R64: [Register; 16] = [
+        RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15,
+    ];
+    const R32: [Register; 16] = [
+        EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI, R8D, R9D, R10D, R11D, R12D, R13D, R14D, R15D,
+    ];
+    const R16: [Register; 16] = [
+        AX, CX, DX, BX, SP, BP, SI, DI, R8W, R9W, R10W, R11W, R12W, R13W, R14W, R15W,
+    ];
+    const R8B: [Register; 16] = [
+        AL, CL, DL, BL, SPL, BPL, SIL, DIL, R8L, R9L, R10L, R11L, R12L, R13L, R14L, R15L,
+    ];
+    let n = n as usize & 15;
+    Some(match size {
+        8 => R64[n],
+        4 => R32[n],
+        2 => R16[n],
+        1 => R8B[n],
+        _ => return Option::None,
+    })
+}
+
+/// How `i` uses the arithmetic flags, from iced-x86's tables plus the cases they describe
+/// loosely: a shift or rotate by CL leaves the flags alone when the count is 0, and by an
+/// immediate that masks to 0 it never touches them.
+fn flags_of(i: &Instruction) -> FlagUse {
+    use Mnemonic::*;
+    let rd = i.rflags_read() & ARITH;
+    let md = i.rflags_modified() & ARITH;
+    let shift = matches!(
+        i.mnemonic(),
+        Shl | Shr | Sar | Sal | Rol | Ror | Rcl | Rcr | Shld | Shrd
+    );
+    let count_kind = if matches!(i.mnemonic(), Shld | Shrd) {
+        i.op2_kind()
+    } else {
+        i.op1_kind()
+    };
+    let variable = shift && count_kind == OpKind::Register;
+    if shift && count_kind == OpKind::Immediate8 {
+        let width = if i.op0_kind() == OpKind::Register {
+            i.op0_register().size()
+        } else {
+            i.memory_size().size()
+        };
+        let mask = if width == 8 { 0x3f } else { 0x1f };
+        if i.immediate8() & mask == 0 {
+            return FlagUse::default();
+        }
+    }
+    FlagUse {
+        reads: rd != 0 || variable || (md != 0 && md != ARITH),
+        writes_any: md != 0,
+        writes_all: md == ARITH && !variable,
+    }
+}
+
+/// How the instruction uses the flags, for liveness. An instruction that may fault or exit
+/// counts as reading them: the exception frame (or whatever runs next) sees RFLAGS as they
+/// were before it.
+fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
+    let observes = FlagUse {
+        reads: true,
+        ..FlagUse::default()
+    };
+    match plan {
+        Plan::Jcc(_)
+        | Plan::CallRel
+        | Plan::Ret(_)
+        | Plan::CallInd
+        | Plan::Push
+        | Plan::Pop
+        | Plan::Leave
+        | Plan::JmpInd => observes,
+        Plan::Lea | Plan::Nop | Plan::JmpRel => FlagUse::default(),
+        Plan::Native(n) => FlagUse {
+            reads: n.flags_in || n.mem.is_some(),
+            writes_any: n.flags_out,
+            writes_all: flags_of(&insn.i).writes_all,
+        },
+        Plan::Fallback => FlagUse {
+            reads: true,
+            ..flags_of(&insn.i)
+        },
+    }
+}
+
+/// Where in the block an instruction is.
+struct Site<'a> {
+    index: u32,
+    off: u64,
+    next: u64,
+    /// Flags are live before the instruction (it or a later one reads them).
+    live_in: bool,
+    insn: &'a Insn,
+}
+
+/// Out-of-line code, emitted after the block's main path.
+enum Cold {
+    /// A TLB probe missed: fill the TLB or run the instruction in the interpreter.
+    Miss {
+        from: Fixup,
+        back: usize,
+        ptr: u8,
+        info: u32,
+        insn: *const Insn,
+        off: u64,
+        index: u32,
+        resume: Resume,
+    },
+    /// A fallback ended the block or stopped: count what retired, return its status.
+    Leave { from: Fixup, index: u32 },
+    /// A branch target or return address is not canonical: the interpreter raises #GP.
+    Interpret {
+        from: Fixup,
+        insn: *const Insn,
+        off: u64,
+        index: u32,
+        resume: Resume,
+    },
+}
+
+/// Where the main path continues after the interpreter ran an instruction in cold code.
+#[derive(Clone, Copy)]
+enum Resume {
+    /// At this offset of the main path, restoring the host flags first if `flags` is set.
+    At { to: Option<usize>, flags: bool },
+    /// The instruction was a branch: leave the block after it.
+    Exit { next: u64 },
+}
+
+struct Gen {
+    a: Asm,
+    base: usize,
+    t: Targets,
+    /// The host's RFLAGS hold the guest's arithmetic flags.
+    host_valid: bool,
+    /// `Flags` in the CPU struct holds them (in the native form).
+    saved: bool,
+    cold: Vec<Cold>,
+}
+
+fn cpu(disp: i32) -> Mem {
+    Mem::at(R15, disp)
+}
+
+impl Gen {
+    fn save(&mut self) {
+        if !self.saved {
+            self.a.save_flags(cpu(lay::flags_res()));
+            self.a.store8_imm(cpu(lay::flags_op()), Op::Native as u8);
+            self.saved = true;
+        }
+    }
+
+    /// Host code that changes RFLAGS follows: keep the guest's flags if they are live.
+    fn clobber(&mut self, live: bool) {
+        if live {
+            self.save();
+        }
+        self.host_valid = false;
+    }
+
+    /// The next host instruction needs the guest's flags in RFLAGS.
+    fn need(&mut self) {
+        if !self.host_valid {
+            self.a.load_flags(cpu(lay::flags_res()));
+            self.host_valid = true;
+        }
+    }
+
+    /// Calls `f(cpu, rsi, rdx)` (RSI and RDX set by the caller or given here).
+    fn call(&mut self, f: u64) {
+        self.a.mov_rr(RDI, R15);
+        self.a.mov_ri(RAX, f);
+        self.a.call_r(RAX);
+    }
+
+    /// Leaves the block with RIP advanced to block offset `to`, `retired` instructions done.
+    fn exit_rel(&mut self, to: u64, retired: u32) {
+        self.save();
+        if to != 0 {
+            self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
+        }
+        self.exit(retired);
+    }
+
+    /// Leaves the block (RIP already stored).
+    fn exit(&mut self, retired: u32) {
+        self.save();
+        if retired != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
+        }
+        self.a.mov_ri(RAX, 0);
+        let here = self.base;
+        self.a.jmp_abs(here, self.t.exit);
+    }
+
+    /// Computes the guest effective address of `insn`'s memory operand into RSI (RDI is
+    /// scratch), adding the FS/GS base when `segment` is set.
+    fn ea(&mut self, s: &Site, segment: bool) {
+        let m = s.insn.mem;
+        let disp = m.disp as i64;
+        let a = &mut self.a;
+        match m.base {
+            RIP => {
+                a.load64(RSI, cpu(lay::rip()));
+                let d = disp.wrapping_add(s.next as i64);
+                if let Ok(d) = i32::try_from(d) {
+                    a.lea(RSI, Mem::at(RSI, d));
+                } else {
+                    a.mov_ri(RDI, d as u64);
+                    a.lea(
+                        RSI,
+                        Mem {
+                            base: RSI,
+                            index: Some((RDI, 0)),
+                            disp: 0,
+                        },
+                    );
+                }
+            }
+            NONE => a.mov_ri(RSI, disp as u64),
+            b => {
+                a.load64(RSI, cpu(lay::gpr(b)));
+                if m.index == NONE && disp != 0 {
+                    a.lea(RSI, Mem::at(RSI, disp as i32));
+                }
+            }
+        }
+        if m.index != NONE && m.base != RIP {
+            a.load64(RDI, cpu(lay::gpr(m.index)));
+            let d = if m.base == NONE { 0 } else { disp as i32 };
+            a.lea(
+                RSI,
+                Mem {
+                    base: RSI,
+                    index: Some((RDI, m.scale)),
+                    disp: d,
+                },
+            );
+        }
+        if s.insn.asize == 4 {
+            a.mov_rr32(RSI, RSI);
+        }
+        let seg = m.seg as usize;
+        if segment && (seg == crate::cpu::FS || seg == crate::cpu::GS) {
+            a.load64(RDI, cpu(lay::seg_base(seg)));
+            a.lea(
+                RSI,
+                Mem {
+                    base: RSI,
+                    index: Some((RDI, 0)),
+                    disp: 0,
+                },
+            );
+        }
+    }
+
+    /// Probes the TLB for `size` bytes at the linear address in RSI and leaves the host
+    /// pointer in `ptr`; a miss goes to cold code, which comes back with `ptr` set or runs the
+    /// instruction in the interpreter and resumes as `resume` says.
+    fn probe(&mut self, s: &Site, size: u8, write: bool, ptr: u8, resume: Resume) {
+        let a = &mut self.a;
+        a.lea(RDI, Mem::at(RSI, size as i32 - 1));
+        a.shr_ri(RDI, 12);
+        a.mov_rr(RAX, RSI);
+        a.shr_ri(RAX, 12);
+        a.alu_ri(Alu::And, RAX, crate::mmu::TLB_SIZE as i32 - 1);
+        a.shl_ri(RAX, lay::TLB_ENTRY_SHIFT);
+        let tag = if write {
+            lay::tlb_tag_w()
+        } else {
+            lay::tlb_tag_r()
+        };
+        let entry = |disp| Mem {
+            base: R14,
+            index: Some((RAX, 0)),
+            disp,
+        };
+        a.alu_rm(Alu::Cmp, RDI, entry(tag));
+        let from = a.jcc(cc::NE);
+        a.load64(ptr, entry(lay::tlb_addend()));
+        a.lea(
+            ptr,
+            Mem {
+                base: ptr,
+                index: Some((RSI, 0)),
+                disp: 0,
+            },
+        );
+        let back = a.len();
+        self.cold.push(Cold::Miss {
+            from,
+            back,
+            ptr,
+            info: size as u32 | (write as u32) << 8,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
+    /// Calls the interpreter for `insn` (at block offset `off`); EAX = its status.
+    fn fallback_call(&mut self, insn: *const Insn, off: u64) {
+        self.a.mov_ri(RSI, insn as u64);
+        self.a.mov_ri(RDX, off);
+        self.call(self.t.fallback);
+    }
+
+    /// Leaves through cold code if the fallback's status in EAX is not "continue".
+    fn leave_unless_continue(&mut self, index: u32) {
+        self.a.test_rr32(RAX, RAX);
+        let from = self.a.jcc(cc::NE);
+        self.cold.push(Cold::Leave { from, index });
+    }
+
+    /// Emits one instruction; returns whether it ended the block.
+    fn emit(&mut self, s: &Site, plan: &Plan) -> bool {
+        match plan {
+            Plan::Nop => false,
+            Plan::Native(n) => {
+                self.native(s, n);
+                false
+            }
+            Plan::Lea => {
+                self.lea(s);
+                false
+            }
+            Plan::Fallback => {
+                self.save();
+                self.fallback_call(s.insn, s.off);
+                self.host_valid = false;
+                self.leave_unless_continue(s.index);
+                false
+            }
+            Plan::Jcc(cond) => {
+                self.need();
+                self.save();
+                let taken = self.a.jcc(*cond);
+                self.exit_rel(s.next, s.index + 1);
+                let here = self.a.len();
+                self.a.patch(taken, here);
+                self.exit_rel((s.next as i64 + s.insn.rel) as u64, s.index + 1);
+                true
+            }
+            Plan::JmpRel => {
+                self.exit_rel((s.next as i64 + s.insn.rel) as u64, s.index + 1);
+                true
+            }
+            Plan::CallRel => {
+                let resume = branch_resume(s);
+                self.push_prepare(s, resume);
+                self.a.load64(RAX, cpu(lay::rip()));
+                self.a.lea(RAX, Mem::at(RAX, s.next as i32));
+                self.push_commit();
+                self.exit_rel((s.next as i64 + s.insn.rel) as u64, s.index + 1);
+                true
+            }
+            Plan::Ret(pop) => {
+                let resume = branch_resume(s);
+                self.a.load64(RBX, cpu(lay::gpr(RSP)));
+                self.a.mov_rr(RSI, RBX);
+                self.clobber(s.live_in);
+                self.probe(s, 8, false, R11, resume);
+                self.a.load64(RAX, Mem::at(R11, 0));
+                self.canonical_or_interpret(s, RAX, resume);
+                self.a.lea(RBX, Mem::at(RBX, 8 + *pop as i32));
+                self.a.store(8, cpu(lay::gpr(RSP)), RBX);
+                self.a.store(8, cpu(lay::rip()), RAX);
+                self.exit(s.index + 1);
+                true
+            }
+            Plan::JmpInd => {
+                let resume = branch_resume(s);
+                self.branch_target(s, R12, resume);
+                self.a.store(8, cpu(lay::rip()), R12);
+                self.exit(s.index + 1);
+                true
+            }
+            Plan::CallInd => {
+                let resume = branch_resume(s);
+                self.branch_target(s, R12, resume);
+                self.push_prepare(s, resume);
+                self.a.load64(RAX, cpu(lay::rip()));
+                self.a.lea(RAX, Mem::at(RAX, s.next as i32));
+                self.push_commit();
+                self.a.store(8, cpu(lay::rip()), R12);
+                self.exit(s.index + 1);
+                true
+            }
+            Plan::Push => {
+                let resume = self.resume_after(s);
+                self.push_prepare(s, resume);
+                match s.insn.i.op0_kind() {
+                    OpKind::Register => {
+                        let r = s.insn.i.op0_register().number() as u8;
+                        self.a.load64(RAX, cpu(lay::gpr(r)));
+                    }
+                    _ => self.a.mov_ri(RAX, s.insn.i.immediate(0)),
+                }
+                self.push_commit();
+                self.resolve(resume);
+                false
+            }
+            Plan::Pop => {
+                let resume = self.resume_after(s);
+                let dst = s.insn.i.op0_register().number() as u8;
+                self.a.load64(RBX, cpu(lay::gpr(RSP)));
+                self.a.mov_rr(RSI, RBX);
+                self.clobber(s.live_in);
+                self.probe(s, 8, false, R11, resume);
+                self.a.load64(RAX, Mem::at(R11, 0));
+                self.a.lea(RBX, Mem::at(RBX, 8));
+                self.a.store(8, cpu(lay::gpr(RSP)), RBX);
+                self.a.store(8, cpu(lay::gpr(dst)), RAX);
+                self.resolve(resume);
+                false
+            }
+            Plan::Leave => {
+                let resume = self.resume_after(s);
+                self.a.load64(RBX, cpu(lay::gpr(RBP)));
+                self.a.mov_rr(RSI, RBX);
+                self.clobber(s.live_in);
+                self.probe(s, 8, false, R11, resume);
+                self.a.load64(RAX, Mem::at(R11, 0));
+                self.a.lea(RBX, Mem::at(RBX, 8));
+                self.a.store(8, cpu(lay::gpr(RSP)), RBX);
+                self.a.store(8, cpu(lay::gpr(RBP)), RAX);
+                self.resolve(resume);
+                false
+            }
+        }
+    }
+
+    /// A resume point at the end of this (non-branch) instruction, patched by `resolve`.
+    fn resume_after(&self, _s: &Site) -> Resume {
+        Resume::At {
+            to: None,
+            flags: false,
+        }
+    }
+
+    /// Points the cold paths of the instruction just emitted at the current offset, with the
+    /// flag state the main path has here.
+    fn resolve(&mut self, _r: Resume) {
+        let here = self.a.len();
+        let flags = self.host_valid;
+        for c in self.cold.iter_mut().rev() {
+            let r = match c {
+                Cold::Miss { resume, .. } | Cold::Interpret { resume, .. } => resume,
+                Cold::Leave { .. } => continue,
+            };
+            match r {
+                Resume::At {
+                    to: to @ None,
+                    flags: f,
+                } => {
+                    *to = Some(here);
+                    *f = flags;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// RSP - 8 into RBX and RSI, probed for an 8-byte store (the pointer in R11).
+    fn push_prepare(&mut self, s: &Site, resume: Resume) {
+        self.a.load64(RBX, cpu(lay::gpr(RSP)));
+        self.a.lea(RBX, Mem::at(RBX, -8));
+        self.a.mov_rr(RSI, RBX);
+        self.clobber(s.live_in);
+        self.probe(s, 8, true, R11, resume);
+    }
+
+    /// Stores RAX at the probed slot and commits RSP = RBX.
+    fn push_commit(&mut self) {
+        self.a.store(8, Mem::at(R11, 0), RAX);
+        self.a.store(8, cpu(lay::gpr(RSP)), RBX);
+    }
+
+    /// Loads an indirect branch's target into `dst` (a callee-saved register) and checks it is
+    /// canonical.
+    fn branch_target(&mut self, s: &Site, dst: u8, resume: Resume) {
+        if s.insn.i.op0_kind() == OpKind::Register {
+            let r = s.insn.i.op0_register().number() as u8;
+            self.a.load64(dst, cpu(lay::gpr(r)));
+        } else {
+            self.ea(s, true);
+            self.clobber(s.live_in);
+            self.probe(s, 8, false, R11, resume);
+            self.a.load64(dst, Mem::at(R11, 0));
+        }
+        self.canonical_or_interpret(s, dst, resume);
+    }
+
+    /// Sends the instruction to the interpreter (which raises #GP) if `r` is not canonical.
+    fn canonical_or_interpret(&mut self, s: &Site, r: u8, resume: Resume) {
+        self.clobber(s.live_in);
+        // Canonical iff sign-extending from bit 47 gives the value back.
+        self.a.mov_rr(RDX, r);
+        self.a.shl_ri(RDX, 16);
+        self.a.sar_ri(RDX, 16);
+        self.a.alu_rr(Alu::Cmp, RDX, r);
+        let from = self.a.jcc(cc::NE);
+        self.cold.push(Cold::Interpret {
+            from,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
+    fn lea(&mut self, s: &Site) {
+        let crate::exec::Opnd::Reg(dst) = s.insn.op[0] else {
+            return;
+        };
+        self.ea(s, false);
+        let slot = cpu(lay::gpr(dst));
+        match s.insn.osize {
+            8 => self.a.store(8, slot, RSI),
+            4 => {
+                self.a.mov_rr32(RSI, RSI);
+                self.a.store(8, slot, RSI);
+            }
+            _ => self.a.store(2, slot, RSI),
+        }
+    }
+
+    fn native(&mut self, s: &Site, n: &Native) {
+        let resume = self.resume_after(s);
+        if let Some(m) = n.mem {
+            self.ea(s, true);
+            self.clobber(s.live_in);
+            self.probe(s, m.size, m.write, m.ptr, resume);
+        }
+        if n.flags_in {
+            self.need();
+        }
+        for &(g, h, _) in &n.regs {
+            self.a.load64(h, cpu(lay::gpr(g)));
+        }
+        self.a.bytes(&n.bytes);
+        for &(g, h, w) in &n.regs {
+            if w {
+                self.a.store(8, cpu(lay::gpr(g)), h);
+            }
+        }
+        if n.flags_out {
+            self.host_valid = true;
+            self.saved = false;
+        }
+        if n.mem.is_some() {
+            self.resolve(resume);
+        }
+    }
+
+    fn emit_cold(&mut self) {
+        let cold = std::mem::take(&mut self.cold);
+        for c in cold {
+            match c {
+                Cold::Miss {
+                    from,
+                    back,
+                    ptr,
+                    info,
+                    insn,
+                    off,
+                    index,
+                    resume,
+                } => {
+                    let here = self.a.len();
+                    self.a.patch(from, here);
+                    // RSI still holds the linear address.
+                    self.a.mov_ri(RDX, info as u64);
+                    self.call(self.t.tlb_fill);
+                    self.a.test_rr64(RAX, RAX);
+                    let miss = self.a.jcc(cc::E);
+                    self.a.mov_rr(ptr, RAX);
+                    let j = self.a.jmp();
+                    self.a.patch(j, back);
+                    let here = self.a.len();
+                    self.a.patch(miss, here);
+                    self.interpret(insn, off, index, resume);
+                }
+                Cold::Interpret {
+                    from,
+                    insn,
+                    off,
+                    index,
+                    resume,
+                } => {
+                    let here = self.a.len();
+                    self.a.patch(from, here);
+                    self.interpret(insn, off, index, resume);
+                }
+                Cold::Leave { from, index } => {
+                    let here = self.a.len();
+                    self.a.patch(from, here);
+                    self.leave_status(index);
+                }
+            }
+        }
+    }
+
+    /// Cold: runs the instruction in the interpreter, then resumes the main path or leaves.
+    fn interpret(&mut self, insn: *const Insn, off: u64, index: u32, resume: Resume) {
+        // The main path saved live flags before anything that reaches here.
+        self.fallback_call(insn, off);
+        self.a.test_rr32(RAX, RAX);
+        let stop = self.a.jcc(cc::NE);
+        match resume {
+            Resume::At { to, flags } => {
+                if flags {
+                    self.a.load_flags(cpu(lay::flags_res()));
+                }
+                let j = self.a.jmp();
+                self.a.patch(j, to.unwrap_or(0));
+            }
+            Resume::Exit { next } => {
+                // The interpreter counted the instruction itself.
+                self.a.alu_mi(Alu::Add, cpu(lay::rip()), next as i32);
+                self.leave_normally(index);
+            }
+        }
+        let here = self.a.len();
+        self.a.patch(stop, here);
+        self.leave_status(index);
+    }
+
+    /// Cold: returns "done" after counting `retired` instructions (flags are in the struct).
+    fn leave_normally(&mut self, retired: u32) {
+        if retired != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
+        }
+        self.a.mov_ri(RAX, 0);
+        let here = self.base;
+        self.a.jmp_abs(here, self.t.exit);
+    }
+
+    /// Returns the fallback's status in EAX after counting the `index` instructions before it.
+    fn leave_status(&mut self, index: u32) {
+        if index != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), index as i32);
+        }
+        let here = self.base;
+        self.a.jmp_abs(here, self.t.exit);
+    }
+}
+
+/// Resume for branches run by the interpreter in cold code: they end the block. (The
+/// interpreter reports a branch as a jump, which leaves through `leave_status`; this covers a
+/// handler that completes it as a plain step.)
+fn branch_resume(s: &Site) -> Resume {
+    Resume::Exit { next: s.next }
+}

@@ -1,0 +1,80 @@
+//! Where translated code finds the guest state: byte offsets from the CPU pointer (host R15)
+//! and inside a TLB entry, taken from the Rust structs themselves so they cannot drift.
+
+use crate::core::{Cpu, Stats};
+use crate::cpu::{Regs, Seg};
+use crate::flags::Flags;
+use crate::mmu::TlbEntry;
+use std::mem::{offset_of, size_of};
+
+fn i32_of(v: usize) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// General-purpose register `n` (0..=15).
+pub fn gpr(n: u8) -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, gpr) + 8 * (n as usize & 15))
+}
+
+/// RIP.
+pub fn rip() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, rip))
+}
+
+/// `Flags::res`, which holds PUSHFQ's image when `Flags::op` is `Op::Native`.
+pub fn flags_res() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, flags) + offset_of!(Flags, res))
+}
+
+/// `Flags::op` (one byte).
+pub fn flags_op() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, flags) + offset_of!(Flags, op))
+}
+
+/// Base of segment register `s` (FS = 4, GS = 5).
+pub fn seg_base(s: usize) -> i32 {
+    i32_of(
+        offset_of!(Cpu, r) + offset_of!(Regs, seg) + s * size_of::<Seg>() + offset_of!(Seg, base),
+    )
+}
+
+/// The retired-instruction counter.
+pub fn instructions() -> i32 {
+    i32_of(offset_of!(Cpu, stats) + offset_of!(Stats, instructions))
+}
+
+pub fn tlb_tag_r() -> i32 {
+    i32_of(offset_of!(TlbEntry, tag_r))
+}
+
+pub fn tlb_tag_w() -> i32 {
+    i32_of(offset_of!(TlbEntry, tag_w))
+}
+
+pub fn tlb_addend() -> i32 {
+    i32_of(offset_of!(TlbEntry, addend))
+}
+
+/// log2 of the TLB entry size (the probe indexes by shifting).
+pub const TLB_ENTRY_SHIFT: u8 = 6;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_fit_and_entry_is_64_bytes() {
+        assert_eq!(size_of::<TlbEntry>(), 1 << TLB_ENTRY_SHIFT);
+        for v in [
+            gpr(15),
+            rip(),
+            flags_res(),
+            flags_op(),
+            seg_base(5),
+            instructions(),
+        ] {
+            assert!((0..i32::MAX).contains(&v));
+        }
+        assert_eq!(gpr(1) - gpr(0), 8);
+    }
+}

@@ -1,0 +1,232 @@
+//! The binary translator: hot blocks of 64-bit guest code become host code.
+//!
+//! The interpreter runs a block until it has run [`Jit::threshold`] times; then the block is
+//! translated ([`compile`]) into a [`CodeBuffer`] and the dispatcher calls the translation
+//! instead. Translated code keeps every guest-visible effect of the interpreter: the same TLB,
+//! the same exits, the same exceptions (anything unusual is handed to the interpreter's handler
+//! for that one instruction), the same instruction count. Blocks of 16- and 32-bit code, and
+//! blocks started inside an interrupt shadow, are always interpreted.
+//!
+//! Entering translated code goes through a small prologue generated at start-up: it saves the
+//! host's callee-saved registers, puts the CPU pointer in R15 and the current TLB set in R14,
+//! and jumps to the block; every exit jumps to the matching epilogue with a status in EAX.
+
+pub mod buffer;
+pub mod compile;
+pub mod layout;
+pub mod x64;
+
+use crate::block::Block;
+use crate::core::{Cpu, Flow};
+use crate::exec::Insn;
+use crate::mmu::{Acc, TlbEntry, TLB_SIZE};
+use buffer::CodeBuffer;
+use compile::{Compiler, Targets};
+use x64::{reg::*, Asm};
+
+/// A translated block finished normally (RIP and the instruction count are up to date).
+pub const DONE: u32 = 0;
+/// The interpreter, called for one instruction, ended the block early (a branch, a mode
+/// change, a store to code, or a REP instruction to be resumed).
+pub const ENDED: u32 = 1;
+/// An instruction stopped (exception, exit, halt...): the reason is in `Cpu::jit_stop`.
+pub const STOPPED: u32 = 2;
+
+/// Status the fallback helper returns for an instruction that completed normally.
+const CONTINUE: u32 = 0;
+
+/// How big the code buffer is. A Linux boot translates about 20 MiB of host code; when the
+/// buffer fills, every translation is dropped and hot blocks are translated again.
+const BUFFER_SIZE: usize = 64 << 20;
+
+type Entry = unsafe extern "C" fn(*mut Cpu, *const u8, *const TlbEntry) -> u32;
+
+/// Counters, for `janus run`'s report and for tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JitStats {
+    pub blocks: u64,
+    /// Guest instructions translated to host code, and those left to the interpreter.
+    pub native_insns: u64,
+    pub fallback_insns: u64,
+    pub code_bytes: u64,
+    /// Times the buffer filled and every translation was dropped.
+    pub flushes: u64,
+}
+
+pub struct Jit {
+    buf: CodeBuffer,
+    entry: Entry,
+    stubs: usize,
+    targets: Targets,
+    compiler: Compiler,
+    /// Interpreted runs before a block is translated (0: translate at once).
+    pub threshold: u32,
+    /// Bumped when the buffer is flushed; translations of older epochs are gone.
+    pub epoch: u32,
+    pub stats: JitStats,
+}
+
+impl Jit {
+    /// A translator, or `None` where executable memory cannot be had (the engine then only
+    /// interprets).
+    pub fn new(threshold: u32) -> Option<Jit> {
+        Jit::with_buffer(threshold, BUFFER_SIZE)
+    }
+
+    pub fn with_buffer(threshold: u32, size: usize) -> Option<Jit> {
+        let mut buf = match CodeBuffer::new(size) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("soft engine: no executable memory for the translator: {e}");
+                return None;
+            }
+        };
+        let (entry, exit) = stubs(&mut buf)?;
+        let stubs = buf.used();
+        // SAFETY: `entry` points at the prologue just emitted, a function with this C
+        // signature (it saves what the ABI needs saved and returns through the epilogue).
+        let entry: Entry = unsafe { std::mem::transmute::<*const u8, Entry>(entry) };
+        Some(Jit {
+            buf,
+            entry,
+            stubs,
+            targets: Targets {
+                fallback: jit_fallback as *const () as u64,
+                tlb_fill: jit_tlb_fill as *const () as u64,
+                exit,
+            },
+            compiler: Compiler::new(),
+            threshold,
+            epoch: 1,
+            stats: JitStats::default(),
+        })
+    }
+
+    /// Translates `block` (64-bit code) and returns the address of its code.
+    pub fn translate(&mut self, block: &Block) -> Option<usize> {
+        for _ in 0..2 {
+            let base = self.buf.cursor().next_multiple_of(16);
+            let t = self.compiler.translate(block, base, &self.targets);
+            if let Some(p) = self.buf.emit(&t.code) {
+                debug_assert_eq!(p as usize, base);
+                self.stats.blocks += 1;
+                self.stats.native_insns += t.native as u64;
+                self.stats.fallback_insns += t.fallback as u64;
+                self.stats.code_bytes += t.code.len() as u64;
+                return Some(p as usize);
+            }
+            self.flush();
+        }
+        None
+    }
+
+    /// Drops every translation.
+    pub fn flush(&mut self) {
+        self.buf.reset_to(self.stubs);
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        self.stats.flushes += 1;
+    }
+
+    /// Runs the translation at `code` of the current epoch. Returns [`DONE`], [`ENDED`] or
+    /// [`STOPPED`].
+    pub fn run(&self, cpu: &mut Cpu, code: usize) -> u32 {
+        debug_assert!(self.buf.contains(code));
+        let tlb = cpu.tlb.e[cpu.mmu_idx & 1].as_ptr();
+        // SAFETY: `code` is a translation in this buffer made for 64-bit code, which the
+        // caller checked the CPU is running; it only touches the CPU struct through R15, guest
+        // RAM through pointers from the TLB entries the engine filled (always within one
+        // mapped page), and calls the helpers below with the pointers it was given.
+        unsafe { (self.entry)(cpu, code as *const u8, tlb) }
+    }
+}
+
+/// Emits the prologue and epilogue; returns their addresses.
+fn stubs(buf: &mut CodeBuffer) -> Option<(*const u8, usize)> {
+    let mut a = Asm::new();
+    for r in [RBX, RBP, R12, R13, R14, R15] {
+        a.push_r(r);
+    }
+    // Six pushes after the call's return address: RSP is 8 off a 16-byte boundary.
+    a.alu_ri(x64::Alu::Sub, RSP, 8);
+    a.mov_rr(R15, RDI);
+    a.mov_rr(R14, RDX);
+    a.jmp_r(RSI);
+    let exit_off = a.len();
+    a.alu_ri(x64::Alu::Add, RSP, 8);
+    for r in [R15, R14, R13, R12, RBP, RBX] {
+        a.pop_r(r);
+    }
+    a.ret();
+    let entry = buf.emit(&a.buf)?;
+    Some((entry, entry as usize + exit_off))
+}
+
+/// Translated code calls this to run one instruction in the interpreter. `offset` is the
+/// instruction's offset from the block start, which `cpu.r.rip` holds. Returns `CONTINUE` with
+/// RIP back at the block start, or `ENDED`/`STOPPED` with RIP where the interpreter left it.
+extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32 {
+    // SAFETY: translated code passes the CPU it was entered with (exclusively borrowed by
+    // `Jit::run` for the whole call) and a pointer into the block it was translated from,
+    // which the dispatcher keeps alive while the translation runs.
+    let (cpu, insn) = unsafe { (&mut *cpu, &*insn) };
+    let base = cpu.r.rip;
+    cpu.r.rip = base.wrapping_add(offset);
+    cpu.next_rip = cpu.r.rip.wrapping_add(insn.len as u64);
+    let status = match (insn.exec)(cpu, insn) {
+        Ok(Flow::Next) => {
+            cpu.stats.instructions += 1;
+            cpu.io.clear();
+            if cpu.code_written.is_empty() {
+                cpu.r.rip = base;
+                CONTINUE
+            } else {
+                cpu.r.rip = cpu.next_rip;
+                ENDED
+            }
+        }
+        Ok(Flow::Jump) => {
+            cpu.stats.instructions += 1;
+            cpu.io.clear();
+            ENDED
+        }
+        Ok(Flow::Resync) => {
+            cpu.r.rip = cpu.next_rip;
+            cpu.stats.instructions += 1;
+            cpu.io.clear();
+            ENDED
+        }
+        Ok(Flow::Repeat) => ENDED,
+        Err(stop) => {
+            cpu.jit_stop = Some(stop);
+            STOPPED
+        }
+    };
+    cpu.r.flags.to_native();
+    status
+}
+
+/// Translated code calls this when its TLB probe missed: fills the entry and returns the host
+/// address of `lin`, or 0 when the access is not a plain RAM access within one page (the
+/// interpreter then runs the instruction and deals with it). `info` is the size in bits 0-7
+/// and 1 for a write in bit 8.
+extern "C" fn jit_tlb_fill(cpu: *mut Cpu, lin: u64, info: u64) -> u64 {
+    // SAFETY: as in `jit_fallback`.
+    let cpu = unsafe { &mut *cpu };
+    let size = info & 0xff;
+    let write = info & 0x100 != 0;
+    let canonical = ((lin as i64) << 16) >> 16 == lin as i64;
+    if !canonical || (lin & 0xfff) + size > 4096 {
+        return 0;
+    }
+    let user = cpu.mmu_idx == 1;
+    let acc = if write { Acc::Write } else { Acc::Read };
+    if cpu.translate(lin, acc, user).is_err() {
+        return 0;
+    }
+    let e = &cpu.tlb.e[cpu.mmu_idx & 1][((lin >> 12) as usize) & (TLB_SIZE - 1)];
+    let tag = if write { e.tag_w } else { e.tag_r };
+    if tag != lin >> 12 {
+        return 0;
+    }
+    e.addend.wrapping_add(lin)
+}
