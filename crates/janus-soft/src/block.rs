@@ -77,6 +77,18 @@ fn ends_block(i: &Instruction) -> bool {
     }
 }
 
+impl Block {
+    /// Guest-physical address of the first instruction.
+    pub fn start_phys(&self) -> u64 {
+        self.key.0
+    }
+
+    /// Whether all its bytes lie on one page.
+    pub fn one_page(&self) -> bool {
+        self.pages[1] == u64::MAX
+    }
+}
+
 impl BlockCache {
     pub fn new() -> BlockCache {
         BlockCache {

@@ -188,6 +188,12 @@ pub struct Cpu {
     pub intc: Option<Arc<dyn janus_engine::InterruptController>>,
     /// Why translated code stopped (it returns a status; the reason waits here).
     pub jit_stop: Option<Stop>,
+    /// Direct jumps translated code may still take between blocks before it must return to
+    /// the dispatcher (which takes interrupts).
+    pub chain_budget: u64,
+    /// Set by a translated block leaving through an exit that can be chained: the address just
+    /// after its patchable `jmp rel32`.
+    pub jit_exit: u64,
 }
 
 impl Cpu {
@@ -210,6 +216,8 @@ impl Cpu {
             exec_key: 0,
             intc: None,
             jit_stop: None,
+            chain_budget: 0,
+            jit_exit: 0,
         };
         cpu.sync_mode();
         cpu

@@ -50,6 +50,10 @@ impl JitMode {
 
 const DEFAULT_THRESHOLD: u32 = 2;
 
+/// Blocks translated code may chain through before it returns to the dispatcher, which is
+/// where interrupts are taken: a few microseconds of guest time.
+const CHAIN_BUDGET: u64 = 256;
+
 /// The translator, made when the first block is due for translation.
 enum JitSlot {
     Off,
@@ -61,6 +65,8 @@ pub struct SoftVcpu {
     pub cpu: Cpu,
     cache: BlockCache,
     jit: JitSlot,
+    /// The chainable exit the last translated block left through, and the RIP it went to.
+    chain_from: Option<(u64, u64)>,
     /// The exit returned by the last `run`, completed by the next one.
     pending: Option<Exit>,
     io_buf: [u8; 8],
@@ -83,6 +89,7 @@ impl SoftVcpu {
                 JitMode::Off => JitSlot::Off,
                 JitMode::After(n) => JitSlot::Pending(n),
             },
+            chain_from: None,
             pending: None,
             io_buf: [0; 8],
             jump_generation: 0,
@@ -265,19 +272,30 @@ impl SoftVcpu {
     /// Runs block `id`: its translation if it has a current one (translating it first once
     /// the interpreter has run it often enough), else the interpreter, which counts the run.
     fn run_block(&mut self, id: u32) -> Option<Stop> {
+        let chain_from = self.chain_from.take();
         if !self.cpu.int_shadow {
             self.translate_if_due(id);
         }
-        if let JitSlot::On(jit) = &self.jit {
+        if let JitSlot::On(jit) = &mut self.jit {
             let b = self.cache.get(id);
             if b.code != 0 && b.code_epoch == jit.epoch && !self.cpu.int_shadow {
+                // The last block left for exactly this one: jump here directly next time.
+                if let Some((site, rip)) = chain_from {
+                    if rip == self.cpu.r.rip && b.one_page() {
+                        jit.chain(site, b.code);
+                    }
+                }
                 self.cpu.r.flags.to_native();
+                self.cpu.chain_budget = CHAIN_BUDGET;
+                self.cpu.jit_exit = 0;
                 let status = jit.run(&mut self.cpu, b.code);
-                return if status == jit::STOPPED {
-                    self.cpu.jit_stop.take()
-                } else {
-                    None
-                };
+                if status == jit::STOPPED {
+                    return self.cpu.jit_stop.take();
+                }
+                if self.cpu.jit_exit != 0 {
+                    self.chain_from = Some((self.cpu.jit_exit, self.cpu.r.rip));
+                }
+                return None;
             }
         }
         let stop = run_block(&mut self.cpu, self.cache.get(id));

@@ -141,6 +141,7 @@ impl Compiler {
         let mut g = Gen {
             a: Asm::new(),
             base,
+            page_off: block.start_phys() & 0xfff,
             t: *t,
             host_valid: false,
             saved: true,
@@ -644,6 +645,9 @@ enum Resume {
 struct Gen {
     a: Asm,
     base: usize,
+    /// Offset of the block's first byte in its page: exits that stay on that page can be
+    /// chained.
+    page_off: u64,
     t: Targets,
     /// The host's RFLAGS hold the guest's arithmetic flags.
     host_valid: bool,
@@ -689,12 +693,38 @@ impl Gen {
     }
 
     /// Leaves the block with RIP advanced to block offset `to`, `retired` instructions done.
+    ///
+    /// A target on the block's own page may be chained: the exit ends in a `jmp rel32` that
+    /// first leads to the dispatcher and that the dispatcher points at the target block's
+    /// translation once there is one (both blocks are then on one physical page, so writing
+    /// that page drops them together). Each chained jump spends one unit of
+    /// `Cpu::chain_budget`, so control returns to the dispatcher regularly.
     fn exit_rel(&mut self, to: u64, retired: u32) {
         self.save();
         if to != 0 {
             self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
         }
-        self.exit(retired);
+        let target = self.page_off as i64 + to as i64;
+        if !(0..4096).contains(&target) {
+            self.exit(retired);
+            return;
+        }
+        if retired != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
+        }
+        self.a.alu_mi(Alu::Sub, cpu(lay::chain_budget()), 1);
+        let spent = self.a.jcc(cc::E);
+        let site = self.a.jmp();
+        let unchained = self.a.len();
+        self.a.patch(site, unchained);
+        self.a.patch(spent, unchained);
+        let site_addr = self.base + site.end();
+        self.a.mov_ri(RAX, site_addr as u64);
+        self.a.store(8, cpu(lay::jit_exit()), RAX);
+        self.a.mov_ri(RAX, 0);
+        let here = self.base;
+        self.a.jmp_abs(here, self.t.exit);
     }
 
     /// Leaves the block (RIP already stored).

@@ -38,6 +38,16 @@ pub fn seg_base(s: usize) -> i32 {
     )
 }
 
+/// `Cpu::chain_budget`.
+pub fn chain_budget() -> i32 {
+    i32_of(offset_of!(Cpu, chain_budget))
+}
+
+/// `Cpu::jit_exit`.
+pub fn jit_exit() -> i32 {
+    i32_of(offset_of!(Cpu, jit_exit))
+}
+
 /// The retired-instruction counter.
 pub fn instructions() -> i32 {
     i32_of(offset_of!(Cpu, stats) + offset_of!(Stats, instructions))

@@ -51,6 +51,8 @@ pub struct JitStats {
     pub code_bytes: u64,
     /// Times the buffer filled and every translation was dropped.
     pub flushes: u64,
+    /// Exits patched to jump straight to the next block.
+    pub chained: u64,
 }
 
 pub struct Jit {
@@ -118,6 +120,21 @@ impl Jit {
             self.flush();
         }
         None
+    }
+
+    /// Points the chainable exit whose `jmp rel32` ends at `site` at `target` (the start of
+    /// a translation of the current epoch).
+    pub fn chain(&mut self, site: u64, target: usize) {
+        let site = site as usize;
+        if !self.buf.contains(site - 4) || !self.buf.contains(target) {
+            return;
+        }
+        let rel = (target as i64 - site as i64) as i32;
+        // SAFETY: `site` came from a translation in this buffer (checked above), where the four
+        // bytes before it are the rel32 of a `jmp`; nothing runs translated code while the
+        // dispatcher patches it, and x86 keeps instruction fetch coherent with the store.
+        unsafe { std::ptr::write_unaligned((site - 4) as *mut i32, rel) };
+        self.stats.chained += 1;
     }
 
     /// Drops every translation.

@@ -63,6 +63,13 @@ pub enum Alu {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fixup(usize);
 
+impl Fixup {
+    /// Offset just after the rel32 field (where the branch is measured from).
+    pub fn end(self) -> usize {
+        self.0
+    }
+}
+
 #[derive(Default)]
 pub struct Asm {
     pub buf: Vec<u8>,
