@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::linux::{assets, boot, BOOT_LIMIT};
+use common::linux::{assets, boot, wait_exit, BOOT_LIMIT};
 use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -55,19 +55,6 @@ impl Console {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-fn wait_exit(child: &mut Child, until: Instant) -> std::process::ExitStatus {
-    loop {
-        if let Some(s) = child.try_wait().expect("poll janus") {
-            return s;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("janus did not exit in time");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -5,7 +5,7 @@
 //! scripts/test.sh), where a missing guest is a failure.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Generous: a boot takes about 40 s on the development machine.
@@ -59,6 +59,20 @@ pub fn boot(a: &Assets, cmdline: &str) -> Command {
     c
 }
 
+/// Waits for `child` to exit; kills it and fails the test at `until`.
+pub fn wait_exit(child: &mut Child, until: Instant) -> ExitStatus {
+    loop {
+        if let Some(s) = child.try_wait().expect("poll janus") {
+            return s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("janus did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// What a finished `janus run` left.
 pub struct Run {
     pub status: ExitStatus,
@@ -88,17 +102,7 @@ pub fn run_to_end(mut command: Command, name: &str) -> Run {
         .stderr(file(&err_path))
         .spawn()
         .expect("run janus");
-    let until = Instant::now() + BOOT_LIMIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll janus") {
-            break s;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("janus did not exit within {BOOT_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child, Instant::now() + BOOT_LIMIT);
     let read =
         |p: &PathBuf| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
     Run {

@@ -21,6 +21,8 @@ pub mod pic8259;
 pub mod pit8254;
 pub mod post;
 pub mod pvclock;
+#[cfg(test)]
+mod test_support;
 pub mod timer;
 pub mod uart16550;
 

@@ -13,9 +13,15 @@
 //! Interrupts: PCI INTx pins are routed to I/O APIC inputs by [`intx_gsi`], and the ACPI
 //! `_PRT` lists the same routing ([`intx_routes`]); see that function for why.
 
-use crate::bus::{lock, AddressSpace, BusDevice, DynamicRanges};
+use crate::bus::{lock, AddressSpace, BusDevice, BusError, DynamicRanges};
+use crate::Bus;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+/// Configuration mechanism #1: the address register (a dword at 0xCF8) and the data window
+/// (0xCFC..=0xCFF).
+pub const CONFIG_ADDRESS: u16 = 0xcf8;
+pub const CONFIG_DATA: u16 = 0xcfc;
 
 /// Vendor/device of the host bridge: Intel 82441FX (440FX) PMC, what QEMU's `pc` machine and
 /// the stock drivers expect.
@@ -287,7 +293,19 @@ impl PciBus {
         self.update_decode(key);
     }
 
-    /// The device bus's view of the BARs: give it to [`crate::Bus::set_dynamic_ranges`].
+    /// Maps configuration mechanism #1 on `bus` and hands it the BARs as dynamic ranges.
+    /// 0xCF9, between the two registers, is the reset control register (mapped elsewhere);
+    /// byte accesses to 0xCFA/0xCFB (Linux's mechanism check writes 0xCFB) reach the PCI bus and
+    /// do nothing.
+    pub fn map(pci: &Arc<Mutex<PciBus>>, bus: &mut Bus) -> Result<(), BusError> {
+        bus.insert_pio_at(CONFIG_ADDRESS, 1, 0, "pci", pci.clone())?;
+        bus.insert_pio_at(CONFIG_ADDRESS + 2, 2, 2, "pci", pci.clone())?;
+        bus.insert_pio_at(CONFIG_DATA, 4, DATA, "pci", pci.clone())?;
+        bus.set_dynamic_ranges(PciBus::bar_decoder(pci));
+        Ok(())
+    }
+
+    /// The device bus's view of the BARs (what [`PciBus::map`] installs).
     pub fn bar_decoder(bus: &Arc<Mutex<PciBus>>) -> Arc<dyn DynamicRanges> {
         Arc::new(BarDecoder(bus.clone()))
     }

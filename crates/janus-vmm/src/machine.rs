@@ -29,8 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const RTC_IRQ: u32 = 8;
-const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
-const PCI_CONFIG_DATA: u16 = 0xcfc;
 const RESET_CONTROL: u16 = 0xcf9;
 const SYSTEM_CONTROL_A: u16 = 0x92;
 
@@ -223,15 +221,8 @@ impl Machine {
             let port61 = pit8254::PORT61_OFFSET;
             bus.insert_pio_at(pc::SYSTEM_CONTROL_B, 1, port61, "pit8254", pit)?;
         }
-        // PCI configuration mechanism #1: the address at 0xCF8 (dword), data at
-        // 0xCFC..=0xCFF; 0xCF9 between them is the reset control register, and byte accesses
-        // to 0xCFA/0xCFB (Linux's mechanism check writes 0xCFB) reach the PCI device and do
-        // nothing.
         let pci = shared(PciBus::new());
-        bus.insert_pio_at(PCI_CONFIG_ADDRESS, 1, 0, "pci", pci.clone())?;
-        bus.insert_pio_at(PCI_CONFIG_ADDRESS + 2, 2, 2, "pci", pci.clone())?;
-        bus.insert_pio_at(PCI_CONFIG_DATA, 4, 4, "pci", pci.clone())?;
-        bus.set_dynamic_ranges(PciBus::bar_decoder(&pci));
+        PciBus::map(&pci, &mut bus)?;
         // The PIIX3 at 00:01: the ISA bridge, and the IDE controller every PC has, with the
         // disk on it where the mode policy says so.
         let ide_disk = disk
@@ -252,9 +243,7 @@ impl Machine {
             ],
             [[ide_disk, None], [None, None]],
         ));
-        PiixIde::map_legacy(&ide, &mut bus)?;
-        lock(&pci).add(1, 0, Arc::new(Mutex::new(pci::piix3_isa_bridge())));
-        lock(&pci).add(1, 1, ide.clone());
+        PiixIde::install(&ide, &mut bus, &mut lock(&pci))?;
         let reset = shared(ResetControl::new(control.clone()));
         bus.insert_pio(RESET_CONTROL, 1, "reset_control", reset)?;
         let port92 = shared(SystemControlA::new(control.clone()));

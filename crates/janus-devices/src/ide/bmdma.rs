@@ -229,8 +229,8 @@ impl PrdCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::Written;
     use janus_engine::NoDmaObserver;
-    use std::sync::Mutex;
 
     fn mem() -> GuestMemory {
         GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
@@ -241,14 +241,6 @@ mod tests {
             let a = GuestAddress(at + 8 * i as u64);
             mem.write_obj(*base, a).unwrap();
             mem.write_obj(*count, GuestAddress(a.0 + 4)).unwrap();
-        }
-    }
-
-    #[derive(Default)]
-    struct Log(Mutex<Vec<(u64, u64)>>);
-    impl DmaObserver for Log {
-        fn dma_written(&self, gpa: u64, len: u64) {
-            self.0.lock().unwrap().push((gpa, len));
         }
     }
 
@@ -290,7 +282,7 @@ mod tests {
         prd(&m, 0x1000, &[(0x2000, 0x200), (0x3001, 0x8000_0400)]);
         let mut c = bm_at(0x1000).cursor();
         let data: Vec<u8> = (0..0x600u32).map(|i| i as u8).collect();
-        let log = Log::default();
+        let log = Written::default();
         c.transfer(&m, &log, Transfer::ToMemory(&data)).unwrap();
         assert!(!c.regions_left());
         let mut back = vec![0u8; 0x400];
@@ -331,7 +323,7 @@ mod tests {
         let m = mem();
         prd(&m, 0x1000, &[(0x2000, 0x200), (0xfff00, 0x8000_0200)]);
         let mut c = bm_at(0x1000).cursor();
-        let log = Log::default();
+        let log = Written::default();
         let err = c.transfer(&m, &log, Transfer::ToMemory(&[9u8; 0x400]));
         assert_eq!(err, Err(DmaFault::Memory { addr: 0xfff00 }));
         assert_eq!(

@@ -21,7 +21,7 @@ use super::drive::Drive;
 use super::IdeStats;
 use crate::bus::{BusDevice, BusError};
 use crate::disk::DiskImage;
-use crate::pci::{ConfigSpace, PciFunction, COMMAND_BUS_MASTER, COMMAND_IO};
+use crate::pci::{self, ConfigSpace, PciBus, PciFunction, COMMAND_BUS_MASTER, COMMAND_IO};
 use crate::Bus;
 use janus_engine::{DmaObserver, GuestMemory, IrqLine};
 use std::sync::{Arc, Mutex};
@@ -141,13 +141,20 @@ impl PiixIde {
         }
     }
 
-    /// Maps the legacy ports of both channels to `ide` on `bus`.
-    pub fn map_legacy(ide: &Arc<Mutex<PiixIde>>, bus: &mut Bus) -> Result<(), BusError> {
+    /// Puts the PIIX3 on the machine: its ISA bridge at 00:01.0 and `ide` at 00:01.1 on `pci`,
+    /// and the legacy ports of both channels on `bus`.
+    pub fn install(
+        ide: &Arc<Mutex<PiixIde>>,
+        bus: &mut Bus,
+        pci: &mut PciBus,
+    ) -> Result<(), BusError> {
         for (ch, legacy) in [PRIMARY, SECONDARY].iter().enumerate() {
             let base = ch as u64 * CHANNEL_STRIDE;
             bus.insert_pio_at(legacy.command, 8, base, "piix-ide", ide.clone())?;
             bus.insert_pio_at(legacy.control, 1, base + CONTROL, "piix-ide", ide.clone())?;
         }
+        pci.add(1, 0, Arc::new(Mutex::new(pci::piix3_isa_bridge())));
+        pci.add(1, 1, ide.clone());
         Ok(())
     }
 

@@ -8,8 +8,9 @@ use super::*;
 use crate::bus::{lock, shared};
 use crate::disk::DiskImage;
 use crate::pci::{PciBus, COMMAND_BUS_MASTER, COMMAND_IO};
+use crate::test_support::{Line, Written};
 use crate::Bus;
-use janus_engine::{DmaObserver, GuestMemory, IrqLine};
+use janus_engine::GuestMemory;
 use std::sync::{Arc, Mutex};
 use vm_memory::{Bytes, GuestAddress};
 
@@ -17,26 +18,6 @@ const CMD: u16 = 0x1f0;
 const CTL: u16 = 0x3f6;
 const PRD: u64 = 0x1000;
 const BUF: u64 = 0x10000;
-
-/// Records every level driven.
-#[derive(Default)]
-struct Line(Mutex<Vec<bool>>);
-
-impl IrqLine for Line {
-    fn set_level(&self, high: bool) -> janus_engine::Result<()> {
-        self.0.lock().unwrap().push(high);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Log(Mutex<Vec<(u64, u64)>>);
-
-impl DmaObserver for Log {
-    fn dma_written(&self, gpa: u64, len: u64) {
-        self.0.lock().unwrap().push((gpa, len));
-    }
-}
 
 /// The pattern the test images hold: every byte depends on its position.
 fn pattern(at: usize) -> u8 {
@@ -49,13 +30,13 @@ struct Rig {
     disk: Arc<DiskImage>,
     mem: GuestMemory,
     irq: Arc<Line>,
-    dma: Arc<Log>,
+    dma: Arc<Written>,
 }
 
 fn rig_with(disk: Arc<DiskImage>) -> Rig {
     let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
     let irq = Arc::new(Line::default());
-    let dma = Arc::new(Log::default());
+    let dma = Arc::new(Written::default());
     let drives: Drives = [[Some(disk.clone()), None], [None, None]];
     let ide = shared(PiixIde::new(
         mem.clone(),
@@ -64,11 +45,9 @@ fn rig_with(disk: Arc<DiskImage>) -> Rig {
         drives,
     ));
     let mut bus = Bus::new();
-    PiixIde::map_legacy(&ide, &mut bus).unwrap();
     let pci = shared(PciBus::new());
-    lock(&pci).add(1, 1, ide.clone());
-    bus.insert_pio(0xcf8, 8, "pci", pci.clone()).unwrap();
-    bus.set_dynamic_ranges(PciBus::bar_decoder(&pci));
+    PciBus::map(&pci, &mut bus).unwrap();
+    PiixIde::install(&ide, &mut bus, &mut lock(&pci)).unwrap();
     Rig {
         bus,
         ide,
