@@ -74,11 +74,9 @@ fuzz_target!(|data: &[u8]| {
         [[Some(disk.clone()), None], [None, Some(disk.clone())]],
     ));
     let mut bus = Bus::new();
-    PiixIde::map_legacy(&ide, &mut bus).unwrap();
     let pci = shared(PciBus::new());
-    lock(&pci).add(1, 1, ide.clone());
-    bus.insert_pio(0xcf8, 8, "pci", pci.clone()).unwrap();
-    bus.set_dynamic_ranges(PciBus::bar_decoder(&pci));
+    PciBus::map(&pci, &mut bus).unwrap();
+    PiixIde::install(&ide, &mut bus, &mut lock(&pci)).unwrap();
 
     let mut input = Input(data);
     while !input.0.is_empty() {
