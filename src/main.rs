@@ -103,6 +103,22 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         table::thousands(report.exits.total()),
         kinds.join(", ")
     );
+    // The IDE controller's exits and bytes, for the cost per byte (only if it was used).
+    let ide = machine.ide_stats();
+    if ide.commands > 0 {
+        let n = table::thousands;
+        eprintln!(
+            "janus: ide: {} commands, {} exits ({} register, {} data port, {} bus master); {} bytes by PIO, {} bytes by DMA; {} cache flushes",
+            n(ide.commands),
+            n(ide.exits()),
+            n(ide.register_exits),
+            n(ide.data_exits),
+            n(ide.bmdma_exits),
+            n(ide.pio_bytes),
+            n(ide.dma_bytes),
+            n(ide.flushes)
+        );
+    }
     if let janus_vmm::Outcome::Fault(f) = &report.outcome {
         if let Some(state) = &f.state {
             eprintln!("janus: vcpu state: {state}");

@@ -2,67 +2,16 @@
 //! the guest runs a command and its output is checked, and an interactive shell on the UART
 //! takes typed commands. The guest must not see a hypervisor.
 //!
-//! The guest comes from `scripts/guest-assets.sh` (the README's test command runs it). Without
-//! it these tests skip and say why, unless `JANUS_REQUIRE_GUEST=1` (set by scripts/test.sh),
-//! where a missing guest is a failure.
+//! The guest comes from `scripts/guest-assets.sh` (the README's test command runs it); see
+//! `common/linux.rs` for what happens without it.
 
 mod common;
 
+use common::linux::{assets, boot, wait_exit, BOOT_LIMIT};
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Generous: the boot takes about 40 s on the development machine.
-const BOOT_LIMIT: Duration = Duration::from_secs(600);
-
-struct Assets {
-    kernel: PathBuf,
-    initramfs: PathBuf,
-}
-
-fn assets() -> Option<Assets> {
-    let dir = std::env::var_os("JANUS_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/guest"));
-    let a = Assets {
-        kernel: dir.join("vmlinuz"),
-        initramfs: dir.join("initramfs.cpio.gz"),
-    };
-    if a.kernel.is_file() && a.initramfs.is_file() {
-        return Some(a);
-    }
-    let why = format!(
-        "no guest kernel and initramfs in {}; scripts/guest-assets.sh builds them",
-        dir.display()
-    );
-    if std::env::var_os("JANUS_REQUIRE_GUEST").is_some_and(|v| v == "1") {
-        panic!("{why}");
-    }
-    eprintln!("skipped: {why}");
-    None
-}
-
-/// `janus run` for the Linux guest on the soft engine, fully virtualized.
-fn boot(a: &Assets, cmdline: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
-    c.args([
-        "run",
-        "--engine",
-        "soft",
-        "--mode",
-        "full",
-        "--memory",
-        "size=512M",
-    ])
-    .arg("--kernel")
-    .arg(&a.kernel)
-    .arg("--initramfs")
-    .arg(&a.initramfs)
-    .args(["--cmdline", cmdline]);
-    c
-}
 
 /// Collects a child's stdout on a thread, so the test can wait for text while it runs.
 struct Console {
@@ -106,19 +55,6 @@ impl Console {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-fn wait_exit(child: &mut Child, until: Instant) -> std::process::ExitStatus {
-    loop {
-        if let Some(s) = child.try_wait().expect("poll janus") {
-            return s;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("janus did not exit in time");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -15,6 +15,23 @@ pub trait BusDevice: Send {
 /// A device shared between the bus and whoever else drives it (a stdin thread, a timer).
 pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
 
+/// Port I/O or memory-mapped I/O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressSpace {
+    Pio,
+    Mmio,
+}
+
+/// Address ranges whose owners the guest moves at run time: PCI BARs. The bus asks only where
+/// no fixed range is mapped, as a PC chipset forwards to PCI what its own decoders leave, so a
+/// BAR can never shadow a legacy device and fixed devices need no room reserved for BARs.
+pub trait DynamicRanges: Send + Sync {
+    /// Performs a read at `addr` if a device claims it now; the device's name, or `None`.
+    fn read(&self, space: AddressSpace, addr: u64, data: &mut [u8]) -> Option<&'static str>;
+    /// Performs a write at `addr` if a device claims it now; the device's name, or `None`.
+    fn write(&self, space: AddressSpace, addr: u64, data: &[u8]) -> Option<&'static str>;
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BusError {
     #[error("{space} range {base:#x}+{len:#x} for {name} overlaps {other}")]
@@ -84,6 +101,12 @@ impl Space {
     }
 }
 
+/// One access's direction and data.
+enum Op<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
 /// Where a guest access went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -93,11 +116,12 @@ pub enum Access {
     Unmapped,
 }
 
-/// Port I/O and MMIO ranges of one VM.
+/// Port I/O and MMIO ranges of one VM: fixed ranges, then the dynamic ones (PCI BARs).
 #[derive(Default, Clone)]
 pub struct Bus {
     pio: Space,
     mmio: Space,
+    dynamic: Option<Arc<dyn DynamicRanges>>,
 }
 
 impl Bus {
@@ -160,33 +184,46 @@ impl Bus {
         self.mmio.insert("MMIO", base, entry)
     }
 
-    fn dispatch(space: &Space, addr: u64, op: impl FnOnce(&mut dyn BusDevice, u64)) -> Access {
-        match space.find(addr) {
-            Some((e, off)) => {
-                // A poisoned lock means another thread panicked mid-access; the device state is
-                // still memory-safe, so keep serving the guest.
-                let mut dev = e.device.lock().unwrap_or_else(|p| p.into_inner());
-                op(&mut *dev, off);
-                Access::Device(e.name)
+    /// Hands every access no fixed range claims to `ranges` (see [`DynamicRanges`]).
+    pub fn set_dynamic_ranges(&mut self, ranges: Arc<dyn DynamicRanges>) {
+        self.dynamic = Some(ranges);
+    }
+
+    /// Performs `op` on the fixed device at `addr`, or else on whatever dynamic range claims it.
+    fn access(&self, space: AddressSpace, addr: u64, op: Op<'_>) -> Access {
+        let fixed = match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        };
+        if let Some((e, off)) = fixed.find(addr) {
+            let mut dev = lock(&e.device);
+            match op {
+                Op::Read(data) => dev.read(off, data),
+                Op::Write(data) => dev.write(off, data),
             }
-            None => Access::Unmapped,
+            return Access::Device(e.name);
         }
+        let claimed = self.dynamic.as_ref().and_then(|r| match op {
+            Op::Read(data) => r.read(space, addr, data),
+            Op::Write(data) => r.write(space, addr, data),
+        });
+        claimed.map_or(Access::Unmapped, Access::Device)
     }
 
     pub fn pio_read(&self, port: u16, data: &mut [u8]) -> Access {
-        Self::dispatch(&self.pio, port as u64, |d, off| d.read(off, data))
+        self.access(AddressSpace::Pio, port as u64, Op::Read(data))
     }
 
     pub fn pio_write(&self, port: u16, data: &[u8]) -> Access {
-        Self::dispatch(&self.pio, port as u64, |d, off| d.write(off, data))
+        self.access(AddressSpace::Pio, port as u64, Op::Write(data))
     }
 
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) -> Access {
-        Self::dispatch(&self.mmio, addr, |d, off| d.read(off, data))
+        self.access(AddressSpace::Mmio, addr, Op::Read(data))
     }
 
     pub fn mmio_write(&self, addr: u64, data: &[u8]) -> Access {
-        Self::dispatch(&self.mmio, addr, |d, off| d.write(off, data))
+        self.access(AddressSpace::Mmio, addr, Op::Write(data))
     }
 
     /// Name of the device mapped at `port`, if any.
@@ -202,6 +239,12 @@ impl Bus {
             .map(|(b, e)| (*b as u16, e.len as u16, e.name))
             .collect()
     }
+}
+
+/// Locks a device. A poisoned lock means another thread panicked mid-access; the device state
+/// is still memory-safe, so keep serving the guest.
+pub fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Wraps a device for the bus.
@@ -291,5 +334,36 @@ mod tests {
         assert_eq!(bus.mmio_read(0xd000_0010, &mut d), Access::Device("dev"));
         assert_eq!(d, [0x10; 4]);
         assert_eq!(bus.mmio_read(0xd000_1000, &mut d), Access::Unmapped);
+    }
+
+    /// Claims ports 0xc000..0xc010 and answers with the low address byte.
+    struct Bars;
+    impl DynamicRanges for Bars {
+        fn read(&self, space: AddressSpace, addr: u64, data: &mut [u8]) -> Option<&'static str> {
+            let hit = space == AddressSpace::Pio && (0xc000..0xc010).contains(&addr);
+            hit.then(|| {
+                data.fill(addr as u8);
+                "bar"
+            })
+        }
+        fn write(&self, _space: AddressSpace, _addr: u64, _data: &[u8]) -> Option<&'static str> {
+            None
+        }
+    }
+
+    #[test]
+    fn dynamic_ranges_come_after_fixed_ones() {
+        let mut bus = Bus::new();
+        bus.insert_pio(0xc008, 1, "fixed", shared(Probe::default()))
+            .unwrap();
+        bus.set_dynamic_ranges(Arc::new(Bars));
+        let mut d = [0u8; 1];
+        assert_eq!(bus.pio_read(0xc004, &mut d), Access::Device("bar"));
+        assert_eq!(d[0], 0x04);
+        assert_eq!(bus.pio_read(0xc008, &mut d), Access::Device("fixed"));
+        assert_eq!(d[0], 0, "the fixed device's offset 0");
+        assert_eq!(bus.pio_read(0xc010, &mut d), Access::Unmapped);
+        assert_eq!(bus.pio_write(0xc004, &[1]), Access::Unmapped, "unclaimed");
+        assert_eq!(bus.mmio_read(0xc004, &mut d), Access::Unmapped);
     }
 }

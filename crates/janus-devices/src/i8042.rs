@@ -299,17 +299,7 @@ impl BusDevice for I8042 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Line(Mutex<Vec<bool>>);
-
-    impl IrqLine for Line {
-        fn set_level(&self, high: bool) -> janus_engine::Result<()> {
-            self.0.lock().unwrap().push(high);
-            Ok(())
-        }
-    }
+    use crate::test_support::Line;
 
     fn kbc() -> (I8042, Arc<VmControl>, Arc<Line>) {
         let control = Arc::new(VmControl::new());

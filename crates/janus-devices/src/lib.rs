@@ -1,8 +1,8 @@
 //! Device models and the bus every device-touching exit lands on.
 //!
 //! Written by hand where no well-kept crate models the part (CMOS RTC, PIT, 8259 PIC, I/O APIC,
-//! local APIC, PCI host, ACPI PM block, the hypercall doorbell); the 16550A UART and the i8042
-//! reset line come from vm-superio.
+//! local APIC, PCI bus and bridges, PIIX IDE, ACPI PM block, the hypercall doorbell); the 16550A
+//! UART and the i8042 reset line come from vm-superio.
 
 pub mod acpi_pm;
 pub mod bus;
@@ -11,6 +11,7 @@ pub mod control;
 pub mod disk;
 pub mod hypercall;
 pub mod i8042;
+pub mod ide;
 pub mod ioapic;
 pub mod irqchip;
 pub mod lapic;
@@ -20,6 +21,8 @@ pub mod pic8259;
 pub mod pit8254;
 pub mod post;
 pub mod pvclock;
+#[cfg(test)]
+mod test_support;
 pub mod timer;
 pub mod uart16550;
 

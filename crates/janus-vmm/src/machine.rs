@@ -2,19 +2,20 @@
 
 use crate::config::{KernelSource, Mode, VmConfig};
 use crate::engine::{self, Selection};
-use crate::policy::ModePolicy;
+use crate::policy::{DiskAttachment, ModePolicy};
 use crate::timers::{TimedDevice, Timers};
 use crate::{memory, Result, VmmError};
 use janus_abi::{hypercall, pc};
 use janus_devices::acpi_pm::{self, AcpiPm};
-use janus_devices::bus::shared;
+use janus_devices::bus::{lock, shared};
 use janus_devices::cmos_rtc::{self, CmosRtc};
 use janus_devices::disk::DiskImage;
 use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
+use janus_devices::ide::{piix, IdeStats, PiixIde};
 use janus_devices::irqchip::PcIrqChip;
 use janus_devices::legacy::{Absent, ResetControl, SystemControlA};
-use janus_devices::pci::PciBus;
+use janus_devices::pci::{self, PciBus};
 use janus_devices::pit8254::{self, Pit8254};
 use janus_devices::post::PostCode;
 use janus_devices::pvclock::PvClock;
@@ -28,8 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const RTC_IRQ: u32 = 8;
-const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
-const PCI_CONFIG_DATA: u16 = 0xcfc;
 const RESET_CONTROL: u16 = 0xcf9;
 const SYSTEM_CONTROL_A: u16 = 0x92;
 
@@ -44,6 +43,7 @@ pub struct Machine {
     pub(crate) control: Arc<VmControl>,
     pub(crate) doorbell: Option<Arc<Mutex<Doorbell>>>,
     uart: Arc<Mutex<Uart16550>>,
+    ide: Arc<Mutex<PiixIde>>,
     // Kept alive for the vCPU and devices; the timer threads stop when dropped.
     _timers: Timers,
     _apic_timer: Option<ApicTimer>,
@@ -95,10 +95,6 @@ const ABSENT: &[(u16, u16, &str)] = &[
     (0x278, 3, "lpt2 (absent)"),
     (0x3f0, 6, "floppy (absent)"),
     (0x3f7, 1, "floppy (absent)"),
-    (0x1f0, 8, "ide0 (absent)"),
-    (0x3f6, 1, "ide0 (absent)"),
-    (0x170, 8, "ide1 (absent)"),
-    (0x376, 1, "ide1 (absent)"),
     (0x3b0, 0x10, "mda and lpt3 (absent)"),
     (0x3c0, 0x20, "vga (absent)"),
     (0x2e, 2, "super i/o config (absent)"),
@@ -168,7 +164,7 @@ impl Machine {
             BootKind::Linux => {
                 let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
                 acpi.ioapic_id = pc::IOAPIC_ID;
-                acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&[]);
+                acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&pci_routes());
                 let linux = janus_boot::linux::LinuxBoot {
                     kernel: &image,
                     initramfs: initramfs.as_deref(),
@@ -225,14 +221,29 @@ impl Machine {
             let port61 = pit8254::PORT61_OFFSET;
             bus.insert_pio_at(pc::SYSTEM_CONTROL_B, 1, port61, "pit8254", pit)?;
         }
-        // PCI configuration mechanism #1: the address at 0xCF8 (dword), data at
-        // 0xCFC..=0xCFF; 0xCF9 between them is the reset control register, and byte accesses
-        // to 0xCFA/0xCFB (Linux's mechanism check writes 0xCFB) reach the PCI device and do
-        // nothing.
         let pci = shared(PciBus::new());
-        bus.insert_pio_at(PCI_CONFIG_ADDRESS, 1, 0, "pci", pci.clone())?;
-        bus.insert_pio_at(PCI_CONFIG_ADDRESS + 2, 2, 2, "pci", pci.clone())?;
-        bus.insert_pio_at(PCI_CONFIG_DATA, 4, 4, "pci", pci)?;
+        PciBus::map(&pci, &mut bus)?;
+        // The PIIX3 at 00:01: the ISA bridge, and the IDE controller every PC has, with the
+        // disk on it where the mode policy says so.
+        let ide_disk = disk
+            .clone()
+            .filter(|_| policy.disk_attachment() == DiskAttachment::Ide);
+        if let Some(d) = ide_disk.as_ref().filter(|d| d.read_only()) {
+            notes.push(format!(
+                "disk {} is read-only here: the guest's writes to it will fail",
+                d.name()
+            ));
+        }
+        let ide = shared(PiixIde::new(
+            mem.clone(),
+            vm.dma_observer(),
+            [
+                Some(vm.irq_line(piix::PRIMARY.irq)?),
+                Some(vm.irq_line(piix::SECONDARY.irq)?),
+            ],
+            [[ide_disk, None], [None, None]],
+        ));
+        PiixIde::install(&ide, &mut bus, &mut lock(&pci))?;
         let reset = shared(ResetControl::new(control.clone()));
         bus.insert_pio(RESET_CONTROL, 1, "reset_control", reset)?;
         let port92 = shared(SystemControlA::new(control.clone()));
@@ -242,6 +253,7 @@ impl Machine {
         }
 
         let doorbell = if policy.para_devices().doorbell {
+            let disk = disk.filter(|_| policy.disk_attachment() == DiskAttachment::Hypercall);
             let disk = Some(disk.unwrap_or_else(|| Arc::new(DiskImage::test_image())));
             let pvclock = PvClock::new(vcpu.clock(), start);
             let d = Arc::new(Mutex::new(Doorbell::new(
@@ -259,12 +271,6 @@ impl Machine {
             )?;
             Some(d)
         } else {
-            if let Some(d) = &disk {
-                notes.push(format!(
-                    "disk {} is not attached: full mode has no disk controller yet (the emulated IDE disk comes later)",
-                    d.name()
-                ));
-            }
             None
         };
         let host_err = |e| VmmError::Config(format!("cannot start a timer thread: {e}"));
@@ -279,6 +285,7 @@ impl Machine {
             control,
             doorbell,
             uart,
+            ide,
             _timers: timers,
             _apic_timer: apic_timer,
             _vm: vm,
@@ -296,12 +303,25 @@ impl Machine {
         self.control.clone()
     }
 
+    /// What the IDE controller did.
+    pub fn ide_stats(&self) -> IdeStats {
+        lock(&self.ide).stats()
+    }
+
     /// Doorbell counters (para mode only).
     pub fn hypercall_stats(&self) -> Option<janus_devices::hypercall::HypercallStats> {
         self.doorbell
             .as_ref()
             .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).stats())
     }
+}
+
+/// The ACPI `_PRT`: every slot's INTx pins, as the PCI bus wires them.
+fn pci_routes() -> Vec<janus_boot::acpi::PciRoute> {
+    pci::intx_routes()
+        .into_iter()
+        .map(|(slot, pin, gsi)| janus_boot::acpi::PciRoute { slot, pin, gsi })
+        .collect()
 }
 
 fn split_ram(size: u64) -> (u64, u64) {

@@ -7,7 +7,7 @@
 //! | leaves 0x4000_0000+      | none                              | the engine's KVM leaves (kvm engine) and Janus's signature + doorbell leaves at 0x4000_0100 |
 //! | console                  | 16550 UART                        | UART, plus the console hypercall        |
 //! | clock                    | PIT, CMOS RTC, TSC                | the same, plus the PV clock page        |
-//! | disk                     | (IDE: not built yet)              | block-read hypercall                    |
+//! | disk (`--disk`)          | PIIX IDE primary master (ata_piix) | block-read hypercall                    |
 //! | how it calls the VMM     | it does not: it touches hardware  | hypercall doorbell ports 0x500..        |
 
 use crate::config::Mode;
@@ -22,6 +22,15 @@ use janus_engine::{CpuidEntry, EngineKind};
 pub struct ParaDevices {
     /// The hypercall doorbell (console, clock, block, poweroff calls).
     pub doorbell: bool,
+}
+
+/// Where `--disk` is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskAttachment {
+    /// The primary master of the PC's PIIX IDE controller: hardware a stock kernel drives.
+    Ide,
+    /// The block-read hypercall of the doorbell.
+    Hypercall,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +54,15 @@ impl ModePolicy {
     pub fn para_devices(&self) -> ParaDevices {
         ParaDevices {
             doorbell: self.mode == Mode::Para,
+        }
+    }
+
+    /// Where the guest finds `--disk`. Every PC has the IDE controller, in both modes; only in
+    /// full mode does the disk sit on it.
+    pub fn disk_attachment(&self) -> DiskAttachment {
+        match self.mode {
+            Mode::Full => DiskAttachment::Ide,
+            Mode::Para => DiskAttachment::Hypercall,
         }
     }
 
@@ -104,7 +122,7 @@ impl ModePolicy {
     /// One line per difference, for `janus demo` and logs.
     pub fn describe(&self) -> &'static str {
         match self.mode {
-            Mode::Full => "unmodified and unaware: no hypervisor bit or leaves; UART, PIT, CMOS RTC, ACPI poweroff",
+            Mode::Full => "unmodified and unaware: no hypervisor bit or leaves; UART, PIT, CMOS RTC, ACPI poweroff, IDE disk",
             Mode::Para => "hypervisor-aware: hypervisor bit, Janus leaves at 0x40000100, hypercall doorbell at 0x500, PV clock",
         }
     }
@@ -183,5 +201,9 @@ mod tests {
     fn devices_follow_mode() {
         assert!(!ModePolicy::new(Mode::Full).para_devices().doorbell);
         assert!(ModePolicy::new(Mode::Para).para_devices().doorbell);
+        let full = ModePolicy::new(Mode::Full);
+        assert_eq!(full.disk_attachment(), DiskAttachment::Ide);
+        let para = ModePolicy::new(Mode::Para);
+        assert_eq!(para.disk_attachment(), DiskAttachment::Hypercall);
     }
 }
