@@ -13,6 +13,7 @@ pub mod hypercall;
 pub mod i8042;
 pub mod ioapic;
 pub mod irqchip;
+pub mod kvmclock;
 pub mod lapic;
 pub mod legacy;
 pub mod pci;

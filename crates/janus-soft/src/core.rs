@@ -186,6 +186,9 @@ pub struct Cpu {
     /// The interrupt controller behind INTR (on a PC, the local APIC), which also keeps the
     /// task priority CR8 reads and writes.
     pub intc: Option<Arc<dyn janus_engine::InterruptController>>,
+    /// MSRs the VMM implements (KVM's para-virtual ones, in para mode), consulted after the
+    /// interrupt controller's and before the CPU's own.
+    pub msr_handler: Option<Arc<dyn janus_engine::MsrHandler>>,
 }
 
 impl Cpu {
@@ -207,6 +210,7 @@ impl Cpu {
             stop_reason: String::new(),
             exec_key: 0,
             intc: None,
+            msr_handler: None,
         };
         cpu.sync_mode();
         cpu

@@ -13,6 +13,7 @@ use janus_devices::disk::DiskImage;
 use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
 use janus_devices::irqchip::PcIrqChip;
+use janus_devices::kvmclock::{KvmClock, KvmClockStats};
 use janus_devices::legacy::{Absent, ResetControl, SystemControlA};
 use janus_devices::pci::PciBus;
 use janus_devices::pit8254::{self, Pit8254};
@@ -44,6 +45,10 @@ pub struct Machine {
     pub(crate) control: Arc<VmControl>,
     pub(crate) doorbell: Option<Arc<Mutex<Doorbell>>>,
     uart: Arc<Mutex<Uart16550>>,
+    /// Janus's kvmclock (para mode on the soft engine).
+    kvmclock: Option<Arc<KvmClock>>,
+    /// The soft engine's interrupt controllers.
+    chip: Option<Arc<PcIrqChip>>,
     // Kept alive for the vCPU and devices; the timer threads stop when dropped.
     _timers: Timers,
     _apic_timer: Option<ApicTimer>,
@@ -185,8 +190,21 @@ impl Machine {
         let chip = (selection.kind == EngineKind::Soft).then(|| PcIrqChip::new(mono()));
         let mut vm = engine::create_vm(selection.kind, &mem, chip.clone())?;
         let policy = ModePolicy::new(config.mode);
+        let para = policy.para_devices(vm.kind());
         let cpuid = policy.cpuid(vm.kind(), &vm.supported_cpuid()?, 0);
-        let vcpu = vm.create_vcpu(0, &cpuid, &entry)?;
+        let mut vcpu = vm.create_vcpu(0, &cpuid, &entry)?;
+        let kvmclock = if para.kvm_msrs {
+            // What KVM does in the kernel on the kvm engine: kvmclock and PV EOI.
+            let pvclock = PvClock::new(vcpu.clock(), start);
+            let clock = Arc::new(KvmClock::new(mem.clone(), pvclock, vm.dma_observer()));
+            vcpu.set_msr_handler(clock.clone())?;
+            if let Some(chip) = &chip {
+                chip.enable_pv_eoi(mem.clone(), vm.dma_observer());
+            }
+            Some(clock)
+        } else {
+            None
+        };
 
         let control = Arc::new(VmControl::new());
         let mut bus = Bus::new();
@@ -241,7 +259,7 @@ impl Machine {
             bus.insert_pio(base, len, name, shared(Absent))?;
         }
 
-        let doorbell = if policy.para_devices().doorbell {
+        let doorbell = if para.doorbell {
             let disk = Some(disk.unwrap_or_else(|| Arc::new(DiskImage::test_image())));
             let pvclock = PvClock::new(vcpu.clock(), start);
             let d = Arc::new(Mutex::new(Doorbell::new(
@@ -269,7 +287,11 @@ impl Machine {
         };
         let host_err = |e| VmmError::Config(format!("cannot start a timer thread: {e}"));
         let timers = Timers::spawn(timed, Box::new(mono()), wakeup).map_err(host_err)?;
-        let apic_timer = chip.map(ApicTimer::spawn).transpose().map_err(host_err)?;
+        let apic_timer = chip
+            .clone()
+            .map(ApicTimer::spawn)
+            .transpose()
+            .map_err(host_err)?;
         Ok(Machine {
             selection,
             mode: config.mode,
@@ -279,6 +301,8 @@ impl Machine {
             control,
             doorbell,
             uart,
+            kvmclock,
+            chip,
             _timers: timers,
             _apic_timer: apic_timer,
             _vm: vm,
@@ -294,6 +318,13 @@ impl Machine {
     /// Where stop requests go (devices, the console escape).
     pub fn control(&self) -> Arc<VmControl> {
         self.control.clone()
+    }
+
+    /// What the guest did with the para-virtual interfaces Janus implements itself (para mode
+    /// on the soft engine): kvmclock, and the EOIs done through PV EOI.
+    pub fn kvm_pv_stats(&self) -> Option<(KvmClockStats, u64)> {
+        let clock = self.kvmclock.as_ref()?.stats();
+        Some((clock, self.chip.as_ref().map_or(0, |c| c.pv_eois())))
     }
 
     /// Doorbell counters (para mode only).
