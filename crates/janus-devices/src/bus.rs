@@ -204,6 +204,12 @@ impl Bus {
     }
 }
 
+/// Locks a device. A poisoned lock means another thread panicked mid-access; the device state
+/// is still memory-safe, so keep serving the guest.
+pub fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Wraps a device for the bus.
 pub fn shared<D: BusDevice + 'static>(device: D) -> Arc<Mutex<D>> {
     Arc::new(Mutex::new(device))

@@ -1,9 +1,16 @@
-//! Disk images behind the block devices: a host file, or the built-in test image.
+//! Disk images behind the block devices: a host file, or an image in memory (the built-in
+//! test image, and images for tests).
+//!
+//! A file is opened for reading and writing when the host allows it, and read-only otherwise
+//! (a device then refuses writes as a write-protected disk would). Writes go to the host's page
+//! cache; [`DiskImage::flush`] is an fsync, which is what a guest's cache flush command means.
 
 use janus_abi::demo::test_image_byte;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -18,26 +25,42 @@ pub enum DiskError {
 
 enum Backing {
     File(File),
-    Memory(Vec<u8>),
+    Memory(Mutex<Vec<u8>>),
 }
 
 pub struct DiskImage {
     backing: Backing,
     size: u64,
     name: String,
+    read_only: bool,
 }
 
 /// Size of the built-in test image.
 pub const TEST_IMAGE_BYTES: usize = 2 << 20;
 
 impl DiskImage {
-    /// Opens a raw image file (read-only for now: the only block path reads).
+    /// Opens a raw image file, for writing too where the host allows it.
     pub fn open(path: &Path) -> Result<DiskImage, DiskError> {
         let open_err = |source| DiskError::Open {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(open_err)?;
+        let (file, read_only) = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => (f, false),
+            // Not writable here: serve it read-only. (A directory cannot be opened for writing
+            // either; opened for reading, the type check below names the problem.)
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::PermissionDenied
+                        | ErrorKind::ReadOnlyFilesystem
+                        | ErrorKind::IsADirectory
+                ) =>
+            {
+                (File::open(path).map_err(open_err)?, true)
+            }
+            Err(e) => return Err(open_err(e)),
+        };
         let meta = file.metadata().map_err(open_err)?;
         let ft = meta.file_type();
         use std::os::unix::fs::FileTypeExt;
@@ -62,17 +85,41 @@ impl DiskImage {
             backing: Backing::File(file),
             size,
             name: path.display().to_string(),
+            read_only,
         })
     }
 
-    /// The built-in test image: a position-dependent pattern (see `janus_abi::demo`).
+    /// Opens a raw image file whose writes the device refuses, as a write-protected disk's
+    /// (`--disk path=FILE,readonly=on`).
+    pub fn open_read_only(path: &Path) -> Result<DiskImage, DiskError> {
+        Ok(DiskImage {
+            read_only: true,
+            ..DiskImage::open(path)?
+        })
+    }
+
+    /// The built-in test image: a position-dependent pattern (see `janus_abi::demo`); read-only.
     pub fn test_image() -> DiskImage {
         let data: Vec<u8> = (0..TEST_IMAGE_BYTES as u64).map(test_image_byte).collect();
         DiskImage {
-            size: data.len() as u64,
-            backing: Backing::Memory(data),
-            name: "built-in test image".into(),
+            read_only: true,
+            ..DiskImage::from_bytes(data, "built-in test image")
         }
+    }
+
+    /// A writable image held in memory (for tests and fuzzing).
+    pub fn from_bytes(data: Vec<u8>, name: &str) -> DiskImage {
+        DiskImage {
+            size: data.len() as u64,
+            backing: Backing::Memory(Mutex::new(data)),
+            name: name.into(),
+            read_only: false,
+        }
+    }
+
+    /// Whether writes are refused (the host file could only be opened for reading).
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn size(&self) -> u64 {
@@ -83,23 +130,58 @@ impl DiskImage {
         &self.name
     }
 
+    /// The image's byte range for `len` bytes at `offset`, if it is inside the image.
+    fn range(&self, offset: u64, len: usize) -> std::io::Result<std::ops::Range<usize>> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.size => Ok(offset as usize..end as usize),
+            _ => Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "access past the end of the disk",
+            )),
+        }
+    }
+
     /// Reads `buf.len()` bytes at `offset`; the range must be inside the image.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let end = offset.checked_add(buf.len() as u64);
-        if end.is_none_or(|e| e > self.size) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "read past the end of the disk",
-            ));
-        }
+        let range = self.range(offset, buf.len())?;
         match &self.backing {
             Backing::File(f) => f.read_exact_at(buf, offset),
             Backing::Memory(v) => {
-                buf.copy_from_slice(&v[offset as usize..offset as usize + buf.len()]);
+                buf.copy_from_slice(&lock(v)[range]);
                 Ok(())
             }
         }
     }
+
+    /// Writes `buf` at `offset`; the range must be inside the image (it never grows).
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        if self.read_only {
+            return Err(std::io::Error::new(
+                ErrorKind::PermissionDenied,
+                "the disk is read-only",
+            ));
+        }
+        let range = self.range(offset, buf.len())?;
+        match &self.backing {
+            Backing::File(f) => f.write_all_at(buf, offset),
+            Backing::Memory(v) => {
+                lock(v)[range].copy_from_slice(buf);
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts everything written so far on stable storage (fsync of the file's data).
+    pub fn flush(&self) -> std::io::Result<()> {
+        match &self.backing {
+            Backing::File(f) if !self.read_only => f.sync_data(),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn lock(m: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    crate::bus::lock(m)
 }
 
 #[cfg(test)]
@@ -120,6 +202,19 @@ mod tests {
             d.read_at(u64::MAX - 4, &mut b).is_err(),
             "overflowing offset"
         );
+        assert!(d.read_only());
+        assert!(d.write_at(0, &b).is_err(), "the test image is read-only");
+    }
+
+    #[test]
+    fn memory_image_writes() {
+        let d = DiskImage::from_bytes(vec![0u8; 1024], "mem");
+        d.write_at(510, &[1, 2, 3, 4]).unwrap();
+        let mut b = [0u8; 6];
+        d.read_at(509, &mut b).unwrap();
+        assert_eq!(b, [0, 1, 2, 3, 4, 0]);
+        assert!(d.write_at(1022, &[0; 4]).is_err(), "past the end");
+        d.flush().unwrap();
     }
 
     #[test]
@@ -133,9 +228,21 @@ mod tests {
             .unwrap();
         let d = DiskImage::open(&path).unwrap();
         assert_eq!(d.size(), 1024);
+        assert!(!d.read_only());
         let mut b = [0u8; 512];
         d.read_at(512, &mut b).unwrap();
         assert_eq!(b, [7u8; 512]);
+        d.write_at(1020, &[9; 4]).unwrap();
+        d.flush().unwrap();
+        assert_eq!(
+            &std::fs::read(&path).unwrap()[1016..],
+            &[7, 7, 7, 7, 9, 9, 9, 9]
+        );
+        assert!(d.write_at(1021, &[9; 4]).is_err(), "the image never grows");
+        let ro = DiskImage::open_read_only(&path).unwrap();
+        assert!(ro.read_only());
+        assert!(ro.write_at(0, &[0]).is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024);
         assert!(matches!(
             DiskImage::open(&dir.join("missing")),
             Err(DiskError::Open { .. })

@@ -21,8 +21,10 @@ pub mod pic8259;
 pub mod pit8254;
 pub mod post;
 pub mod pvclock;
+pub mod tap;
 pub mod timer;
 pub mod uart16550;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
 pub use control::{StopRequest, VmControl};

@@ -3,6 +3,8 @@
 use crate::config::{KernelSource, Mode, VmConfig};
 use crate::engine::{self, Selection};
 use crate::policy::ModePolicy;
+use crate::stdin::ConsoleInput;
+use crate::virtio::{Backends, VirtioDevices};
 use crate::timers::{TimedDevice, Timers};
 use crate::{memory, Result, VmmError};
 use janus_abi::{hypercall, pc};
@@ -14,6 +16,7 @@ use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
 use janus_devices::irqchip::PcIrqChip;
 use janus_devices::kvmclock::{KvmClock, KvmClockStats};
+use janus_devices::tap::Tap;
 use janus_devices::legacy::{Absent, ResetControl, SystemControlA};
 use janus_devices::pci::PciBus;
 use janus_devices::pit8254::{self, Pit8254};
@@ -49,6 +52,10 @@ pub struct Machine {
     kvmclock: Option<Arc<KvmClock>>,
     /// The soft engine's interrupt controllers.
     chip: Option<Arc<PcIrqChip>>,
+    /// The para-virtual devices (para mode).
+    virtio: Option<VirtioDevices>,
+    /// Host input goes to the virtio console (the guest's console is hvc0).
+    stdin_to_virtio: bool,
     // Kept alive for the vCPU and devices; the timer threads stop when dropped.
     _timers: Timers,
     _apic_timer: Option<ApicTimer>,
@@ -163,10 +170,28 @@ impl Machine {
             None => None,
         };
         let disk = match &config.disk {
-            Some(path) => Some(Arc::new(DiskImage::open(path)?)),
+            Some(d) if d.read_only => Some(Arc::new(DiskImage::open_read_only(&d.path)?)),
+            Some(d) => Some(Arc::new(DiskImage::open(&d.path)?)),
+            None => None,
+        };
+        // The same TAP interface in both modes, so a bad --net fails alike in both.
+        let tap = match &config.net {
+            Some(n) => Some((Arc::new(Tap::open(&n.tap)?), n.mac)),
             None => None,
         };
         let selection = engine::select(config.engine)?;
+        let policy = ModePolicy::new(config.mode);
+        let para = policy.para_devices(selection.kind);
+        let mut notes = Vec::new();
+        let virtio = if para.virtio {
+            Some(Backends {
+                disk: disk.clone(),
+                net: tap,
+            })
+        } else {
+            notes.extend(unattached(disk.as_deref(), tap.as_ref()));
+            None
+        };
         let mem = memory::create(config.memory_bytes)?;
         let entry = match boot {
             BootKind::Elf => janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?,
@@ -174,6 +199,10 @@ impl Machine {
                 let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
                 acpi.ioapic_id = pc::IOAPIC_ID;
                 acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&[]);
+                if let Some(v) = &virtio {
+                    let devices = janus_boot::acpi::virtio_mmio_aml(&v.acpi());
+                    acpi.dsdt_aml.extend_from_slice(&devices);
+                }
                 let linux = janus_boot::linux::LinuxBoot {
                     kernel: &image,
                     initramfs: initramfs.as_deref(),
@@ -189,8 +218,6 @@ impl Machine {
         // On the soft engine Janus emulates the interrupt controllers itself.
         let chip = (selection.kind == EngineKind::Soft).then(|| PcIrqChip::new(mono()));
         let mut vm = engine::create_vm(selection.kind, &mem, chip.clone())?;
-        let policy = ModePolicy::new(config.mode);
-        let para = policy.para_devices(vm.kind());
         let cpuid = policy.cpuid(vm.kind(), &vm.supported_cpuid()?, 0);
         let mut vcpu = vm.create_vcpu(0, &cpuid, &entry)?;
         let kvmclock = if para.kvm_msrs {
@@ -208,7 +235,6 @@ impl Machine {
 
         let control = Arc::new(VmControl::new());
         let mut bus = Bus::new();
-        let mut notes = Vec::new();
         let wakeup = Arc::new(Wakeup::new());
         let mut timed: Vec<TimedDevice> = Vec::new();
         if let Some(chip) = &chip {
@@ -259,6 +285,9 @@ impl Machine {
             bus.insert_pio(base, len, name, shared(Absent))?;
         }
 
+        let virtio = virtio
+            .map(|b| VirtioDevices::build(b, console.clone(), &*vm, &mem, &mut bus))
+            .transpose()?;
         let doorbell = if para.doorbell {
             let disk = Some(disk.unwrap_or_else(|| Arc::new(DiskImage::test_image())));
             let pvclock = PvClock::new(vcpu.clock(), start);
@@ -277,12 +306,6 @@ impl Machine {
             )?;
             Some(d)
         } else {
-            if let Some(d) = &disk {
-                notes.push(format!(
-                    "disk {} is not attached: full mode has no disk controller yet (the emulated IDE disk comes later)",
-                    d.name()
-                ));
-            }
             None
         };
         let host_err = |e| VmmError::Config(format!("cannot start a timer thread: {e}"));
@@ -303,6 +326,8 @@ impl Machine {
             uart,
             kvmclock,
             chip,
+            virtio,
+            stdin_to_virtio: console_is_hvc(&config.cmdline),
             _timers: timers,
             _apic_timer: apic_timer,
             _vm: vm,
@@ -313,6 +338,27 @@ impl Machine {
     /// The UART, for feeding it host input.
     pub fn uart(&self) -> Arc<Mutex<Uart16550>> {
         self.uart.clone()
+    }
+
+    /// Where host input goes: the device behind the guest's /dev/console, as its kernel
+    /// command line names it last (`console=hvc0` is the virtio console; otherwise the UART).
+    pub fn console_input(&self) -> ConsoleInput {
+        match &self.virtio {
+            Some(v) if self.stdin_to_virtio => ConsoleInput::Virtio(v.console()),
+            _ => ConsoleInput::Uart(self.uart.clone()),
+        }
+    }
+
+    /// What the para-virtual devices did, one line each (para mode).
+    pub fn para_report(&self) -> Vec<String> {
+        let mut lines = self.virtio.as_ref().map_or_else(Vec::new, |v| v.report());
+        if let Some((clock, pv_eois)) = self.kvm_pv_stats() {
+            lines.push(format!(
+                "kvmclock: {} clock page writes, {} wall clock reads, {} bad addresses; PV EOI: {pv_eois} EOIs without a trap",
+                clock.page_writes, clock.wall_clock_writes, clock.bad_addresses
+            ));
+        }
+        lines
     }
 
     /// Where stop requests go (devices, the console escape).
@@ -333,6 +379,33 @@ impl Machine {
             .as_ref()
             .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).stats())
     }
+}
+
+/// Says which host devices full mode leaves unattached.
+fn unattached(disk: Option<&DiskImage>, tap: Option<&(Arc<Tap>, [u8; 6])>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(d) = disk {
+        notes.push(format!(
+            "disk {} is not attached: full mode has no disk controller yet (the emulated IDE disk comes later)",
+            d.name()
+        ));
+    }
+    if let Some((t, _)) = tap {
+        notes.push(format!(
+            "TAP interface {} is not attached: full mode has no network card yet (the emulated e1000 comes later)",
+            t.name()
+        ));
+    }
+    notes
+}
+
+/// The guest's last `console=` names the virtio console (hvc0), as Linux picks /dev/console.
+fn console_is_hvc(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("console="))
+        .last()
+        .is_some_and(|c| c.starts_with("hvc"))
 }
 
 fn split_ram(size: u64) -> (u64, u64) {
