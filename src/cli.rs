@@ -85,9 +85,12 @@ pub struct RunArgs {
     /// vCPUs, as boot=1.
     #[arg(long, default_value = "boot=1")]
     pub cpus: String,
-    /// Disk image, as path=FILE.
+    /// Disk image, as path=FILE[,readonly=on] (virtio-blk in para mode).
     #[arg(long)]
     pub disk: Option<String>,
+    /// Host TAP interface, as tap=NAME[,mac=52:54:00:12:34:56] (virtio-net in para mode).
+    #[arg(long)]
+    pub net: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

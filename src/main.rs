@@ -61,6 +61,7 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         memory_bytes: config::parse_memory(&args.memory)?,
         vcpus: config::parse_cpus(&args.cpus)?,
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
+        net: args.net.as_deref().map(config::parse_net).transpose()?,
     };
     let mut machine = Machine::build(&config, ConsoleOut::new(Box::new(std::io::stdout())))?;
     let sel = &machine.selection;
@@ -80,7 +81,7 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
     if raw.is_some() {
         eprintln!("janus: console attached; Ctrl-A x stops the VM\r");
     }
-    janus_vmm::stdin::forward(machine.uart(), machine.control());
+    janus_vmm::stdin::forward(machine.console_input(), machine.control());
     let report = machine.run();
     drop(raw);
     let kinds: Vec<String> = report
@@ -119,6 +120,9 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
             n(ide.flushes)
         );
     }
+    for line in machine.para_report() {
+        eprintln!("janus: {line}");
+    }
     if let janus_vmm::Outcome::Fault(f) = &report.outcome {
         if let Some(state) = &f.state {
             eprintln!("janus: vcpu state: {state}");
@@ -132,7 +136,12 @@ fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {
         engine: args.engine.into(),
         compute_iters: args.compute,
         loop_iters: args.loop_iters,
-        disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
+        disk: args
+            .disk
+            .as_deref()
+            .map(config::parse_disk)
+            .transpose()?
+            .map(|d| d.path),
         ..Default::default()
     };
     let report = demo::run(&opts)?;

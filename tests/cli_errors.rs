@@ -90,8 +90,12 @@ fn unknown_option_values() {
     );
     assert_one_line_error(&janus(&["run", "--cpus", "boot=zero"]), "not a vCPU count");
     assert_one_line_error(
+        &janus(&["run", "--disk", "path=x.img,cache=none"]),
+        "unknown key 'cache'",
+    );
+    assert_one_line_error(
         &janus(&["run", "--disk", "readonly=on"]),
-        "unknown key 'readonly'",
+        "no path given",
     );
     assert_one_line_error(&janus(&["frobnicate"]), "unrecognized subcommand");
 }

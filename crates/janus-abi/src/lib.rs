@@ -9,5 +9,6 @@ pub mod boot;
 pub mod cpuid;
 pub mod demo;
 pub mod hypercall;
+pub mod kvm_para;
 pub mod pc;
 pub mod pvclock;

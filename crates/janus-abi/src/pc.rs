@@ -89,3 +89,13 @@ pub const CMOS_CENTURY: u8 = 0x32;
 /// Written to the i8042 command port, pulses the CPU reset line; the ACPI FADT names this as the
 /// reset register.
 pub const I8042_CMD_RESET: u8 = 0xfe;
+
+/// First virtio-mmio register page (para mode). The pages sit above the PCI window and below
+/// the I/O APIC, one per device kind; the ACPI DSDT declares each as an `LNRO0005` device.
+pub const VIRTIO_MMIO_BASE: u64 = 0xfed0_0000;
+/// Bytes between virtio-mmio pages (each device decodes one page).
+pub const VIRTIO_MMIO_STRIDE: u64 = 0x1000;
+/// The GSI of each virtio-mmio page, in page order (console, block, network, entropy):
+/// I/O APIC pins above the ISA range, level-triggered and active-high as the DSDT declares
+/// them. GSIs 16-19 stay free for PCI interrupt routing.
+pub const VIRTIO_MMIO_GSIS: [u32; 4] = [20, 21, 22, 23];

@@ -288,6 +288,37 @@ pub const PCI_MMIO_START: u32 = 0xc000_0000;
 /// End (inclusive) of the 32-bit PCI memory window.
 pub const PCI_MMIO_END: u32 = 0xfebf_ffff;
 
+/// A virtio-mmio device as the DSDT declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioMmio {
+    /// Its register page.
+    pub base: u32,
+    pub size: u32,
+    /// Its interrupt: level-triggered, active-high.
+    pub gsi: u32,
+}
+
+/// AML for virtio-mmio devices, `\_SB.VRnn`: each an `LNRO0005` device (the ACPI ID Linux's
+/// virtio_mmio driver binds) with its register page and interrupt. Under ACPI this is how
+/// Linux finds them when its virtio_mmio has no `device=` parameter (Debian builds it
+/// without), and it lets the interrupt be a level-triggered GSI above the ISA range.
+pub fn virtio_mmio_aml(devices: &[VirtioMmio]) -> Vec<u8> {
+    use aml::{Device, Interrupt, Memory32Fixed, Name, Path, ResourceTemplate};
+    let mut out = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let hid = Name::new("_HID".into(), &"LNRO0005");
+        let uid_value = i as u32;
+        let uid = Name::new("_UID".into(), &uid_value);
+        let regs = Memory32Fixed::new(true, d.base, d.size);
+        let irq = Interrupt::new(true, false, false, false, d.gsi);
+        let crs_value = ResourceTemplate::new(vec![&regs, &irq]);
+        let crs = Name::new("_CRS".into(), &crs_value);
+        let path = Path::new(&format!("\\_SB_.VR{i:02}"));
+        Device::new(path, vec![&hid, &uid, &crs]).to_aml_bytes(&mut out);
+    }
+    out
+}
+
 /// One `_PRT` entry: PCI `slot`'s interrupt `pin` (0 = INTA#) is wired to `gsi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PciRoute {
@@ -544,6 +575,32 @@ pub(crate) mod tests {
         let d = table(&m, lay.dsdt, b"DSDT");
         assert!(d.ends_with(&cfg.dsdt_aml));
         assert_eq!(s5(&d).0, u64::from(pc::SLP_TYP_S5));
+    }
+
+    #[test]
+    fn virtio_devices_are_declared() {
+        let aml = virtio_mmio_aml(&[
+            VirtioMmio {
+                base: 0xfed0_0000,
+                size: 0x1000,
+                gsi: 20,
+            },
+            VirtioMmio {
+                base: 0xfed0_1000,
+                size: 0x1000,
+                gsi: 21,
+            },
+        ]);
+        let count = |needle: &[u8]| aml.windows(needle.len()).filter(|w| *w == needle).count();
+        assert_eq!(count(b"LNRO0005\0"), 2);
+        assert_eq!(count(b"VR01"), 1);
+        // Memory32Fixed (0x86), read-write, base, length.
+        let mut regs = vec![0x86, 9, 0, 1];
+        regs.extend_from_slice(&0xfed0_1000u32.to_le_bytes());
+        regs.extend_from_slice(&0x1000u32.to_le_bytes());
+        assert_eq!(count(&regs), 1);
+        // Extended interrupt (0x89): consumer, level, active-high, exclusive; GSI 21.
+        assert_eq!(count(&[0x89, 6, 0, 1, 1, 21, 0, 0, 0]), 1);
     }
 
     #[test]

@@ -89,6 +89,15 @@ impl DiskImage {
         })
     }
 
+    /// Opens a raw image file whose writes the device refuses, as a write-protected disk's
+    /// (`--disk path=FILE,readonly=on`).
+    pub fn open_read_only(path: &Path) -> Result<DiskImage, DiskError> {
+        Ok(DiskImage {
+            read_only: true,
+            ..DiskImage::open(path)?
+        })
+    }
+
     /// The built-in test image: a position-dependent pattern (see `janus_abi::demo`); read-only.
     pub fn test_image() -> DiskImage {
         let data: Vec<u8> = (0..TEST_IMAGE_BYTES as u64).map(test_image_byte).collect();
@@ -230,6 +239,9 @@ mod tests {
             &[7, 7, 7, 7, 9, 9, 9, 9]
         );
         assert!(d.write_at(1021, &[9; 4]).is_err(), "the image never grows");
+        let ro = DiskImage::open_read_only(&path).unwrap();
+        assert!(ro.read_only());
+        assert!(ro.write_at(0, &[0]).is_err());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024);
         assert!(matches!(
             DiskImage::open(&dir.join("missing")),

@@ -19,20 +19,26 @@
 //! mirrored in an `AtomicBool` after every change, so `has_interrupt` never locks; a condvar
 //! on `state` wakes halted vCPUs when it rises, another wakes the timer thread when the local
 //! APIC timer's deadline changes.
+//!
+//! PV EOI (KVM's protocol, offered to para-virtualized guests): see [`PvEoi`]. It is the one
+//! place the chip touches guest memory, and it does so only on the vCPU's thread; the DMA log
+//! it reports those writes to is a leaf lock.
 
 use crate::bus::{Bus, BusDevice, BusError};
 use crate::ioapic::IoApic;
 use crate::lapic::{ApicBus, LapicEffect, LocalApic};
 use crate::pic8259::Pic8259Pair;
 use crate::pit8254::MonoClock;
+use janus_abi::kvm_para::{MSR_ENABLED, MSR_PV_EOI_EN, PV_EOI_BIT};
 use janus_abi::pc::{
     ELCR, IOAPIC_BASE, IOAPIC_ID, IOAPIC_PINS, IOAPIC_PIT_PIN, IOAPIC_SIZE, LAPIC_BASE, LAPIC_SIZE,
     LAPIC_TIMER_HZ, PIC_CASCADE_IRQ, PIC_MASTER, PIC_SLAVE, PIT_IRQ,
 };
-use janus_engine::{InterruptController, IrqRouter};
+use janus_engine::{DmaObserver, GuestMemory, InterruptController, IrqRouter};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// IA32_APIC_BASE bits.
 const APIC_BASE_BSP: u64 = 1 << 8;
@@ -40,6 +46,41 @@ const APIC_BASE_X2APIC: u64 = 1 << 10;
 const APIC_BASE_ENABLE: u64 = 1 << 11;
 /// Reserved bits below the base address (bit 9 and 0..=7).
 const APIC_BASE_RESERVED_LOW: u64 = 0x2ff;
+
+/// KVM's para-virtual EOI. When the interrupt the CPU takes is the only one in service, is
+/// edge-triggered and nothing else waits, the chip sets bit 0 of a guest flag word as it
+/// delivers it. The guest then ends the interrupt by clearing that bit instead of writing the
+/// EOI register (which traps), and the chip performs the EOI the next time the vCPU calls in
+/// (KVM: at the next exit). If the bit is still set then, the offer is taken back (the bit
+/// cleared) and the guest writes the EOI register as usual.
+///
+/// The guest clears the bit with a plain read-modify-write, so the chip reads and writes the
+/// flag only on the vCPU's own thread: when it acknowledges an interrupt and when the guest
+/// accesses APIC registers or the MSR, never from a device or timer thread.
+struct PvEoi {
+    mem: GuestMemory,
+    dma: Arc<dyn DmaObserver>,
+    /// MSR_KVM_PV_EOI_EN as last written: the flag's address and the enable bit.
+    msr: u64,
+    /// The vector whose EOI the guest may do through the flag.
+    pending: Option<u8>,
+    /// EOIs the guest did through the flag.
+    completed: u64,
+}
+
+impl PvEoi {
+    fn flag(&self) -> Option<GuestAddress> {
+        (self.msr & MSR_ENABLED != 0).then_some(GuestAddress(self.msr & !MSR_ENABLED))
+    }
+
+    fn put_flag(&self, at: GuestAddress, set: bool) -> bool {
+        let ok = self.mem.write_obj(u8::from(set), at).is_ok();
+        if ok {
+            self.dma.dma_written(at.0, 1);
+        }
+        ok
+    }
+}
 
 /// The three models and the clock, under one lock.
 struct Chip {
@@ -49,6 +90,8 @@ struct Chip {
     clock: MonoClock,
     /// The local APIC timer deadline the timer thread last saw.
     deadline: Option<u64>,
+    /// Present where the VMM offers PV EOI (para mode on the soft engine).
+    pv_eoi: Option<PvEoi>,
 }
 
 impl Chip {
@@ -69,24 +112,88 @@ impl Chip {
         self.ioapic.set_line(pin, high, &mut self.lapic);
     }
 
-    /// INTR as the CPU sees it.
+    /// INTR as the CPU sees it. While a PV EOI is outstanding, any new request raises it:
+    /// the guest may have ended the interrupt in service already, which only the vCPU's call
+    /// to [`Chip::acknowledge`] can find out.
     fn intr(&self) -> bool {
         let pic = self.pic.int_output();
         (pic && (self.lapic.passes_pic() || self.lapic.extint_pending()))
             || self.lapic.has_interrupt()
+            || (self.pv_eoi_outstanding() && self.lapic.irr_pending())
+    }
+
+    fn pv_eoi_outstanding(&self) -> bool {
+        self.pv_eoi.as_ref().is_some_and(|p| p.pending.is_some())
     }
 
     fn acknowledge(&mut self) -> Option<u8> {
+        self.sync_pv_eoi();
+        if !self.intr() {
+            return None;
+        }
         if self.pic.int_output() && (self.lapic.passes_pic() || self.lapic.extint_pending()) {
             self.lapic.clear_extint();
             return Some(self.pic.inta());
         }
-        self.lapic.acknowledge()
+        let vector = self.lapic.acknowledge()?;
+        self.offer_pv_eoi(vector);
+        Some(vector)
+    }
+
+    /// Settles an outstanding PV EOI (vCPU thread only): the EOI if the guest cleared its
+    /// flag, otherwise the offer is withdrawn.
+    fn sync_pv_eoi(&mut self) {
+        let Some(pv) = &mut self.pv_eoi else { return };
+        let (Some(_), Some(at)) = (pv.pending.take(), pv.flag()) else {
+            return;
+        };
+        let flag: u8 = pv.mem.read_obj(at).unwrap_or(0);
+        if flag & PV_EOI_BIT as u8 != 0 {
+            pv.put_flag(at, false);
+        } else {
+            pv.completed += 1;
+            let effect = self.lapic.eoi();
+            self.apply(effect);
+        }
+    }
+
+    /// Offers the guest a PV EOI for `vector`, just acknowledged, where KVM would.
+    fn offer_pv_eoi(&mut self, vector: u8) {
+        let Some(pv) = &mut self.pv_eoi else { return };
+        let Some(at) = pv.flag() else { return };
+        if self.lapic.irr_pending() || !self.lapic.sole_edge_in_service(vector) {
+            return;
+        }
+        if pv.put_flag(at, true) {
+            pv.pending = Some(vector);
+        }
+    }
+
+    /// WRMSR to MSR_KVM_PV_EOI_EN; `None` where PV EOI is not offered (the MSR does not
+    /// exist). As in KVM, a misaligned address, or an enabled one outside RAM, is refused.
+    fn write_pv_eoi_msr(&mut self, value: u64) -> Option<bool> {
+        let pv = self.pv_eoi.as_ref()?;
+        let addr = value & !MSR_ENABLED;
+        let in_ram = pv.mem.check_range(GuestAddress(addr), 1);
+        if !addr.is_multiple_of(4) || (value & MSR_ENABLED != 0 && !in_ram) {
+            return Some(false);
+        }
+        self.sync_pv_eoi();
+        if let Some(pv) = &mut self.pv_eoi {
+            pv.msr = value;
+        }
+        Some(true)
     }
 
     fn lapic_write(&mut self, offset: u64, value: u32) {
         let now = self.now();
-        match self.lapic.write(offset, value, now) {
+        let effect = self.lapic.write(offset, value, now);
+        self.apply(effect);
+    }
+
+    /// Carries out what a local APIC write asks of the rest of the platform.
+    fn apply(&mut self, effect: LapicEffect) {
+        match effect {
             LapicEffect::None => {}
             LapicEffect::EoiBroadcast(vector) => self.ioapic.eoi(vector, &mut self.lapic),
             // One APIC: the sender is the only possible target.
@@ -126,6 +233,7 @@ impl PcIrqChip {
             lapic: LocalApic::new(0, timer_hz),
             clock,
             deadline: None,
+            pv_eoi: None,
         };
         Arc::new(PcIrqChip {
             state: Mutex::new(chip),
@@ -220,6 +328,25 @@ impl PcIrqChip {
         true
     }
 
+    /// Offers the guest KVM's PV EOI (MSR_KVM_PV_EOI_EN), with its flag in `mem`; writes to
+    /// the flag are reported to `dma`.
+    pub fn enable_pv_eoi(&self, mem: GuestMemory, dma: Arc<dyn DmaObserver>) {
+        self.with(|c| {
+            c.pv_eoi = Some(PvEoi {
+                mem,
+                dma,
+                msr: 0,
+                pending: None,
+                completed: 0,
+            })
+        });
+    }
+
+    /// EOIs the guest did through the PV EOI flag instead of the EOI register.
+    pub fn pv_eois(&self) -> u64 {
+        self.with(|c| c.pv_eoi.as_ref().map_or(0, |p| p.completed))
+    }
+
     /// NMIs the local APIC received and could not pass on (no NMI pin in the engine yet).
     pub fn nmis(&self) -> u64 {
         self.with(|c| c.lapic.nmis())
@@ -243,6 +370,7 @@ impl PcIrqChip {
 
     fn lapic_read(&self, offset: u64) -> u32 {
         self.with(|c| {
+            c.sync_pv_eoi();
             if !c.lapic.hw_enabled() {
                 return 0;
             }
@@ -253,6 +381,7 @@ impl PcIrqChip {
 
     fn lapic_write(&self, offset: u64, v: u32) {
         self.with(|c| {
+            c.sync_pv_eoi();
             if c.lapic.hw_enabled() {
                 c.lapic_write(offset, v);
             }
@@ -304,7 +433,7 @@ impl InterruptController for PcIrqChip {
     /// The INTA cycle happens under the lock together with the check, so a request that went
     /// away since `has_interrupt` gives `None` rather than a spurious vector.
     fn acknowledge(&self) -> Option<u8> {
-        self.with(|c| if c.intr() { c.acknowledge() } else { None })
+        self.with(|c| c.acknowledge())
     }
 
     fn set_cr8(&self, cr8: u64) {
@@ -316,11 +445,19 @@ impl InterruptController for PcIrqChip {
     }
 
     fn read_msr(&self, index: u32) -> Option<u64> {
-        (index == APIC_BASE_MSR).then(|| self.apic_base_msr())
+        match index {
+            APIC_BASE_MSR => Some(self.apic_base_msr()),
+            MSR_PV_EOI_EN => self.with(|c| c.pv_eoi.as_ref().map(|p| p.msr)),
+            _ => None,
+        }
     }
 
     fn write_msr(&self, index: u32, value: u64) -> Option<bool> {
-        (index == APIC_BASE_MSR).then(|| self.set_apic_base_msr(value))
+        match index {
+            APIC_BASE_MSR => Some(self.set_apic_base_msr(value)),
+            MSR_PV_EOI_EN => self.with(|c| c.write_pv_eoi_msr(value)),
+            _ => None,
+        }
     }
 
     /// Sleeps until INTR rises or `timeout` passes, waking for the local APIC timer's deadline
@@ -527,6 +664,98 @@ mod tests {
         r.lapic_w(0xb0, 0);
         assert_eq!(r.lapic_r(0x100 + 0x10), 0, "ISR clear after EOI");
         assert_eq!(r.chip.acknowledge(), None);
+    }
+
+    /// A rig with the UART's IRQ 4 routed edge-triggered to vector 0x24 and IRQ 9 level-
+    /// triggered to 0x29 through the I/O APIC, and PV EOI offered with its flag at 0x1000.
+    fn pv_eoi_rig() -> (Rig, GuestMemory) {
+        let r = Rig::new();
+        r.enable_lapic();
+        r.init_pic(0);
+        r.lapic_w(0x350, 0x10700);
+        r.lapic_w(0xd0, 0x0100_0000);
+        r.ioapic_w(0x19, 0x0100_0000);
+        r.ioapic_w(0x18, 0x24 | (1 << 11));
+        r.ioapic_w(0x23, 0x0100_0000);
+        r.ioapic_w(0x22, 0x29 | (1 << 11) | (1 << 15));
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x2000)]).unwrap();
+        r.chip
+            .enable_pv_eoi(mem.clone(), Arc::new(janus_engine::NoDmaObserver));
+        assert_eq!(r.chip.write_msr(MSR_PV_EOI_EN, 0x1000 | 1), Some(true));
+        (r, mem)
+    }
+
+    fn flag(mem: &GuestMemory) -> u8 {
+        mem.read_obj(GuestAddress(0x1000)).unwrap()
+    }
+
+    #[test]
+    fn pv_eoi_ends_an_edge_interrupt_without_the_eoi_register() {
+        let (r, mem) = pv_eoi_rig();
+        r.chip.set_level(4, true);
+        r.chip.set_level(4, false);
+        assert_eq!(r.chip.acknowledge(), Some(0x24));
+        assert_eq!(flag(&mem), 1, "offered");
+        // The guest clears the flag instead of writing EOI; the next pulse finds out.
+        mem.write_obj(0u8, GuestAddress(0x1000)).unwrap();
+        r.chip.set_level(4, true);
+        r.chip.set_level(4, false);
+        assert!(r.chip.has_interrupt());
+        assert_eq!(r.chip.acknowledge(), Some(0x24), "the first one was ended");
+        assert_eq!(r.chip.pv_eois(), 1);
+        // APIC register accesses settle it too.
+        mem.write_obj(0u8, GuestAddress(0x1000)).unwrap();
+        assert_eq!(r.lapic_r(0x100 + 0x10), 0, "ISR clear");
+        assert_eq!(r.chip.pv_eois(), 2);
+    }
+
+    #[test]
+    fn pv_eoi_is_withdrawn_when_the_guest_did_not_use_it() {
+        let (r, mem) = pv_eoi_rig();
+        r.chip.set_level(4, true);
+        r.chip.set_level(4, false);
+        assert_eq!(r.chip.acknowledge(), Some(0x24));
+        // Another request of the same class while the first is in service (flag still set):
+        // INTR rises so the vCPU calls in, the offer is withdrawn, nothing is delivered.
+        r.chip.set_level(4, true);
+        r.chip.set_level(4, false);
+        assert!(r.chip.has_interrupt());
+        assert_eq!(r.chip.acknowledge(), None);
+        assert_eq!(flag(&mem), 0, "withdrawn");
+        assert!(!r.chip.has_interrupt(), "no spinning on a blocked request");
+        // The guest now writes the EOI register, and the waiting request comes through.
+        r.lapic_w(0xb0, 0);
+        assert_eq!(r.chip.acknowledge(), Some(0x24));
+        assert_eq!(r.chip.pv_eois(), 0);
+        assert_eq!(flag(&mem), 1, "offered again: nothing else pending");
+    }
+
+    #[test]
+    fn pv_eoi_is_not_offered_for_level_or_nested_interrupts() {
+        let (r, mem) = pv_eoi_rig();
+        r.chip.set_level(9, true);
+        assert_eq!(r.chip.acknowledge(), Some(0x29));
+        assert_eq!(flag(&mem), 0, "level-triggered: the I/O APIC needs the EOI");
+        r.chip.set_level(9, false);
+        r.lapic_w(0xb0, 0);
+        // Two requests at once: the second waits in IRR, so no offer.
+        r.lapic_w(0x300, 0x4_0000 | 0x51); // self IPI, vector 0x51
+        r.chip.set_level(4, true);
+        assert_eq!(r.chip.acknowledge(), Some(0x51));
+        assert_eq!(flag(&mem), 0);
+    }
+
+    #[test]
+    fn pv_eoi_msr_checks_its_address() {
+        let (r, _) = pv_eoi_rig();
+        assert_eq!(r.chip.read_msr(MSR_PV_EOI_EN), Some(0x1001));
+        assert_eq!(r.chip.write_msr(MSR_PV_EOI_EN, 0x1002 | 1), Some(false));
+        assert_eq!(r.chip.write_msr(MSR_PV_EOI_EN, 0x9000 | 1), Some(false));
+        assert_eq!(r.chip.write_msr(MSR_PV_EOI_EN, 0x9000), Some(true), "off");
+        // Without PV EOI offered the MSR does not exist.
+        let plain = Rig::new();
+        assert_eq!(plain.chip.write_msr(MSR_PV_EOI_EN, 0x1001), None);
+        assert_eq!(plain.chip.read_msr(MSR_PV_EOI_EN), None);
     }
 
     #[test]

@@ -423,6 +423,19 @@ impl LocalApic {
         Some(v)
     }
 
+    /// Some vector is requested (IRR not empty), deliverable now or not.
+    pub fn irr_pending(&self) -> bool {
+        self.irr.highest().is_some()
+    }
+
+    /// `vector` is the only one in service, and edge-triggered: its EOI has no effect beyond
+    /// this APIC (the condition under which KVM offers the guest a para-virtual EOI).
+    pub fn sole_edge_in_service(&self, vector: u8) -> bool {
+        let mut others = self.isr;
+        others.set(vector, false);
+        self.isr.get(vector) && others.highest().is_none() && !self.tmr.get(vector)
+    }
+
     /// LINT0 passes the PIC's INT to the CPU (ExtINT mode, unmasked), or the APIC is off and
     /// the INT pin goes to the CPU directly.
     pub fn passes_pic(&self) -> bool {
@@ -589,7 +602,7 @@ impl LocalApic {
     }
 
     /// EOI: ends the highest vector in service.
-    fn eoi(&mut self) -> LapicEffect {
+    pub fn eoi(&mut self) -> LapicEffect {
         let Some(v) = self.isr.highest() else {
             return LapicEffect::None;
         };

@@ -14,6 +14,7 @@ pub mod i8042;
 pub mod ide;
 pub mod ioapic;
 pub mod irqchip;
+pub mod kvmclock;
 pub mod lapic;
 pub mod legacy;
 pub mod pci;
@@ -21,10 +22,12 @@ pub mod pic8259;
 pub mod pit8254;
 pub mod post;
 pub mod pvclock;
+pub mod tap;
 #[cfg(test)]
 mod test_support;
 pub mod timer;
 pub mod uart16550;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
 pub use control::{StopRequest, VmControl};

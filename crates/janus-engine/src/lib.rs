@@ -126,6 +126,19 @@ impl DmaObserver for NoDmaObserver {
     fn dma_written(&self, _gpa: u64, _len: u64) {}
 }
 
+/// Model-specific registers the VMM implements for engines that have no hypervisor behind them
+/// to do it (the soft engine): KVM's para-virtual MSRs, for example, which KVM implements in
+/// the kernel on the kvm engine. Called on the vCPU's thread, between instructions.
+pub trait MsrHandler: Send + Sync {
+    /// Reads MSR `index`, or `None` if it is not one of this handler's.
+    fn read_msr(&self, index: u32) -> Option<u64>;
+    /// Writes MSR `index`: `Some(false)` if the value is refused (the engine raises #GP),
+    /// `None` if it is not one of this handler's.
+    fn write_msr(&self, index: u32, value: u64) -> Option<bool>;
+    /// The guest wrote its time-stamp counter: clock pages derived from it are stale.
+    fn tsc_changed(&self) {}
+}
+
 /// The guest's time-stamp counter as the VMM can read it from outside the vCPU, for building
 /// the PV clock page.
 pub trait GuestClock: Send + Sync {
@@ -177,5 +190,13 @@ pub trait Vcpu: Send {
     /// Guest instructions retired so far, where the engine counts them.
     fn instructions_retired(&self) -> Option<u64> {
         None
+    }
+
+    /// Hands MSRs the engine does not implement itself to `handler` (before the vCPU first
+    /// runs). Engines whose hypervisor implements the para-virtual MSRs refuse.
+    fn set_msr_handler(&mut self, _handler: Arc<dyn MsrHandler>) -> Result<()> {
+        Err(EngineError::Unsupported(
+            "this engine implements its para-virtual MSRs itself".into(),
+        ))
     }
 }

@@ -47,6 +47,9 @@ pub fn read(cpu: &mut Cpu, index: u32) -> Result<u64, Stop> {
     if let Some(v) = cpu.intc.as_ref().and_then(|c| c.read_msr(index)) {
         return Ok(v);
     }
+    if let Some(v) = cpu.msr_handler.as_ref().and_then(|h| h.read_msr(index)) {
+        return Ok(v);
+    }
     let m = &cpu.r.msr;
     Ok(match index {
         TSC => crate::exec::system::guest_tsc(cpu),
@@ -81,13 +84,23 @@ pub fn read(cpu: &mut Cpu, index: u32) -> Result<u64, Stop> {
 
 pub fn write(cpu: &mut Cpu, index: u32, v: u64) -> Result<(), Stop> {
     let gp = || Err(Fault::gp(0).into());
-    match cpu.intc.as_ref().and_then(|c| c.write_msr(index, v)) {
+    let owner = cpu
+        .intc
+        .as_ref()
+        .and_then(|c| c.write_msr(index, v))
+        .or_else(|| cpu.msr_handler.as_ref().and_then(|h| h.write_msr(index, v)));
+    match owner {
         Some(true) => return Ok(()),
         Some(false) => return gp(),
         None => {}
     }
     match index {
-        TSC => cpu.tsc.set(v),
+        TSC => {
+            cpu.tsc.set(v);
+            if let Some(h) = &cpu.msr_handler {
+                h.tsc_changed();
+            }
+        }
         APIC_BASE => {
             if v & 0xfff & !((1 << 8) | (1 << 10) | (1 << 11)) != 0 {
                 return gp();

@@ -461,6 +461,11 @@ impl Vcpu for SoftVcpu {
     fn instructions_retired(&self) -> Option<u64> {
         Some(self.cpu.stats.instructions)
     }
+
+    fn set_msr_handler(&mut self, handler: Arc<dyn janus_engine::MsrHandler>) -> Result<()> {
+        self.cpu.msr_handler = Some(handler);
+        Ok(())
+    }
 }
 
 /// Re-exported for tests: the TSC type behind `clock()`.

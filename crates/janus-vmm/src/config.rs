@@ -40,6 +40,24 @@ pub enum KernelSource {
     File(PathBuf),
 }
 
+/// `--disk`: a raw image file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    /// The guest may not write it.
+    pub read_only: bool,
+}
+
+/// `--net`: a host TAP interface and the guest's MAC address on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    pub tap: String,
+    pub mac: [u8; 6],
+}
+
+/// The guest's MAC address when `--net` names none (QEMU's default, locally administered).
+pub const DEFAULT_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmConfig {
     pub engine: EngineChoice,
@@ -49,7 +67,8 @@ pub struct VmConfig {
     pub cmdline: String,
     pub memory_bytes: u64,
     pub vcpus: u32,
-    pub disk: Option<PathBuf>,
+    pub disk: Option<DiskConfig>,
+    pub net: Option<NetConfig>,
 }
 
 /// Default guest RAM.
@@ -68,6 +87,7 @@ impl Default for VmConfig {
             memory_bytes: DEFAULT_MEMORY,
             vcpus: 1,
             disk: None,
+            net: None,
         }
     }
 }
@@ -135,14 +155,74 @@ pub fn parse_cpus(spec: &str) -> Result<u32> {
     Ok(boot)
 }
 
-/// `--disk path=FILE`
-pub fn parse_disk(spec: &str) -> Result<PathBuf> {
-    let mut path = None;
-    for (_, v) in options("--disk", spec, "path", &["path"])? {
-        path = Some(PathBuf::from(v));
+/// An on/off option value.
+fn switch(option: &str, key: &str, v: &str) -> Result<bool> {
+    match v {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(VmmError::Config(format!(
+            "{option}: {key}='{v}' is not on or off"
+        ))),
     }
-    path.filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| VmmError::Config("--disk: no path given (use --disk path=FILE)".into()))
+}
+
+/// `--disk path=FILE[,readonly=on]`
+pub fn parse_disk(spec: &str) -> Result<DiskConfig> {
+    let mut path = None;
+    let mut read_only = false;
+    for (k, v) in options("--disk", spec, "path", &["path", "readonly"])? {
+        match k {
+            "readonly" => read_only = switch("--disk", k, v)?,
+            _ => path = Some(PathBuf::from(v)),
+        }
+    }
+    let path = path
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| VmmError::Config("--disk: no path given (use --disk path=FILE)".into()))?;
+    Ok(DiskConfig { path, read_only })
+}
+
+/// Parses a MAC address like `52:54:00:12:34:56`; it must be a unicast address.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    (mac[0] & 1 == 0).then_some(mac)
+}
+
+/// `--net tap=NAME[,mac=52:54:00:12:34:56]`
+pub fn parse_net(spec: &str) -> Result<NetConfig> {
+    let mut tap = None;
+    let mut mac = DEFAULT_MAC;
+    for (k, v) in options("--net", spec, "tap", &["tap", "mac"])? {
+        match k {
+            "mac" => {
+                mac = parse_mac(v).ok_or_else(|| {
+                    VmmError::Config(format!(
+                        "--net: mac='{v}' is not a unicast MAC address like 52:54:00:12:34:56"
+                    ))
+                })?
+            }
+            _ => tap = Some(v.to_string()),
+        }
+    }
+    let tap = tap.filter(|t| !t.is_empty()).ok_or_else(|| {
+        VmmError::Config("--net: no TAP interface given (use --net tap=NAME)".into())
+    })?;
+    if !janus_devices::tap::valid_name(&tap) {
+        return Err(VmmError::Config(format!(
+            "--net: tap='{tap}' is not an interface name (1 to 15 letters, digits, '-', '_' or '.')"
+        )));
+    }
+    Ok(NetConfig { tap, mac })
 }
 
 impl VmConfig {
@@ -200,13 +280,35 @@ mod tests {
 
     #[test]
     fn disk_option() {
-        assert_eq!(
-            parse_disk("path=/tmp/x.img").unwrap(),
-            PathBuf::from("/tmp/x.img")
-        );
-        assert_eq!(parse_disk("/tmp/y").unwrap(), PathBuf::from("/tmp/y"));
+        let d = parse_disk("path=/tmp/x.img").unwrap();
+        assert_eq!(d.path, PathBuf::from("/tmp/x.img"));
+        assert!(!d.read_only);
+        assert_eq!(parse_disk("/tmp/y").unwrap().path, PathBuf::from("/tmp/y"));
+        assert!(parse_disk("path=/tmp/x,readonly=on").unwrap().read_only);
+        assert!(!parse_disk("/tmp/x,readonly=off").unwrap().read_only);
         assert!(parse_disk("path=").is_err());
         assert!(parse_disk("readonly=on").is_err());
+        let e = parse_disk("/x,readonly=maybe").unwrap_err().to_string();
+        assert!(e.contains("not on or off"), "{e}");
+    }
+
+    #[test]
+    fn net_option() {
+        let n = parse_net("tap=tap0").unwrap();
+        assert_eq!((n.tap.as_str(), n.mac), ("tap0", DEFAULT_MAC));
+        let n = parse_net("tap1,mac=02:00:00:aa:bb:cc").unwrap();
+        assert_eq!(n.mac, [2, 0, 0, 0xaa, 0xbb, 0xcc]);
+        for bad in [
+            "",
+            "mac=02:00:00:00:00:01",
+            "tap=a/b",
+            "tap=t,mac=01:00:00:00:00:00",
+            "tap=t,mac=02:00:00:00:00",
+            "tap=t,mac=zz:00:00:00:00:00",
+            "tap=t,mtu=9000",
+        ] {
+            assert!(parse_net(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

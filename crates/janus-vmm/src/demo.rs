@@ -180,7 +180,7 @@ struct References {
 impl References {
     fn new(opts: &DemoOptions) -> Result<References> {
         let disk = match &opts.disk {
-            Some(p) => DiskImage::open(p)?,
+            Some(p) => DiskImage::open_read_only(p)?,
             None => DiskImage::test_image(),
         };
         let mut buf = vec![0u8; demo::BLOCK_BYTES];
@@ -315,7 +315,10 @@ fn run_mode(opts: &DemoOptions, mode: Mode, refs: &References) -> Result<(Select
         mode,
         cmdline: format!("compute={} loop={}", opts.compute_iters, opts.loop_iters),
         memory_bytes: opts.memory_bytes,
-        disk: opts.disk.clone(),
+        disk: opts.disk.clone().map(|path| crate::config::DiskConfig {
+            path,
+            read_only: true,
+        }),
         ..Default::default()
     };
     let capture = Capture::default();

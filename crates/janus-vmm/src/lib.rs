@@ -16,6 +16,7 @@ pub mod policy;
 pub mod run_loop;
 pub mod stdin;
 pub mod timers;
+pub mod virtio;
 
 pub use config::{EngineChoice, KernelSource, Mode, VmConfig};
 pub use machine::Machine;
@@ -35,6 +36,8 @@ pub enum VmmError {
     Boot(#[from] janus_boot::BootError),
     #[error(transparent)]
     Disk(#[from] janus_devices::disk::DiskError),
+    #[error("--net: {0}")]
+    Net(#[from] janus_devices::tap::TapError),
     #[error(transparent)]
     Engine(#[from] janus_engine::EngineError),
     #[error("device bus: {0}")]

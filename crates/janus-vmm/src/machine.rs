@@ -3,7 +3,9 @@
 use crate::config::{KernelSource, Mode, VmConfig};
 use crate::engine::{self, Selection};
 use crate::policy::{DiskAttachment, ModePolicy};
+use crate::stdin::ConsoleInput;
 use crate::timers::{TimedDevice, Timers};
+use crate::virtio::{Backends, VirtioDevices};
 use crate::{memory, Result, VmmError};
 use janus_abi::{hypercall, pc};
 use janus_devices::acpi_pm::{self, AcpiPm};
@@ -14,11 +16,13 @@ use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
 use janus_devices::ide::{piix, IdeStats, PiixIde};
 use janus_devices::irqchip::PcIrqChip;
+use janus_devices::kvmclock::{KvmClock, KvmClockStats};
 use janus_devices::legacy::{Absent, ResetControl, SystemControlA};
 use janus_devices::pci::{self, PciBus};
 use janus_devices::pit8254::{self, Pit8254};
 use janus_devices::post::PostCode;
 use janus_devices::pvclock::PvClock;
+use janus_devices::tap::Tap;
 use janus_devices::timer::Wakeup;
 use janus_devices::uart16550::{ConsoleOut, Uart16550};
 use janus_devices::{Bus, VmControl};
@@ -44,6 +48,14 @@ pub struct Machine {
     pub(crate) doorbell: Option<Arc<Mutex<Doorbell>>>,
     uart: Arc<Mutex<Uart16550>>,
     ide: Arc<Mutex<PiixIde>>,
+    /// Janus's kvmclock (para mode on the soft engine).
+    kvmclock: Option<Arc<KvmClock>>,
+    /// The soft engine's interrupt controllers.
+    chip: Option<Arc<PcIrqChip>>,
+    /// The para-virtual devices (para mode).
+    virtio: Option<VirtioDevices>,
+    /// Host input goes to the virtio console (the guest's console is hvc0).
+    stdin_to_virtio: bool,
     // Kept alive for the vCPU and devices; the timer threads stop when dropped.
     _timers: Timers,
     _apic_timer: Option<ApicTimer>,
@@ -154,10 +166,28 @@ impl Machine {
             None => None,
         };
         let disk = match &config.disk {
-            Some(path) => Some(Arc::new(DiskImage::open(path)?)),
+            Some(d) if d.read_only => Some(Arc::new(DiskImage::open_read_only(&d.path)?)),
+            Some(d) => Some(Arc::new(DiskImage::open(&d.path)?)),
+            None => None,
+        };
+        // The same TAP interface in both modes, so a bad --net fails alike in both.
+        let tap = match &config.net {
+            Some(n) => Some((Arc::new(Tap::open(&n.tap)?), n.mac)),
             None => None,
         };
         let selection = engine::select(config.engine)?;
+        let policy = ModePolicy::new(config.mode);
+        let para = policy.para_devices(selection.kind);
+        let mut notes = Vec::new();
+        let virtio = if para.virtio {
+            Some(Backends {
+                disk: disk.clone(),
+                net: tap,
+            })
+        } else {
+            notes.extend(unattached(tap.as_ref()));
+            None
+        };
         let mem = memory::create(config.memory_bytes)?;
         let entry = match boot {
             BootKind::Elf => janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?,
@@ -165,6 +195,10 @@ impl Machine {
                 let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
                 acpi.ioapic_id = pc::IOAPIC_ID;
                 acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&pci_routes());
+                if let Some(v) = &virtio {
+                    let devices = janus_boot::acpi::virtio_mmio_aml(&v.acpi());
+                    acpi.dsdt_aml.extend_from_slice(&devices);
+                }
                 let linux = janus_boot::linux::LinuxBoot {
                     kernel: &image,
                     initramfs: initramfs.as_deref(),
@@ -180,13 +214,23 @@ impl Machine {
         // On the soft engine Janus emulates the interrupt controllers itself.
         let chip = (selection.kind == EngineKind::Soft).then(|| PcIrqChip::new(mono()));
         let mut vm = engine::create_vm(selection.kind, &mem, chip.clone())?;
-        let policy = ModePolicy::new(config.mode);
         let cpuid = policy.cpuid(vm.kind(), &vm.supported_cpuid()?, 0);
-        let vcpu = vm.create_vcpu(0, &cpuid, &entry)?;
+        let mut vcpu = vm.create_vcpu(0, &cpuid, &entry)?;
+        let kvmclock = if para.kvm_msrs {
+            // What KVM does in the kernel on the kvm engine: kvmclock and PV EOI.
+            let pvclock = PvClock::new(vcpu.clock(), start);
+            let clock = Arc::new(KvmClock::new(mem.clone(), pvclock, vm.dma_observer()));
+            vcpu.set_msr_handler(clock.clone())?;
+            if let Some(chip) = &chip {
+                chip.enable_pv_eoi(mem.clone(), vm.dma_observer());
+            }
+            Some(clock)
+        } else {
+            None
+        };
 
         let control = Arc::new(VmControl::new());
         let mut bus = Bus::new();
-        let mut notes = Vec::new();
         let wakeup = Arc::new(Wakeup::new());
         let mut timed: Vec<TimedDevice> = Vec::new();
         if let Some(chip) = &chip {
@@ -252,8 +296,11 @@ impl Machine {
             bus.insert_pio(base, len, name, shared(Absent))?;
         }
 
-        let doorbell = if policy.para_devices().doorbell {
-            let disk = disk.filter(|_| policy.disk_attachment() == DiskAttachment::Hypercall);
+        let virtio = virtio
+            .map(|b| VirtioDevices::build(b, console.clone(), &*vm, &mem, &mut bus))
+            .transpose()?;
+        let doorbell = if para.doorbell {
+            let disk = disk.filter(|_| policy.disk_attachment() == DiskAttachment::Paravirtual);
             let disk = Some(disk.unwrap_or_else(|| Arc::new(DiskImage::test_image())));
             let pvclock = PvClock::new(vcpu.clock(), start);
             let d = Arc::new(Mutex::new(Doorbell::new(
@@ -275,7 +322,11 @@ impl Machine {
         };
         let host_err = |e| VmmError::Config(format!("cannot start a timer thread: {e}"));
         let timers = Timers::spawn(timed, Box::new(mono()), wakeup).map_err(host_err)?;
-        let apic_timer = chip.map(ApicTimer::spawn).transpose().map_err(host_err)?;
+        let apic_timer = chip
+            .clone()
+            .map(ApicTimer::spawn)
+            .transpose()
+            .map_err(host_err)?;
         Ok(Machine {
             selection,
             mode: config.mode,
@@ -286,6 +337,10 @@ impl Machine {
             doorbell,
             uart,
             ide,
+            kvmclock,
+            chip,
+            virtio,
+            stdin_to_virtio: console_is_hvc(&config.cmdline),
             _timers: timers,
             _apic_timer: apic_timer,
             _vm: vm,
@@ -298,6 +353,27 @@ impl Machine {
         self.uart.clone()
     }
 
+    /// Where host input goes: the device behind the guest's /dev/console, as its kernel
+    /// command line names it last (`console=hvc0` is the virtio console; otherwise the UART).
+    pub fn console_input(&self) -> ConsoleInput {
+        match &self.virtio {
+            Some(v) if self.stdin_to_virtio => ConsoleInput::Virtio(v.console()),
+            _ => ConsoleInput::Uart(self.uart.clone()),
+        }
+    }
+
+    /// What the para-virtual devices did, one line each (para mode).
+    pub fn para_report(&self) -> Vec<String> {
+        let mut lines = self.virtio.as_ref().map_or_else(Vec::new, |v| v.report());
+        if let Some((clock, pv_eois)) = self.kvm_pv_stats() {
+            lines.push(format!(
+                "kvmclock: {} clock page writes, {} wall clock reads, {} bad addresses; PV EOI: {pv_eois} EOIs without a trap",
+                clock.page_writes, clock.wall_clock_writes, clock.bad_addresses
+            ));
+        }
+        lines
+    }
+
     /// Where stop requests go (devices, the console escape).
     pub fn control(&self) -> Arc<VmControl> {
         self.control.clone()
@@ -306,6 +382,13 @@ impl Machine {
     /// What the IDE controller did.
     pub fn ide_stats(&self) -> IdeStats {
         lock(&self.ide).stats()
+    }
+
+    /// What the guest did with the para-virtual interfaces Janus implements itself (para mode
+    /// on the soft engine): kvmclock, and the EOIs done through PV EOI.
+    pub fn kvm_pv_stats(&self) -> Option<(KvmClockStats, u64)> {
+        let clock = self.kvmclock.as_ref()?.stats();
+        Some((clock, self.chip.as_ref().map_or(0, |c| c.pv_eois())))
     }
 
     /// Doorbell counters (para mode only).
@@ -322,6 +405,27 @@ fn pci_routes() -> Vec<janus_boot::acpi::PciRoute> {
         .into_iter()
         .map(|(slot, pin, gsi)| janus_boot::acpi::PciRoute { slot, pin, gsi })
         .collect()
+}
+
+/// Says which host devices full mode leaves unattached.
+fn unattached(tap: Option<&(Arc<Tap>, [u8; 6])>) -> Vec<String> {
+    tap.iter()
+        .map(|(t, _)| {
+            format!(
+                "TAP interface {} is not attached: full mode has no network card yet (the emulated e1000 comes later)",
+                t.name()
+            )
+        })
+        .collect()
+}
+
+/// The guest's last `console=` names the virtio console (hvc0), as Linux picks /dev/console.
+fn console_is_hvc(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix("console="))
+        .is_some_and(|c| c.starts_with("hvc"))
 }
 
 fn split_ram(size: u64) -> (u64, u64) {

@@ -4,24 +4,50 @@
 //! | what the guest sees      | full (unmodified, unaware)        | para (hypervisor-aware)                 |
 //! |--------------------------|-----------------------------------|-----------------------------------------|
 //! | CPUID.1:ECX[31]          | clear                             | set                                     |
-//! | leaves 0x4000_0000+      | none                              | the engine's KVM leaves (kvm engine) and Janus's signature + doorbell leaves at 0x4000_0100 |
-//! | console                  | 16550 UART                        | UART, plus the console hypercall        |
-//! | clock                    | PIT, CMOS RTC, TSC                | the same, plus the PV clock page        |
-//! | disk (`--disk`)          | PIIX IDE primary master (ata_piix) | block-read hypercall                    |
-//! | how it calls the VMM     | it does not: it touches hardware  | hypercall doorbell ports 0x500..        |
+//! | leaves 0x4000_0000+      | none                              | KVM's leaves (KVMKVMKVM: kvmclock, PV EOI, ...), and Janus's signature + doorbell leaves at 0x4000_0100 |
+//! | invariant TSC (0x8000_0007 EDX[8]) | as the engine reports it | hidden, so that Linux prefers kvm-clock (as QEMU does without `invtsc`) |
+//! | console                  | 16550 UART                        | UART, virtio-console, the console hypercall |
+//! | clock                    | PIT, CMOS RTC, TSC                | the same, plus kvmclock and the PV clock page |
+//! | disk (`--disk`)          | PIIX IDE primary master (ata_piix) | virtio-blk, and the block-read hypercall |
+//! | network (`--net`)        | (e1000: not built yet)            | virtio-net                              |
+//! | entropy                  | none                              | virtio-rng                              |
+//! | how it calls the VMM     | it does not: it touches hardware  | hypercall doorbell ports 0x500.., virtio notify |
+//!
+//! KVM's leaves come from the engine on kvm, where KVM implements what they advertise in the
+//! kernel. On the soft engine Janus implements the features in [`SOFT_KVM_FEATURES`] itself and
+//! advertises exactly those.
 
 use crate::config::Mode;
 use janus_abi::cpuid::{
     signature_regs, ABI_VERSION, HYPERVISOR_BIT, JANUS_LEAF, JANUS_LEAF_DOORBELL,
 };
 use janus_abi::hypercall::{CALL_COUNT, DOORBELL_BASE};
+use janus_abi::kvm_para::{self, feature};
 use janus_engine::{CpuidEntry, EngineKind};
+
+/// KVM para-virtual features Janus implements on the soft engine: kvmclock at both MSR pairs
+/// (`janus_devices::kvmclock`) with a stable TSC, PV EOI (`janus_devices::irqchip`), and no
+/// need for I/O delays (no Janus device has timing constraints).
+pub const SOFT_KVM_FEATURES: u32 = feature::CLOCKSOURCE
+    | feature::NOP_IO_DELAY
+    | feature::CLOCKSOURCE2
+    | feature::PV_EOI
+    | feature::CLOCKSOURCE_STABLE_BIT;
+
+/// CPUID.8000_0007:EDX bit 8: the TSC runs at a constant rate in every state.
+const INVARIANT_TSC: u32 = 1 << 8;
 
 /// Janus devices a guest gets beyond the PC platform every guest has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParaDevices {
     /// The hypercall doorbell (console, clock, block, poweroff calls).
     pub doorbell: bool,
+    /// virtio-mmio devices: console and entropy always, block for `--disk`, network for
+    /// `--net`.
+    pub virtio: bool,
+    /// Janus implements KVM's para-virtual MSRs (kvmclock, PV EOI) itself, because the engine
+    /// has no hypervisor to do it (the soft engine). On kvm, KVM does.
+    pub kvm_msrs: bool,
 }
 
 /// Where `--disk` is attached.
@@ -29,8 +55,9 @@ pub struct ParaDevices {
 pub enum DiskAttachment {
     /// The primary master of the PC's PIIX IDE controller: hardware a stock kernel drives.
     Ide,
-    /// The block-read hypercall of the doorbell.
-    Hypercall,
+    /// The para-virtual devices: virtio-blk (what Linux drives) and the doorbell's block-read
+    /// hypercall (what the embedded guest uses).
+    Paravirtual,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,9 +78,12 @@ impl ModePolicy {
         self.mode
     }
 
-    pub fn para_devices(&self) -> ParaDevices {
+    pub fn para_devices(&self, engine: EngineKind) -> ParaDevices {
+        let para = self.mode == Mode::Para;
         ParaDevices {
-            doorbell: self.mode == Mode::Para,
+            doorbell: para,
+            virtio: para,
+            kvm_msrs: para && engine == EngineKind::Soft,
         }
     }
 
@@ -62,7 +92,7 @@ impl ModePolicy {
     pub fn disk_attachment(&self) -> DiskAttachment {
         match self.mode {
             Mode::Full => DiskAttachment::Ide,
-            Mode::Para => DiskAttachment::Hypercall,
+            Mode::Para => DiskAttachment::Paravirtual,
         }
     }
 
@@ -95,8 +125,14 @@ impl ModePolicy {
                 }
                 // x2APIC ID in the extended topology leaves.
                 0xb | 0x1f => e.edx = index,
+                // Linux rates kvm-clock below the TSC when the TSC is invariant; a para guest
+                // is meant to use the PV clock.
+                0x8000_0007 if para => e.edx &= !INVARIANT_TSC,
                 _ => {}
             }
+        }
+        if para && engine == EngineKind::Soft {
+            table.extend(soft_kvm_leaves());
         }
         if para {
             let [b, c, d] = signature_regs();
@@ -123,9 +159,29 @@ impl ModePolicy {
     pub fn describe(&self) -> &'static str {
         match self.mode {
             Mode::Full => "unmodified and unaware: no hypervisor bit or leaves; UART, PIT, CMOS RTC, ACPI poweroff, IDE disk",
-            Mode::Para => "hypervisor-aware: hypervisor bit, Janus leaves at 0x40000100, hypercall doorbell at 0x500, PV clock",
+            Mode::Para => "hypervisor-aware: hypervisor bit, KVM leaves (kvmclock, PV EOI), Janus leaves at 0x40000100, hypercall doorbell at 0x500, PV clock, virtio devices",
         }
     }
+}
+
+/// KVM's signature and feature leaves for what Janus implements on the soft engine.
+fn soft_kvm_leaves() -> [CpuidEntry; 2] {
+    let [b, c, d] = kvm_para::signature_regs();
+    [
+        CpuidEntry {
+            function: kvm_para::CPUID_SIGNATURE,
+            eax: kvm_para::CPUID_FEATURES,
+            ebx: b,
+            ecx: c,
+            edx: d,
+            ..Default::default()
+        },
+        CpuidEntry {
+            function: kvm_para::CPUID_FEATURES,
+            eax: SOFT_KVM_FEATURES,
+            ..Default::default()
+        },
+    ]
 }
 
 #[cfg(test)]
@@ -185,10 +241,40 @@ mod tests {
     }
 
     #[test]
-    fn para_mode_on_soft_engine_advertises_only_janus() {
+    fn para_mode_on_soft_engine_advertises_what_janus_implements() {
         let t = ModePolicy::new(Mode::Para).cpuid(EngineKind::Soft, &host_like(), 0);
-        assert!(lookup(&t, 0x4000_0000, 0).is_none());
+        let sig = lookup(&t, kvm_para::CPUID_SIGNATURE, 0).unwrap();
+        assert_eq!([sig.ebx, sig.ecx, sig.edx], kvm_para::signature_regs());
+        assert_eq!(sig.eax, kvm_para::CPUID_FEATURES);
+        let features = lookup(&t, kvm_para::CPUID_FEATURES, 0).unwrap();
+        assert_eq!(
+            features.eax, SOFT_KVM_FEATURES,
+            "not the host's 0x0100_7efb"
+        );
+        assert_eq!(
+            t.iter()
+                .filter(|e| e.function == kvm_para::CPUID_FEATURES)
+                .count(),
+            1,
+            "the engine's own leaf is dropped"
+        );
         assert!(lookup(&t, JANUS_LEAF, 0).is_some());
+    }
+
+    #[test]
+    fn para_mode_hides_the_invariant_tsc() {
+        let mut host = host_like();
+        host.push(CpuidEntry {
+            function: 0x8000_0007,
+            edx: INVARIANT_TSC,
+            ..Default::default()
+        });
+        for engine in [EngineKind::Kvm, EngineKind::Soft] {
+            let para = ModePolicy::new(Mode::Para).cpuid(engine, &host, 0);
+            assert_eq!(lookup(&para, 0x8000_0007, 0).unwrap().edx, 0);
+            let full = ModePolicy::new(Mode::Full).cpuid(engine, &host, 0);
+            assert_eq!(lookup(&full, 0x8000_0007, 0).unwrap().edx, INVARIANT_TSC);
+        }
     }
 
     #[test]
@@ -199,11 +285,16 @@ mod tests {
 
     #[test]
     fn devices_follow_mode() {
-        assert!(!ModePolicy::new(Mode::Full).para_devices().doorbell);
-        assert!(ModePolicy::new(Mode::Para).para_devices().doorbell);
+        for engine in [EngineKind::Kvm, EngineKind::Soft] {
+            let full = ModePolicy::new(Mode::Full).para_devices(engine);
+            assert!(!full.doorbell && !full.virtio && !full.kvm_msrs);
+            let para = ModePolicy::new(Mode::Para).para_devices(engine);
+            assert!(para.doorbell && para.virtio);
+            assert_eq!(para.kvm_msrs, engine == EngineKind::Soft, "KVM has its own");
+        }
         let full = ModePolicy::new(Mode::Full);
         assert_eq!(full.disk_attachment(), DiskAttachment::Ide);
         let para = ModePolicy::new(Mode::Para);
-        assert_eq!(para.disk_attachment(), DiskAttachment::Hypercall);
+        assert_eq!(para.disk_attachment(), DiskAttachment::Paravirtual);
     }
 }

@@ -1,7 +1,11 @@
-//! Host stdin to the guest's UART, with a console escape: Ctrl-A then `x` stops the VM (as in
-//! QEMU), Ctrl-A Ctrl-A sends one Ctrl-A.
+//! Host stdin to the guest's console (the UART, or the virtio console when the guest's
+//! console is hvc0), with a console escape: Ctrl-A then `x` stops the VM (as in QEMU),
+//! Ctrl-A Ctrl-A sends one Ctrl-A.
 
+use janus_devices::bus::lock;
 use janus_devices::uart16550::Uart16550;
+use janus_devices::virtio::console::Console;
+use janus_devices::virtio::MmioTransport;
 use janus_devices::{StopRequest, VmControl};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -41,9 +45,39 @@ impl Escape {
     }
 }
 
-/// Copies stdin into the UART's receive FIFO on a background thread until EOF, waiting while
-/// the FIFO is full (the guest reads it at its own pace).
-pub fn forward(uart: Arc<Mutex<Uart16550>>, control: Arc<VmControl>) {
+/// The device host input goes to.
+pub enum ConsoleInput {
+    Uart(Arc<Mutex<Uart16550>>),
+    Virtio(Arc<Mutex<MmioTransport<Console>>>),
+}
+
+impl ConsoleInput {
+    /// Hands `bytes` to the device; waits while the UART's FIFO is full (the guest reads it
+    /// at its own pace). The virtio console holds what its driver has no buffers for yet.
+    fn send(&self, bytes: &[u8]) {
+        match self {
+            ConsoleInput::Uart(uart) => {
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let taken = lock(uart).enqueue_input(rest);
+                    rest = &rest[taken..];
+                    if !rest.is_empty() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            ConsoleInput::Virtio(console) => {
+                let mut t = lock(console);
+                if t.with_device(|c, q| c.input(bytes, q)).is_none() {
+                    t.device_mut().queue_input(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// Copies stdin to `input` on a background thread until EOF.
+pub fn forward(input: ConsoleInput, control: Arc<VmControl>) {
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -60,17 +94,7 @@ pub fn forward(uart: Arc<Mutex<Uart16550>>, control: Arc<VmControl>) {
                     control.request(StopRequest::Quit { via: "Ctrl-A x" });
                     break;
                 }
-                let mut rest = &bytes[..];
-                while !rest.is_empty() {
-                    let taken = uart
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .enqueue_input(rest);
-                    rest = &rest[taken..];
-                    if !rest.is_empty() {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
+                input.send(&bytes);
             }
         });
     if let Err(e) = spawned {
