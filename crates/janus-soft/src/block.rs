@@ -46,12 +46,19 @@ const NO_JUMP: JumpEntry = JumpEntry {
     id: 0,
 };
 
+/// How many non-global jump-cache slots are remembered before a flush falls back to clearing
+/// the whole cache.
+const NONGLOBAL_JUMPS_TRACKED: usize = JUMP_SIZE / 2;
+
 pub struct BlockCache {
     blocks: Vec<Option<Block>>,
     free: Vec<u32>,
     map: HashMap<(u64, u32), u32>,
     by_page: HashMap<u64, Vec<u32>>,
     jump: Vec<JumpEntry>,
+    /// Jump-cache slots whose code is not on one global page (a CR3 write may remap it), or
+    /// `None` once more were filled than are tracked.
+    nonglobal_jumps: Option<Vec<u16>>,
 }
 
 impl Default for BlockCache {
@@ -97,6 +104,7 @@ impl BlockCache {
             map: HashMap::new(),
             by_page: HashMap::new(),
             jump: vec![NO_JUMP; JUMP_SIZE],
+            nonglobal_jumps: Some(Vec::new()),
         }
     }
 
@@ -113,6 +121,22 @@ impl BlockCache {
 
     pub fn flush_jump_cache(&mut self) {
         self.jump.fill(NO_JUMP);
+        self.nonglobal_jumps = Some(Vec::new());
+    }
+
+    /// Drops the jump-cache entries a CR3 write may invalidate: all but those for blocks on a
+    /// single global page (the kernel's text, which every address space maps alike).
+    pub fn flush_nonglobal_jumps(&mut self) {
+        match self.nonglobal_jumps.take() {
+            Some(mut slots) => {
+                for &s in &slots {
+                    self.jump[s as usize] = NO_JUMP;
+                }
+                slots.clear();
+                self.nonglobal_jumps = Some(slots);
+            }
+            None => self.flush_jump_cache(),
+        }
     }
 
     fn jump_slot(pc: u64) -> usize {
@@ -146,6 +170,13 @@ impl BlockCache {
             None => self.decode(cpu, pc, phys, bitness)?,
         };
         self.jump[slot] = JumpEntry { pc, mode, id };
+        let global = self.get(id).one_page() && cpu.code_page_is_global(pc);
+        if !global {
+            match &mut self.nonglobal_jumps {
+                Some(v) if v.len() < NONGLOBAL_JUMPS_TRACKED => v.push(slot as u16),
+                _ => self.nonglobal_jumps = None,
+            }
+        }
         Ok(id)
     }
 

@@ -40,29 +40,71 @@ pub struct Tlb {
     pub e: Box<[[TlbEntry; TLB_SIZE]; 2]>,
     /// Bumped on every flush, so caches keyed by virtual address know to drop theirs.
     pub generation: u64,
+    /// Bumped only by flushes that may drop global entries too; caches that keep what global
+    /// pages map across `flush_nonglobal` watch this one.
+    pub global_generation: u64,
+    /// Slots (set × TLB_SIZE + index) filled with non-global entries since the last flush, so
+    /// that a CR3 write (twice per system call under the guest's page-table isolation) clears
+    /// those instead of scanning the whole table.
+    nonglobal: Vec<u16>,
+    /// More slots were filled than `nonglobal` holds: the next flush scans.
+    nonglobal_overflow: bool,
 }
+
+/// How many non-global fills `Tlb::nonglobal` remembers before a flush falls back to a scan.
+const NONGLOBAL_TRACKED: usize = TLB_SIZE;
 
 impl Tlb {
     pub fn new() -> Tlb {
         Tlb {
             e: Box::new([[EMPTY; TLB_SIZE]; 2]),
             generation: 0,
+            global_generation: 0,
+            nonglobal: Vec::with_capacity(NONGLOBAL_TRACKED),
+            nonglobal_overflow: false,
         }
+    }
+
+    /// Puts `entry` in slot `index` of set `set` (0 supervisor, 1 user).
+    fn fill(&mut self, set: usize, index: usize, entry: TlbEntry) {
+        if !entry.global {
+            if self.nonglobal.len() < NONGLOBAL_TRACKED {
+                self.nonglobal.push((set * TLB_SIZE + index) as u16);
+            } else {
+                self.nonglobal_overflow = true;
+            }
+        }
+        self.e[set][index] = entry;
     }
 
     pub fn flush_all(&mut self) {
         for set in self.e.iter_mut() {
             set.fill(EMPTY);
         }
+        self.nonglobal.clear();
+        self.nonglobal_overflow = false;
         self.generation += 1;
+        self.global_generation += 1;
     }
 
     pub fn flush_nonglobal(&mut self) {
-        for set in self.e.iter_mut() {
-            for e in set.iter_mut().filter(|e| !e.global) {
-                *e = EMPTY;
+        if self.nonglobal_overflow {
+            for set in self.e.iter_mut() {
+                for e in set.iter_mut().filter(|e| !e.global) {
+                    *e = EMPTY;
+                }
+            }
+        } else {
+            for &slot in &self.nonglobal {
+                let e = &mut self.e[slot as usize / TLB_SIZE][slot as usize % TLB_SIZE];
+                // The slot may have been refilled with a global entry since.
+                if !e.global {
+                    *e = EMPTY;
+                }
             }
         }
+        self.nonglobal.clear();
+        self.nonglobal_overflow = false;
         self.generation += 1;
     }
 
@@ -72,6 +114,7 @@ impl Tlb {
             set[i] = EMPTY;
         }
         self.generation += 1;
+        self.global_generation += 1;
     }
 
     /// Stops direct stores to physical page `ppage` (it now holds cached code).
@@ -409,6 +452,13 @@ impl Cpu {
         Ok(w.paddr)
     }
 
+    /// Whether the TLB maps the page of code at `lin` through a global entry (one that
+    /// survives CR3 writes), for the current privilege.
+    pub fn code_page_is_global(&self, lin: u64) -> bool {
+        let e = &self.tlb.e[self.mmu_idx & 1][((lin >> 12) as usize) & (TLB_SIZE - 1)];
+        e.tag_x == lin >> 12 && e.global
+    }
+
     fn fill_tlb(&mut self, lin: u64, w: &Walk, user: bool) {
         let ppage = w.paddr >> 12;
         let Some(host) = self.mem.host(ppage << 12, 4096) else {
@@ -424,8 +474,7 @@ impl Cpu {
         }) && w.dirty
             && !self.mem.is_code_page(ppage);
         let readable = !user || w.user;
-        let e = &mut self.tlb.e[idx][(vpage as usize) & (TLB_SIZE - 1)];
-        *e = TlbEntry {
+        let entry = TlbEntry {
             tag_r: if readable { vpage } else { INVALID },
             tag_w: if can_write { vpage } else { INVALID },
             tag_x: if readable && !w.nx { vpage } else { INVALID },
@@ -433,6 +482,7 @@ impl Cpu {
             ppage,
             global: w.global,
         };
+        self.tlb.fill(idx, (vpage as usize) & (TLB_SIZE - 1), entry);
     }
 
     // ------------------------------------------------------------------ loads and stores

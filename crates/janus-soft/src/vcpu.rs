@@ -71,6 +71,7 @@ pub struct SoftVcpu {
     pending: Option<Exit>,
     io_buf: [u8; 8],
     jump_generation: u64,
+    jump_global_generation: u64,
     halted: bool,
     dma: Arc<DmaLog>,
 }
@@ -93,6 +94,7 @@ impl SoftVcpu {
             pending: None,
             io_buf: [0; 8],
             jump_generation: 0,
+            jump_global_generation: 0,
             halted: false,
             dma,
         }
@@ -214,7 +216,12 @@ impl SoftVcpu {
     fn execute(&mut self) -> Stop {
         loop {
             if self.cpu.tlb.generation != self.jump_generation {
-                self.cache.flush_jump_cache();
+                if self.cpu.tlb.global_generation != self.jump_global_generation {
+                    self.cache.flush_jump_cache();
+                    self.jump_global_generation = self.cpu.tlb.global_generation;
+                } else {
+                    self.cache.flush_nonglobal_jumps();
+                }
                 self.jump_generation = self.cpu.tlb.generation;
             }
             if self.cpu.r.flags.if_() && self.cpu.intc.is_some() {
