@@ -295,6 +295,9 @@ impl BlockCache {
         }
         cpu.mem.set_code_page(ppage, false);
         self.flush_jump_cache();
+        // Caches keyed by virtual address elsewhere (the translator's jump table) watch these.
+        cpu.tlb.generation += 1;
+        cpu.tlb.global_generation += 1;
     }
 
     /// Number of live blocks.

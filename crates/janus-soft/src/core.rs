@@ -194,6 +194,9 @@ pub struct Cpu {
     /// Set by a translated block leaving through an exit that can be chained: the address just
     /// after its patchable `jmp rel32`.
     pub jit_exit: u64,
+    /// Address of the translator's jump table (`jit::JumpSlot`s), which translated code
+    /// consults at exits whose target is known only at run time.
+    pub jit_table: u64,
     /// MSRs the VMM implements (KVM's para-virtual ones, in para mode), consulted after the
     /// interrupt controller's and before the CPU's own.
     pub msr_handler: Option<Arc<dyn janus_engine::MsrHandler>>,
@@ -221,6 +224,7 @@ impl Cpu {
             jit_stop: None,
             chain_budget: 0,
             jit_exit: 0,
+            jit_table: 0,
             msr_handler: None,
         };
         cpu.sync_mode();

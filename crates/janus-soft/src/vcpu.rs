@@ -292,6 +292,9 @@ impl SoftVcpu {
                         jit.chain(site, b.code);
                     }
                 }
+                // Returns and indirect branches to this block may now skip the dispatcher.
+                let global = b.one_page() && self.cpu.code_page_is_global(self.cpu.r.rip);
+                jit.remember(&self.cpu, self.cpu.r.rip, global, b.code);
                 self.cpu.r.flags.to_native();
                 self.cpu.chain_budget = CHAIN_BUDGET;
                 self.cpu.jit_exit = 0;

@@ -16,9 +16,13 @@
 //! dispatcher.
 //!
 //! Invariants inside a translated block: `cpu.r.rip` holds the block's start (exits add the
-//! offset of where execution goes), the guest registers live in the CPU struct between
-//! instructions, and the guest's arithmetic flags are either in the host's RFLAGS or saved in
-//! `Flags::res` (`Op::Native`), or both; `Gen::host_valid` and `Gen::saved` track which.
+//! offset of where execution goes); a guest register lives in the CPU struct, or in the host
+//! register of the same number once an instruction has loaded it there (`Gen::cached`, and
+//! `Gen::dirty` when the host copy is newer), so a run of register instructions loads and
+//! stores each register once; everything is written back before anything that reads the CPU
+//! struct (the interpreter, an exit) or clobbers host registers (a call, a template). The
+//! guest's arithmetic flags are either in the host's RFLAGS or saved in `Flags::res`
+//! (`Op::Native`), or both; `Gen::host_valid` and `Gen::saved` track which.
 
 use super::layout as lay;
 use super::x64::{cc, reg::*, Alu, Asm, Fixup, Mem};
@@ -104,6 +108,19 @@ const POOL: [u8; 13] = [
 /// The same without the registers that need a REX prefix.
 const LOW_POOL: [u8; 7] = [RBP, RDI, RDX, RCX, RBX, RAX, RSI];
 
+/// Host registers a call may clobber (System V).
+const CALLER_SAVED: u16 =
+    1 << RAX | 1 << RCX | 1 << RDX | 1 << RSI | 1 << RDI | 1 << R8 | 1 << R9 | 1 << R10 | 1 << R11;
+
+fn bit(r: u8) -> u16 {
+    1 << r
+}
+
+/// The register numbers in `mask`, lowest first.
+fn regs_in(mask: u16) -> impl Iterator<Item = u8> {
+    (0..16u8).filter(move |r| mask & bit(*r) != 0)
+}
+
 pub struct Compiler {
     enc: Encoder,
     info: InstructionInfoFactory,
@@ -145,6 +162,8 @@ impl Compiler {
             t: *t,
             host_valid: false,
             saved: true,
+            cached: 0,
+            dirty: 0,
             cold: Vec::new(),
         };
         let mut native = 0;
@@ -615,6 +634,8 @@ enum Cold {
         from: Fixup,
         back: usize,
         ptr: u8,
+        /// Cached registers the call to fill the TLB clobbers.
+        reload: u16,
         info: u32,
         insn: *const Insn,
         off: u64,
@@ -636,8 +657,13 @@ enum Cold {
 /// Where the main path continues after the interpreter ran an instruction in cold code.
 #[derive(Clone, Copy)]
 enum Resume {
-    /// At this offset of the main path, restoring the host flags first if `flags` is set.
-    At { to: Option<usize>, flags: bool },
+    /// At this offset of the main path, reloading the registers the main path has cached
+    /// there (`regs`) and restoring the host flags first if `flags` is set.
+    At {
+        to: Option<usize>,
+        flags: bool,
+        regs: u16,
+    },
     /// The instruction was a branch: leave the block after it.
     Exit { next: u64 },
 }
@@ -653,6 +679,10 @@ struct Gen {
     host_valid: bool,
     /// `Flags` in the CPU struct holds them (in the native form).
     saved: bool,
+    /// Guest registers held in the host register of the same number.
+    cached: u16,
+    /// Of those, the ones whose host copy is newer than the CPU struct's.
+    dirty: u16,
     cold: Vec<Cold>,
 }
 
@@ -661,6 +691,57 @@ fn cpu(disp: i32) -> Mem {
 }
 
 impl Gen {
+    /// Writes the cached registers in `mask` that are newer than the CPU struct back to it.
+    fn write_back(&mut self, mask: u16) {
+        for g in regs_in(self.dirty & mask) {
+            self.a.store(8, cpu(lay::gpr(g)), g);
+        }
+        self.dirty &= !mask;
+    }
+
+    /// Writes every newer register back (stores leave RFLAGS alone).
+    fn spill(&mut self) {
+        self.write_back(u16::MAX);
+    }
+
+    /// Frees the host registers in `mask` for other uses, writing back what they cache.
+    fn evict(&mut self, mask: u16) {
+        self.write_back(mask);
+        self.cached &= !mask;
+    }
+
+    /// Before host code that reads or writes guest registers in the CPU struct, or calls out.
+    fn forget_all(&mut self) {
+        self.evict(u16::MAX);
+    }
+
+    /// Guest register `g` in host register `g`.
+    fn use_reg(&mut self, g: u8) {
+        if self.cached & bit(g) == 0 {
+            self.a.load64(g, cpu(lay::gpr(g)));
+            self.cached |= bit(g);
+        }
+    }
+
+    /// Guest register `g`'s current value into host register `dst`.
+    fn read_gpr(&mut self, dst: u8, g: u8) {
+        if self.cached & bit(g) != 0 {
+            if dst != g {
+                self.a.mov_rr(dst, g);
+            }
+        } else {
+            self.a.load64(dst, cpu(lay::gpr(g)));
+        }
+    }
+
+    /// Cold code: the registers in `mask` again from the CPU struct (after a call, or after
+    /// the interpreter ran an instruction).
+    fn reload(&mut self, mask: u16) {
+        for g in regs_in(mask) {
+            self.a.load64(g, cpu(lay::gpr(g)));
+        }
+    }
+
     fn save(&mut self) {
         if !self.saved {
             self.a.save_flags(cpu(lay::flags_res()));
@@ -700,13 +781,14 @@ impl Gen {
     /// that page drops them together). Each chained jump spends one unit of
     /// `Cpu::chain_budget`, so control returns to the dispatcher regularly.
     fn exit_rel(&mut self, to: u64, retired: u32) {
+        self.spill();
         self.save();
         if to != 0 {
             self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
         }
         let target = self.page_off as i64 + to as i64;
         if !(0..4096).contains(&target) {
-            self.exit(retired);
+            self.exit_lookup(retired);
             return;
         }
         if retired != 0 {
@@ -727,16 +809,53 @@ impl Gen {
         self.a.jmp_abs(here, self.t.exit);
     }
 
-    /// Leaves the block (RIP already stored).
-    fn exit(&mut self, retired: u32) {
+    /// Leaves the block for RIP (already stored), which is known only at run time: through
+    /// the jump table straight to its translation when the dispatcher has run it under the
+    /// current mappings (spending one unit of `Cpu::chain_budget`), else to the dispatcher.
+    fn exit_lookup(&mut self, retired: u32) {
+        self.spill();
         self.save();
         if retired != 0 {
             self.a
                 .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
         }
-        self.a.mov_ri(RAX, 0);
-        let here = self.base;
-        self.a.jmp_abs(here, self.t.exit);
+        let a = &mut self.a;
+        a.load64(RAX, cpu(lay::rip()));
+        // The tag: RIP ^ exec_key << 48.
+        a.load32(RDX, cpu(lay::exec_key()));
+        a.shl_ri(RDX, 48);
+        a.alu_rr(Alu::Xor, RDX, RAX);
+        // The slot: (RIP ^ RIP >> 12) mod JUMP_SLOTS.
+        a.mov_rr(RCX, RAX);
+        a.shr_ri(RCX, 12);
+        a.alu_rr(Alu::Xor, RCX, RAX);
+        a.alu_ri(Alu::And, RCX, super::JUMP_SLOTS as i32 - 1);
+        a.shl_ri(RCX, super::JUMP_SLOT_SHIFT);
+        a.alu_rm(Alu::Add, RCX, cpu(lay::jit_table()));
+        a.alu_rm(Alu::Cmp, RDX, Mem::at(RCX, 0));
+        let miss_tag = a.jcc(cc::NE);
+        // Still the mappings it was found under?
+        a.load64(RAX, Mem::at(RCX, 8));
+        a.load64(
+            RAX,
+            Mem {
+                base: R15,
+                index: Some((RAX, 0)),
+                disp: 0,
+            },
+        );
+        a.alu_rm(Alu::Cmp, RAX, Mem::at(RCX, 16));
+        let miss_gen = a.jcc(cc::NE);
+        a.alu_mi(Alu::Sub, cpu(lay::chain_budget()), 1);
+        let spent = a.jcc(cc::E);
+        a.jmp_m(Mem::at(RCX, 24));
+        let here = a.len();
+        for f in [miss_tag, miss_gen, spent] {
+            a.patch(f, here);
+        }
+        a.mov_ri(RAX, 0);
+        let base = self.base;
+        a.jmp_abs(base, self.t.exit);
     }
 
     /// Computes the guest effective address of `insn`'s memory operand into RSI (RDI is
@@ -744,6 +863,13 @@ impl Gen {
     fn ea(&mut self, s: &Site, segment: bool) {
         let m = s.insn.mem;
         let disp = m.disp as i64;
+        self.evict(bit(RSI) | bit(RDI));
+        if m.base != RIP && m.base != NONE {
+            self.read_gpr(RSI, m.base);
+        }
+        if m.index != NONE && m.base != RIP {
+            self.read_gpr(RDI, m.index);
+        }
         let a = &mut self.a;
         match m.base {
             RIP => {
@@ -764,15 +890,13 @@ impl Gen {
                 }
             }
             NONE => a.mov_ri(RSI, disp as u64),
-            b => {
-                a.load64(RSI, cpu(lay::gpr(b)));
+            _ => {
                 if m.index == NONE && disp != 0 {
                     a.lea(RSI, Mem::at(RSI, disp as i32));
                 }
             }
         }
         if m.index != NONE && m.base != RIP {
-            a.load64(RDI, cpu(lay::gpr(m.index)));
             let d = if m.base == NONE { 0 } else { disp as i32 };
             a.lea(
                 RSI,
@@ -804,13 +928,17 @@ impl Gen {
     /// pointer in `ptr`; a miss goes to cold code, which comes back with `ptr` set or runs the
     /// instruction in the interpreter and resumes as `resume` says.
     fn probe(&mut self, s: &Site, size: u8, write: bool, ptr: u8, resume: Resume) {
+        // The probe uses RDI and `ptr` (and RSI holds the address); the registers still cached
+        // must survive the cold path's call.
+        self.evict(bit(RDI) | bit(ptr) | bit(RSI));
+        let reload = self.cached & CALLER_SAVED;
         let a = &mut self.a;
         a.lea(RDI, Mem::at(RSI, size as i32 - 1));
         a.shr_ri(RDI, 12);
-        a.mov_rr(RAX, RSI);
-        a.shr_ri(RAX, 12);
-        a.alu_ri(Alu::And, RAX, crate::mmu::TLB_SIZE as i32 - 1);
-        a.shl_ri(RAX, lay::TLB_ENTRY_SHIFT);
+        a.mov_rr(ptr, RSI);
+        a.shr_ri(ptr, 12);
+        a.alu_ri(Alu::And, ptr, crate::mmu::TLB_SIZE as i32 - 1);
+        a.shl_ri(ptr, lay::TLB_ENTRY_SHIFT);
         let tag = if write {
             lay::tlb_tag_w()
         } else {
@@ -818,7 +946,7 @@ impl Gen {
         };
         let entry = |disp| Mem {
             base: R14,
-            index: Some((RAX, 0)),
+            index: Some((ptr, 0)),
             disp,
         };
         a.alu_rm(Alu::Cmp, RDI, entry(tag));
@@ -837,6 +965,7 @@ impl Gen {
             from,
             back,
             ptr,
+            reload,
             info: size as u32 | (write as u32) << 8,
             insn: s.insn,
             off: s.off,
@@ -861,6 +990,13 @@ impl Gen {
 
     /// Emits one instruction; returns whether it ended the block.
     fn emit(&mut self, s: &Site, plan: &Plan) -> bool {
+        match plan {
+            Plan::Nop | Plan::Native(_) | Plan::Lea => {}
+            // Conditional branches only leave; the rest read and write guest registers in the
+            // CPU struct and use host registers of their own.
+            Plan::Jcc(_) => self.spill(),
+            _ => self.forget_all(),
+        }
         match plan {
             Plan::Nop => false,
             Plan::Native(n) => {
@@ -912,14 +1048,14 @@ impl Gen {
                 self.a.lea(RBX, Mem::at(RBX, 8 + *pop as i32));
                 self.a.store(8, cpu(lay::gpr(RSP)), RBX);
                 self.a.store(8, cpu(lay::rip()), RAX);
-                self.exit(s.index + 1);
+                self.exit_lookup(s.index + 1);
                 true
             }
             Plan::JmpInd => {
                 let resume = branch_resume(s);
                 self.branch_target(s, R12, resume);
                 self.a.store(8, cpu(lay::rip()), R12);
-                self.exit(s.index + 1);
+                self.exit_lookup(s.index + 1);
                 true
             }
             Plan::CallInd => {
@@ -930,7 +1066,7 @@ impl Gen {
                 self.a.lea(RAX, Mem::at(RAX, s.next as i32));
                 self.push_commit();
                 self.a.store(8, cpu(lay::rip()), R12);
-                self.exit(s.index + 1);
+                self.exit_lookup(s.index + 1);
                 true
             }
             Plan::Push => {
@@ -982,6 +1118,7 @@ impl Gen {
         Resume::At {
             to: None,
             flags: false,
+            regs: 0,
         }
     }
 
@@ -990,6 +1127,7 @@ impl Gen {
     fn resolve(&mut self, _r: Resume) {
         let here = self.a.len();
         let flags = self.host_valid;
+        let cached = self.cached;
         for c in self.cold.iter_mut().rev() {
             let r = match c {
                 Cold::Miss { resume, .. } | Cold::Interpret { resume, .. } => resume,
@@ -999,9 +1137,11 @@ impl Gen {
                 Resume::At {
                     to: to @ None,
                     flags: f,
+                    regs,
                 } => {
                     *to = Some(here);
                     *f = flags;
+                    *regs = cached;
                 }
                 _ => break,
             }
@@ -1061,6 +1201,7 @@ impl Gen {
             return;
         };
         self.ea(s, false);
+        self.evict(bit(dst));
         let slot = cpu(lay::gpr(dst));
         match s.insn.osize {
             8 => self.a.store(8, slot, RSI),
@@ -1075,6 +1216,8 @@ impl Gen {
     fn native(&mut self, s: &Site, n: &Native) {
         let resume = self.resume_after(s);
         if let Some(m) = n.mem {
+            // A miss may run the instruction in the interpreter, which reads the CPU struct.
+            self.spill();
             self.ea(s, true);
             self.clobber(s.live_in);
             self.probe(s, m.size, m.write, m.ptr, resume);
@@ -1083,12 +1226,23 @@ impl Gen {
             self.need();
         }
         for &(g, h, _) in &n.regs {
-            self.a.load64(h, cpu(lay::gpr(g)));
+            if g == h {
+                self.use_reg(g);
+            } else {
+                // A renamed register (RSP, R14, R15) borrows a host register that may cache
+                // another guest register.
+                self.evict(bit(h));
+                self.a.load64(h, cpu(lay::gpr(g)));
+            }
         }
         self.a.bytes(&n.bytes);
         for &(g, h, w) in &n.regs {
             if w {
-                self.a.store(8, cpu(lay::gpr(g)), h);
+                if g == h {
+                    self.dirty |= bit(g);
+                } else {
+                    self.a.store(8, cpu(lay::gpr(g)), h);
+                }
             }
         }
         if n.flags_out {
@@ -1108,6 +1262,7 @@ impl Gen {
                     from,
                     back,
                     ptr,
+                    reload,
                     info,
                     insn,
                     off,
@@ -1122,6 +1277,7 @@ impl Gen {
                     self.a.test_rr64(RAX, RAX);
                     let miss = self.a.jcc(cc::E);
                     self.a.mov_rr(ptr, RAX);
+                    self.reload(reload);
                     let j = self.a.jmp();
                     self.a.patch(j, back);
                     let here = self.a.len();
@@ -1155,7 +1311,8 @@ impl Gen {
         self.a.test_rr32(RAX, RAX);
         let stop = self.a.jcc(cc::NE);
         match resume {
-            Resume::At { to, flags } => {
+            Resume::At { to, flags, regs } => {
+                self.reload(regs);
                 if flags {
                     self.a.load_flags(cpu(lay::flags_res()));
                 }

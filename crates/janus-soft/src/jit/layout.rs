@@ -4,7 +4,7 @@
 use crate::core::{Cpu, Stats};
 use crate::cpu::{Regs, Seg};
 use crate::flags::Flags;
-use crate::mmu::TlbEntry;
+use crate::mmu::{Tlb, TlbEntry};
 use std::mem::{offset_of, size_of};
 
 fn i32_of(v: usize) -> i32 {
@@ -46,6 +46,26 @@ pub fn chain_budget() -> i32 {
 /// `Cpu::jit_exit`.
 pub fn jit_exit() -> i32 {
     i32_of(offset_of!(Cpu, jit_exit))
+}
+
+/// `Cpu::jit_table`, the address of the translator's jump table.
+pub fn jit_table() -> i32 {
+    i32_of(offset_of!(Cpu, jit_table))
+}
+
+/// `Cpu::exec_key` (32 bits).
+pub fn exec_key() -> i32 {
+    i32_of(offset_of!(Cpu, exec_key))
+}
+
+/// The TLB's generation counter: `global` for the one only global flushes bump.
+pub fn tlb_generation(global: bool) -> i32 {
+    let g = if global {
+        offset_of!(Tlb, global_generation)
+    } else {
+        offset_of!(Tlb, generation)
+    };
+    i32_of(offset_of!(Cpu, tlb) + g)
 }
 
 /// The retired-instruction counter.

@@ -55,8 +55,49 @@ pub struct JitStats {
     pub chained: u64,
 }
 
+/// One entry of the jump table translated code consults where an exit's target is known only
+/// at run time (returns, indirect branches, jumps to another page): with a hit it jumps to the
+/// target's translation instead of returning to the dispatcher. The dispatcher fills it with
+/// every translation it runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JumpSlot {
+    /// The block's linear address XOR its `exec_key` shifted to bit 48 (unique for canonical
+    /// addresses, since the key is below 2^16).
+    pub tag: u64,
+    /// Offset in the CPU struct of the TLB generation the entry depends on: the global one
+    /// for a block on one global page, else the one every flush bumps.
+    pub gen_off: u64,
+    /// That generation's value when the entry was made.
+    pub gen: u64,
+    pub code: u64,
+}
+
+/// Entries in the jump table (a power of two).
+pub const JUMP_SLOTS: usize = 4096;
+/// log2 of the size of a `JumpSlot`.
+pub const JUMP_SLOT_SHIFT: u8 = 5;
+
+const NO_SLOT: JumpSlot = JumpSlot {
+    tag: 0,
+    gen_off: 0,
+    gen: u64::MAX,
+    code: 0,
+};
+
+/// The jump table index of linear address `pc`.
+pub fn jump_slot(pc: u64) -> usize {
+    ((pc ^ (pc >> 12)) as usize) & (JUMP_SLOTS - 1)
+}
+
+/// The tag of `pc` run with `key`.
+pub fn jump_tag(pc: u64, key: u32) -> u64 {
+    pc ^ (key as u64) << 48
+}
+
 pub struct Jit {
     buf: CodeBuffer,
+    table: Box<[JumpSlot; JUMP_SLOTS]>,
     entry: Entry,
     stubs: usize,
     targets: Targets,
@@ -90,6 +131,7 @@ impl Jit {
         let entry: Entry = unsafe { std::mem::transmute::<*const u8, Entry>(entry) };
         Some(Jit {
             buf,
+            table: Box::new([NO_SLOT; JUMP_SLOTS]),
             entry,
             stubs,
             targets: Targets {
@@ -137,8 +179,25 @@ impl Jit {
         self.stats.chained += 1;
     }
 
+    /// Lets translated code reach `code`, the translation of the block at linear address
+    /// `pc` run with `key`, while the TLB generation it depends on stays where it is now.
+    pub fn remember(&mut self, cpu: &Cpu, pc: u64, global: bool, code: usize) {
+        let (gen_off, gen) = if global {
+            (layout::tlb_generation(true), cpu.tlb.global_generation)
+        } else {
+            (layout::tlb_generation(false), cpu.tlb.generation)
+        };
+        self.table[jump_slot(pc)] = JumpSlot {
+            tag: jump_tag(pc, cpu.exec_key),
+            gen_off: gen_off as u64,
+            gen,
+            code: code as u64,
+        };
+    }
+
     /// Drops every translation.
     pub fn flush(&mut self) {
+        self.table.fill(NO_SLOT);
         self.buf.reset_to(self.stubs);
         self.epoch = self.epoch.wrapping_add(1).max(1);
         self.stats.flushes += 1;
@@ -149,6 +208,7 @@ impl Jit {
     pub fn run(&self, cpu: &mut Cpu, code: usize) -> u32 {
         debug_assert!(self.buf.contains(code));
         let tlb = cpu.tlb.e[cpu.mmu_idx & 1].as_ptr();
+        cpu.jit_table = self.table.as_ptr() as u64;
         // SAFETY: `code` is a translation in this buffer made for 64-bit code, which the
         // caller checked the CPU is running; it only touches the CPU struct through R15, guest
         // RAM through pointers from the TLB entries the engine filled (always within one

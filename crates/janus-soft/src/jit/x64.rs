@@ -56,6 +56,7 @@ pub enum Alu {
     Add = 0,
     And = 4,
     Sub = 5,
+    Xor = 6,
     Cmp = 7,
 }
 
@@ -161,6 +162,20 @@ impl Asm {
     /// `mov r64, [m]`
     pub fn load64(&mut self, dst: u8, m: Mem) {
         self.op_rm64(0x8b, dst, &m);
+    }
+
+    /// `mov r32, [m]` (zero-extended).
+    pub fn load32(&mut self, dst: u8, m: Mem) {
+        self.rex_mem(false, dst, &m, false);
+        self.u8(0x8b);
+        self.modrm_mem(dst, &m);
+    }
+
+    /// `jmp qword [m]`
+    pub fn jmp_m(&mut self, m: Mem) {
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0xff);
+        self.modrm_mem(4, &m);
     }
 
     /// `mov [m], r` of `size` bytes (1, 2, 4, 8).
