@@ -120,6 +120,60 @@ impl AsRawFd for Tap {
     }
 }
 
+/// Where a network card's frames go and come from: a TAP interface (or, in tests, a datagram
+/// socket). Reads do not block.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &str;
+    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()>;
+    /// Readable when a frame waits.
+    fn fd(&self) -> RawFd;
+}
+
+impl Backend for Tap {
+    fn name(&self) -> &str {
+        Tap::name(self)
+    }
+    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Tap::read_frame(self, buf)
+    }
+    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+        Tap::write_frame(self, frame)
+    }
+    fn fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+/// Waits until `wake` or (if given) `tap` is readable, for a card's receive thread; false if
+/// polling failed for good (logged once, naming `device`).
+pub fn wait_readable(device: &str, wake: RawFd, tap: Option<RawFd>) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: tap.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a live array of two pollfd structures (a negative fd is ignored).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r >= 0 {
+            return true;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            tracing::warn!("{device}: poll: {e}; receiving stops");
+            return false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,9 @@
 use super::mmio::MmioTransport;
 use super::queue::{Queues, Stream};
 use super::VirtioDevice;
-use crate::tap::Tap;
-use std::os::fd::{AsRawFd, RawFd};
+use crate::tap::wait_readable;
+pub use crate::tap::Backend;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use virtio_bindings::bindings::virtio_net::{
@@ -36,31 +37,6 @@ pub struct NetStats {
     pub rx_bytes: u64,
     /// Frames dropped: too large for the guest's buffer or the TAP, or refused by the host.
     pub dropped: u64,
-}
-
-/// Where frames go and come from: a TAP interface (or, in tests, a datagram socket). Reads
-/// do not block.
-pub trait Backend: Send + Sync {
-    fn name(&self) -> &str;
-    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize>;
-    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()>;
-    /// Readable when a frame waits.
-    fn fd(&self) -> RawFd;
-}
-
-impl Backend for Tap {
-    fn name(&self) -> &str {
-        Tap::name(self)
-    }
-    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        Tap::read_frame(self, buf)
-    }
-    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
-        Tap::write_frame(self, frame)
-    }
-    fn fd(&self) -> RawFd {
-        self.as_raw_fd()
-    }
 }
 
 /// What a receive pass ended on.
@@ -289,7 +265,7 @@ fn rx_loop(
 ) {
     let mut watch_tap = false;
     while !stop.load(Ordering::Acquire) {
-        if !wait(wake.as_raw_fd(), watch_tap.then(|| tap.fd())) {
+        if !wait_readable("virtio-net", wake.as_raw_fd(), watch_tap.then(|| tap.fd())) {
             return;
         }
         let _ = wake.read();
@@ -299,61 +275,17 @@ fn rx_loop(
     }
 }
 
-/// Waits until `wake` or (if given) `tap` is readable; false if polling failed for good.
-fn wait(wake: i32, tap: Option<i32>) -> bool {
-    let mut fds = [
-        libc::pollfd {
-            fd: wake,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: tap.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    loop {
-        // SAFETY: `fds` is a live array of two pollfd structures (a negative fd is ignored).
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if r >= 0 {
-            return true;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            tracing::warn!("virtio-net: poll: {e}; receiving stops");
-            return false;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::mmio::tests::Mmio;
     use super::super::queue::tests::{Driver, Line, NEXT, WRITE};
     use super::super::F_VERSION_1;
     use super::*;
+    use crate::test_support::Socket;
     use std::os::unix::net::UnixDatagram;
     use std::time::{Duration, Instant};
     use virtio_bindings::bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
     use vm_memory::{Bytes, GuestAddress};
-
-    /// One end of a datagram socket pair stands in for the TAP interface.
-    struct Socket(UnixDatagram);
-    impl Backend for Socket {
-        fn name(&self) -> &str {
-            "socket"
-        }
-        fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.0.recv(buf)
-        }
-        fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
-            self.0.send(frame).map(|_| ())
-        }
-        fn fd(&self) -> RawFd {
-            self.0.as_raw_fd()
-        }
-    }
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 
