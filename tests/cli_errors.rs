@@ -93,10 +93,7 @@ fn unknown_option_values() {
         &janus(&["run", "--disk", "path=x.img,cache=none"]),
         "unknown key 'cache'",
     );
-    assert_one_line_error(
-        &janus(&["run", "--disk", "readonly=on"]),
-        "no path given",
-    );
+    assert_one_line_error(&janus(&["run", "--disk", "readonly=on"]), "no path given");
     assert_one_line_error(&janus(&["frobnicate"]), "unrecognized subcommand");
 }
 
