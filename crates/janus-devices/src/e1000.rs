@@ -25,7 +25,7 @@ pub mod rx;
 pub mod tx;
 
 pub use device::{E1000, E1000_ID, SLOT};
-pub use rx::RxThread;
+pub use rx::receive_thread;
 
 /// What the card did, for `janus run`'s report line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,6 +10,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use vmm_sys_util::eventfd::EventFd;
 
 /// Longest interface name (IFNAMSIZ less the terminating zero).
 pub const NAME_MAX: usize = 15;
@@ -147,7 +150,7 @@ impl Backend for Tap {
 
 /// Waits until `wake` or (if given) `tap` is readable, for a card's receive thread; false if
 /// polling failed for good (logged once, naming `device`).
-pub fn wait_readable(device: &str, wake: RawFd, tap: Option<RawFd>) -> bool {
+fn wait_readable(device: &str, wake: RawFd, tap: Option<RawFd>) -> bool {
     let mut fds = [
         libc::pollfd {
             fd: wake,
@@ -170,6 +173,54 @@ pub fn wait_readable(device: &str, wake: RawFd, tap: Option<RawFd>) -> bool {
         if e.kind() != std::io::ErrorKind::Interrupted {
             tracing::warn!("{device}: poll: {e}; receiving stops");
             return false;
+        }
+    }
+}
+
+/// A network card's receive thread: runs `poll` whenever the card's `wake` event fires or,
+/// while the last `poll` asked for it (returned true), the backend has a frame. Stops when
+/// dropped.
+pub struct RxThread {
+    stop: Arc<AtomicBool>,
+    wake: EventFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RxThread {
+    pub fn spawn(
+        name: &'static str,
+        backend: Arc<dyn Backend>,
+        wake: &EventFd,
+        mut poll: impl FnMut() -> bool + Send + 'static,
+    ) -> std::io::Result<RxThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, w) = (stop.clone(), wake.try_clone()?);
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-rx"))
+            .spawn(move || {
+                let mut watch = false;
+                while !s.load(Ordering::Acquire) {
+                    if !wait_readable(name, w.as_raw_fd(), watch.then(|| backend.fd())) {
+                        return;
+                    }
+                    let _ = w.read();
+                    watch = poll();
+                }
+            })?;
+        Ok(RxThread {
+            stop,
+            wake: wake.try_clone()?,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RxThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.wake.write(1);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -12,7 +12,7 @@ use janus_devices::acpi_pm::{self, AcpiPm};
 use janus_devices::bus::{lock, shared};
 use janus_devices::cmos_rtc::{self, CmosRtc};
 use janus_devices::disk::DiskImage;
-use janus_devices::e1000::{self, E1000Stats, RxThread, E1000};
+use janus_devices::e1000::{self, E1000Stats, E1000};
 use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
 use janus_devices::ide::{piix, IdeStats, PiixIde};
@@ -23,6 +23,7 @@ use janus_devices::pci::{self, PciBus};
 use janus_devices::pit8254::{self, Pit8254};
 use janus_devices::post::PostCode;
 use janus_devices::pvclock::PvClock;
+use janus_devices::tap::RxThread;
 use janus_devices::tap::Tap;
 use janus_devices::timer::Wakeup;
 use janus_devices::uart16550::{ConsoleOut, Uart16550};
@@ -432,7 +433,7 @@ fn attach_e1000(
         .map_err(|e| VmmError::Config(format!("--net: cannot create an event file: {e}")))?;
     let nic = Arc::new(Mutex::new(nic));
     E1000::install(&nic, pci);
-    let rx = RxThread::spawn(nic.clone())
+    let rx = e1000::receive_thread(nic.clone())
         .map_err(|e| VmmError::Config(format!("--net: cannot start the receive thread: {e}")))?;
     Ok((nic, rx))
 }

@@ -12,12 +12,9 @@ use super::device::{GuestError, E1000};
 use super::frame::{destination, fcs, vlan_tag, Destination, ETHERTYPE_AT, MIN_FRAME};
 use super::regs::*;
 use crate::bus::lock;
-use crate::tap::{wait_readable, Backend};
+use crate::tap::RxThread;
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use vmm_sys_util::eventfd::EventFd;
 
 /// The receive packet buffer's size (PBA.RXA at power-up).
 pub const FIFO_BYTES: usize = 48 * 1024;
@@ -288,51 +285,15 @@ impl E1000 {
     }
 }
 
-/// The receive thread: polls the backend (while the receiver is enabled) and the device's
-/// wake-up event. Stops when dropped.
-pub struct RxThread {
-    stop: Arc<AtomicBool>,
-    wake: EventFd,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RxThread {
-    pub fn spawn(nic: Arc<Mutex<E1000>>) -> std::io::Result<RxThread> {
-        let (backend, wake) = {
-            let n = lock(&nic);
-            (n.backend.clone(), n.wake.try_clone()?)
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, w) = (stop.clone(), wake.try_clone()?);
-        let thread = std::thread::Builder::new()
-            .name("e1000-rx".into())
-            .spawn(move || rx_loop(&nic, &backend, &w, &s))?;
-        Ok(RxThread {
-            stop,
-            wake,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for RxThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.wake.write(1);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn rx_loop(nic: &Mutex<E1000>, backend: &Arc<dyn Backend>, wake: &EventFd, stop: &AtomicBool) {
+/// Starts the card's receive thread: it polls the backend (while the receiver is enabled) and
+/// the card's wake-up event.
+pub fn receive_thread(nic: Arc<Mutex<E1000>>) -> std::io::Result<RxThread> {
+    let (backend, wake) = {
+        let n = lock(&nic);
+        (n.backend.clone(), n.wake.try_clone()?)
+    };
     let mut buf = vec![0u8; TAP_FRAME_MAX];
-    let mut watch = false;
-    while !stop.load(Ordering::Acquire) {
-        if !wait_readable("e1000", wake.as_raw_fd(), watch.then(|| backend.fd())) {
-            return;
-        }
-        let _ = wake.read();
-        watch = lock(nic).poll_backend(&mut buf);
-    }
+    RxThread::spawn("e1000", backend, &wake, move || {
+        lock(&nic).poll_backend(&mut buf)
+    })
 }

@@ -456,7 +456,7 @@ fn receive_thread_delivers_frames() {
             n.bar_write(0, reg as u64, &v.to_le_bytes());
         }
     };
-    let rx = RxThread::spawn(nic.clone()).unwrap();
+    let rx = receive_thread(nic.clone()).unwrap();
     rig_ring(&mut lock(&nic));
     host.send(&frame_to([0xff; 6], 60)).unwrap();
     let until = Instant::now() + Duration::from_secs(10);

@@ -10,10 +10,9 @@
 use super::mmio::MmioTransport;
 use super::queue::{Queues, Stream};
 use super::VirtioDevice;
-use crate::tap::wait_readable;
 pub use crate::tap::Backend;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+pub use crate::tap::RxThread;
+
 use std::sync::{Arc, Mutex};
 use virtio_bindings::bindings::virtio_net::{
     VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
@@ -222,57 +221,18 @@ impl VirtioDevice for Net {
 
 /// The receive side's thread: polls the TAP interface (while the guest has buffers) and the
 /// device's wake-up event, and moves frames in. Stops when dropped.
-pub struct RxThread {
-    stop: Arc<AtomicBool>,
-    wake: EventFd,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RxThread {
-    pub fn spawn(device: Arc<Mutex<MmioTransport<Net>>>) -> std::io::Result<RxThread> {
-        let (tap, wake) = {
-            let t = device.lock().unwrap_or_else(|p| p.into_inner());
-            (t.device().tap.clone(), t.device().wake.try_clone()?)
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, w) = (stop.clone(), wake.try_clone()?);
-        let thread = std::thread::Builder::new()
-            .name("virtio-net-rx".into())
-            .spawn(move || rx_loop(&device, &tap, &w, &s))?;
-        Ok(RxThread {
-            stop,
-            wake,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for RxThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.wake.write(1);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn rx_loop(
-    device: &Mutex<MmioTransport<Net>>,
-    tap: &Arc<dyn Backend>,
-    wake: &EventFd,
-    stop: &AtomicBool,
-) {
-    let mut watch_tap = false;
-    while !stop.load(Ordering::Acquire) {
-        if !wait_readable("virtio-net", wake.as_raw_fd(), watch_tap.then(|| tap.fd())) {
-            return;
-        }
-        let _ = wake.read();
+/// Starts the receive side's thread: it polls the TAP interface (while the guest has buffers)
+/// and the device's wake-up event, and moves frames in.
+pub fn receive_thread(device: Arc<Mutex<MmioTransport<Net>>>) -> std::io::Result<RxThread> {
+    let (tap, wake) = {
+        let t = device.lock().unwrap_or_else(|p| p.into_inner());
+        (t.device().tap.clone(), t.device().wake.try_clone()?)
+    };
+    RxThread::spawn("virtio-net", tap, &wake, move || {
         let mut t = device.lock().unwrap_or_else(|p| p.into_inner());
-        // Before DRIVER_OK the device takes no frames; its activation wakes this thread.
-        watch_tap = t.with_device(|net, q| net.receive(q)) == Some(RxState::TapEmpty);
-    }
+        // Before DRIVER_OK the device takes no frames; its activation wakes the thread.
+        t.with_device(|net, q| net.receive(q)) == Some(RxState::TapEmpty)
+    })
 }
 
 #[cfg(test)]
@@ -365,7 +325,7 @@ mod tests {
         d.offer(0);
         m.bring_up(F_VERSION_1, &[(RXQ as u32, 8)]);
         let device = Arc::new(Mutex::new(m.t));
-        let rx = RxThread::spawn(device.clone()).unwrap();
+        let rx = receive_thread(device.clone()).unwrap();
         host.send(b"ping").unwrap();
         let until = Instant::now() + Duration::from_secs(10);
         while d.used_idx() == 0 {
@@ -373,7 +333,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(d.used(0), (0, (HEADER + 4) as u32));
-        assert!(line.high.load(Ordering::SeqCst), "interrupt raised");
+        assert!(
+            line.high.load(std::sync::atomic::Ordering::SeqCst),
+            "interrupt raised"
+        );
         drop(rx);
     }
 }
