@@ -120,6 +120,24 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
             n(ide.flushes)
         );
     }
+    // The e1000's exits and frames (full mode with --net, only if the guest used it).
+    if let Some(nic) = machine.e1000_stats().filter(|s| s.exits() > 0) {
+        let n = table::thousands;
+        eprintln!(
+            "janus: e1000: {} exits ({} MMIO, {} I/O); {} frames out ({} bytes), {} frames in ({} bytes), {} dropped; {} interrupts, {} TSO contexts; {} guest errors",
+            n(nic.exits()),
+            n(nic.mmio_exits),
+            n(nic.io_exits),
+            n(nic.tx_frames),
+            n(nic.tx_bytes),
+            n(nic.rx_frames),
+            n(nic.rx_bytes),
+            n(nic.dropped),
+            n(nic.interrupts),
+            n(nic.tso_contexts),
+            n(nic.guest_errors)
+        );
+    }
     for line in machine.para_report() {
         eprintln!("janus: {line}");
     }

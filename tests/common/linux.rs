@@ -42,6 +42,19 @@ pub fn assets() -> Option<Assets> {
 /// `janus run` for the Linux guest on the soft engine, fully virtualized.
 pub fn boot(a: &Assets, cmdline: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
+    boot_args(&mut c, a, cmdline);
+    c
+}
+
+/// The same inside `netns`, with its TAP interface as `--net`.
+pub fn boot_with_net(a: &Assets, cmdline: &str, netns: &super::netns::Netns) -> Command {
+    let mut c = netns.command(env!("CARGO_BIN_EXE_janus"));
+    boot_args(&mut c, a, cmdline);
+    c.args(["--net", &format!("tap={}", super::netns::TAP)]);
+    c
+}
+
+fn boot_args(c: &mut Command, a: &Assets, cmdline: &str) {
     c.args([
         "run",
         "--engine",
@@ -56,7 +69,6 @@ pub fn boot(a: &Assets, cmdline: &str) -> Command {
     .arg("--initramfs")
     .arg(&a.initramfs)
     .args(["--cmdline", cmdline]);
-    c
 }
 
 /// Waits for `child` to exit; kills it and fails the test at `until`.

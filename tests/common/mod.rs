@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod linux;
+pub mod netns;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

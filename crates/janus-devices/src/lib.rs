@@ -1,14 +1,15 @@
 //! Device models and the bus every device-touching exit lands on.
 //!
 //! Written by hand where no well-kept crate models the part (CMOS RTC, PIT, 8259 PIC, I/O APIC,
-//! local APIC, PCI bus and bridges, PIIX IDE, ACPI PM block, the hypercall doorbell); the 16550A
-//! UART and the i8042 reset line come from vm-superio.
+//! local APIC, PCI bus and bridges, PIIX IDE, the e1000 NIC, ACPI PM block, the hypercall
+//! doorbell); the 16550A UART and the i8042 reset line come from vm-superio.
 
 pub mod acpi_pm;
 pub mod bus;
 pub mod cmos_rtc;
 pub mod control;
 pub mod disk;
+pub mod e1000;
 pub mod hypercall;
 pub mod i8042;
 pub mod ide;

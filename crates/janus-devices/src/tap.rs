@@ -10,6 +10,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use vmm_sys_util::eventfd::EventFd;
 
 /// Longest interface name (IFNAMSIZ less the terminating zero).
 pub const NAME_MAX: usize = 15;
@@ -117,6 +120,108 @@ impl Tap {
 impl AsRawFd for Tap {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+/// Where a network card's frames go and come from: a TAP interface (or, in tests, a datagram
+/// socket). Reads do not block.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &str;
+    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()>;
+    /// Readable when a frame waits.
+    fn fd(&self) -> RawFd;
+}
+
+impl Backend for Tap {
+    fn name(&self) -> &str {
+        Tap::name(self)
+    }
+    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Tap::read_frame(self, buf)
+    }
+    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+        Tap::write_frame(self, frame)
+    }
+    fn fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+/// Waits until `wake` or (if given) `tap` is readable, for a card's receive thread; false if
+/// polling failed for good (logged once, naming `device`).
+fn wait_readable(device: &str, wake: RawFd, tap: Option<RawFd>) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: tap.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a live array of two pollfd structures (a negative fd is ignored).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r >= 0 {
+            return true;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            tracing::warn!("{device}: poll: {e}; receiving stops");
+            return false;
+        }
+    }
+}
+
+/// A network card's receive thread: runs `poll` whenever the card's `wake` event fires or,
+/// while the last `poll` asked for it (returned true), the backend has a frame. Stops when
+/// dropped.
+pub struct RxThread {
+    stop: Arc<AtomicBool>,
+    wake: EventFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RxThread {
+    pub fn spawn(
+        name: &'static str,
+        backend: Arc<dyn Backend>,
+        wake: &EventFd,
+        mut poll: impl FnMut() -> bool + Send + 'static,
+    ) -> std::io::Result<RxThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, w) = (stop.clone(), wake.try_clone()?);
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-rx"))
+            .spawn(move || {
+                let mut watch = false;
+                while !s.load(Ordering::Acquire) {
+                    if !wait_readable(name, w.as_raw_fd(), watch.then(|| backend.fd())) {
+                        return;
+                    }
+                    let _ = w.read();
+                    watch = poll();
+                }
+            })?;
+        Ok(RxThread {
+            stop,
+            wake: wake.try_clone()?,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RxThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.wake.write(1);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

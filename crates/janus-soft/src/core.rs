@@ -132,6 +132,12 @@ impl IoLog {
         self.done.push(read_value);
     }
 
+    /// An instruction stopped at a port or MMIO access and has not completed yet: it must run
+    /// again (replaying what it did) before the CPU may take an interrupt.
+    pub fn in_progress(&self) -> bool {
+        !self.done.is_empty()
+    }
+
     /// Starts the instruction over (replaying from the first access).
     pub fn rewind(&mut self) {
         self.pos = 0;

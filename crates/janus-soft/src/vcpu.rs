@@ -224,7 +224,10 @@ impl SoftVcpu {
                 }
                 self.jump_generation = self.cpu.tlb.generation;
             }
-            if self.cpu.r.flags.if_() && self.cpu.intc.is_some() {
+            // An instruction that exited for I/O finishes first: the access has happened, so
+            // the interrupt comes after it (taken here, it would return to the instruction and
+            // repeat the access: a device register written twice).
+            if self.cpu.r.flags.if_() && self.cpu.intc.is_some() && !self.cpu.io.in_progress() {
                 if let Err(stop) = self.take_interrupt() {
                     return stop;
                 }

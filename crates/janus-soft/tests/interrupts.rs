@@ -185,3 +185,69 @@ fn protected_mode_interrupt_gate() {
         "IF cleared by the interrupt gate"
     );
 }
+
+/// Pending only once armed (by a device write, in the test).
+struct Armed(Mutex<(bool, Option<u8>)>);
+
+impl InterruptController for Armed {
+    fn has_interrupt(&self) -> bool {
+        let s = self.0.lock().unwrap();
+        s.0 && s.1.is_some()
+    }
+    fn acknowledge(&self) -> Option<u8> {
+        let mut s = self.0.lock().unwrap();
+        if s.0 {
+            s.1.take()
+        } else {
+            None
+        }
+    }
+}
+
+#[test]
+fn an_interrupt_raised_by_an_mmio_write_comes_after_it() {
+    // The write raises the interrupt (as a NIC's interrupt cause set register does): the
+    // handler must run once, after the write, and the write must not be repeated.
+    const MMIO: u64 = 0xfeb0_0000;
+    let code = asm(64, CODE, |a| {
+        a.sti()?;
+        a.nop()?;
+        a.mov(eax, 4)?;
+        a.mov(dword_ptr(MMIO), eax)?;
+        // The engine takes interrupts between blocks: end this one.
+        let mut next = a.create_label();
+        a.jmp(next)?;
+        a.set_label(&mut next)?;
+        a.mov(qword_ptr(REC), 5)?;
+        a.cli()?;
+        a.hlt()
+    });
+    let mut m = TestMachine::long_mode(&code);
+    m.write(
+        HANDLER,
+        &asm(64, HANDLER, |a| {
+            a.mov(rax, qword_ptr(REC))?;
+            a.mov(qword_ptr(REC + 8), rax)?;
+            a.inc(qword_ptr(REC + 16))?;
+            a.iretq()
+        }),
+    );
+    put_u64s(&m, IDT + 0x40 * 16, &gate64(HANDLER, 0x08, 0, 0, false));
+    m.regs().idtr.base = IDT;
+    m.regs().idtr.limit = 0xfff;
+    let chip = Arc::new(Armed(Mutex::new((false, Some(0x40)))));
+    m.vcpu.set_interrupt_controller(chip.clone());
+    let mut writes = 0;
+    let end = m.run_with(100, |access| {
+        if let janus_soft::testing::Access::MmioWrite { addr: MMIO, .. } = access {
+            writes += 1;
+            chip.0.lock().unwrap().0 = true;
+        }
+        0
+    });
+    assert_eq!(end, End::Halt);
+    assert_eq!(writes, 1, "the write happened once");
+    assert_eq!(m.read_u64(REC + 16), 1, "the interrupt was taken once");
+    assert_eq!(m.read_u64(REC + 8), 0, "before the code after the write");
+    assert_eq!(m.read_u64(REC), 5, "and the code went on");
+}

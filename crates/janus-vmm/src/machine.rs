@@ -2,7 +2,7 @@
 
 use crate::config::{KernelSource, Mode, VmConfig};
 use crate::engine::{self, Selection};
-use crate::policy::{DiskAttachment, ModePolicy};
+use crate::policy::{DiskAttachment, ModePolicy, NetAttachment};
 use crate::stdin::ConsoleInput;
 use crate::timers::{TimedDevice, Timers};
 use crate::virtio::{Backends, VirtioDevices};
@@ -12,6 +12,7 @@ use janus_devices::acpi_pm::{self, AcpiPm};
 use janus_devices::bus::{lock, shared};
 use janus_devices::cmos_rtc::{self, CmosRtc};
 use janus_devices::disk::DiskImage;
+use janus_devices::e1000::{self, E1000Stats, E1000};
 use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
 use janus_devices::ide::{piix, IdeStats, PiixIde};
@@ -22,6 +23,7 @@ use janus_devices::pci::{self, PciBus};
 use janus_devices::pit8254::{self, Pit8254};
 use janus_devices::post::PostCode;
 use janus_devices::pvclock::PvClock;
+use janus_devices::tap::RxThread;
 use janus_devices::tap::Tap;
 use janus_devices::timer::Wakeup;
 use janus_devices::uart16550::{ConsoleOut, Uart16550};
@@ -48,6 +50,8 @@ pub struct Machine {
     pub(crate) doorbell: Option<Arc<Mutex<Doorbell>>>,
     uart: Arc<Mutex<Uart16550>>,
     ide: Arc<Mutex<PiixIde>>,
+    /// The network card of full mode (`--net`), and its receive thread.
+    nic: Option<(Arc<Mutex<E1000>>, RxThread)>,
     /// Janus's kvmclock (para mode on the soft engine).
     kvmclock: Option<Arc<KvmClock>>,
     /// The soft engine's interrupt controllers.
@@ -179,15 +183,14 @@ impl Machine {
         let policy = ModePolicy::new(config.mode);
         let para = policy.para_devices(selection.kind);
         let mut notes = Vec::new();
-        let virtio = if para.virtio {
-            Some(Backends {
-                disk: disk.clone(),
-                net: tap,
-            })
-        } else {
-            notes.extend(unattached(tap.as_ref()));
-            None
+        let (virtio_tap, nic_tap) = match policy.net_attachment() {
+            NetAttachment::VirtioNet => (tap, None),
+            NetAttachment::E1000 => (None, tap),
         };
+        let virtio = para.virtio.then(|| Backends {
+            disk: disk.clone(),
+            net: virtio_tap,
+        });
         let mem = memory::create(config.memory_bytes)?;
         let entry = match boot {
             BootKind::Elf => janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?,
@@ -288,6 +291,9 @@ impl Machine {
             [[ide_disk, None], [None, None]],
         ));
         PiixIde::install(&ide, &mut bus, &mut lock(&pci))?;
+        let nic = nic_tap
+            .map(|(tap, mac)| attach_e1000(tap, mac, &*vm, &mem, &mut lock(&pci)))
+            .transpose()?;
         let reset = shared(ResetControl::new(control.clone()));
         bus.insert_pio(RESET_CONTROL, 1, "reset_control", reset)?;
         let port92 = shared(SystemControlA::new(control.clone()));
@@ -337,6 +343,7 @@ impl Machine {
             doorbell,
             uart,
             ide,
+            nic,
             kvmclock,
             chip,
             virtio,
@@ -384,6 +391,11 @@ impl Machine {
         lock(&self.ide).stats()
     }
 
+    /// What the e1000 did (full mode with `--net`).
+    pub fn e1000_stats(&self) -> Option<E1000Stats> {
+        self.nic.as_ref().map(|(n, _)| lock(n).stats())
+    }
+
     /// What the guest did with the para-virtual interfaces Janus implements itself (para mode
     /// on the soft engine): kvmclock, and the EOIs done through PV EOI.
     pub fn kvm_pv_stats(&self) -> Option<(KvmClockStats, u64)> {
@@ -407,16 +419,23 @@ fn pci_routes() -> Vec<janus_boot::acpi::PciRoute> {
         .collect()
 }
 
-/// Says which host devices full mode leaves unattached.
-fn unattached(tap: Option<&(Arc<Tap>, [u8; 6])>) -> Vec<String> {
-    tap.iter()
-        .map(|(t, _)| {
-            format!(
-                "TAP interface {} is not attached: full mode has no network card yet (the emulated e1000 comes later)",
-                t.name()
-            )
-        })
-        .collect()
+/// Puts the e1000 on `tap` at 00:03.0, interrupting on its INTA# line, and starts its receive
+/// thread.
+fn attach_e1000(
+    tap: Arc<Tap>,
+    mac: [u8; 6],
+    vm: &dyn Vm,
+    mem: &GuestMemory,
+    pci: &mut PciBus,
+) -> Result<(Arc<Mutex<E1000>>, RxThread)> {
+    let irq = vm.irq_line(pci::intx_gsi(e1000::SLOT, 0))?;
+    let nic = E1000::new(mem.clone(), vm.dma_observer(), irq, tap, mac)
+        .map_err(|e| VmmError::Config(format!("--net: cannot create an event file: {e}")))?;
+    let nic = Arc::new(Mutex::new(nic));
+    E1000::install(&nic, pci);
+    let rx = e1000::receive_thread(nic.clone())
+        .map_err(|e| VmmError::Config(format!("--net: cannot start the receive thread: {e}")))?;
+    Ok((nic, rx))
 }
 
 /// The guest's last `console=` names the virtio console (hvc0), as Linux picks /dev/console.

@@ -9,7 +9,7 @@
 //! | console                  | 16550 UART                        | UART, virtio-console, the console hypercall |
 //! | clock                    | PIT, CMOS RTC, TSC                | the same, plus kvmclock and the PV clock page |
 //! | disk (`--disk`)          | PIIX IDE primary master (ata_piix) | virtio-blk, and the block-read hypercall |
-//! | network (`--net`)        | (e1000: not built yet)            | virtio-net                              |
+//! | network (`--net`)        | Intel 82540EM (e1000) on PCI      | virtio-net                              |
 //! | entropy                  | none                              | virtio-rng                              |
 //! | how it calls the VMM     | it does not: it touches hardware  | hypercall doorbell ports 0x500.., virtio notify |
 //!
@@ -60,6 +60,15 @@ pub enum DiskAttachment {
     Paravirtual,
 }
 
+/// Which card `--net` becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetAttachment {
+    /// The emulated Intel 82540EM at 00:03.0: hardware a stock kernel drives (`e1000`).
+    E1000,
+    /// virtio-net among the para-virtual devices.
+    VirtioNet,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModePolicy {
     mode: Mode,
@@ -93,6 +102,15 @@ impl ModePolicy {
         match self.mode {
             Mode::Full => DiskAttachment::Ide,
             Mode::Para => DiskAttachment::Paravirtual,
+        }
+    }
+
+    /// Which network card the guest finds for `--net`: in full mode one it has a stock driver
+    /// for, in para mode virtio-net.
+    pub fn net_attachment(&self) -> NetAttachment {
+        match self.mode {
+            Mode::Full => NetAttachment::E1000,
+            Mode::Para => NetAttachment::VirtioNet,
         }
     }
 
@@ -294,7 +312,9 @@ mod tests {
         }
         let full = ModePolicy::new(Mode::Full);
         assert_eq!(full.disk_attachment(), DiskAttachment::Ide);
+        assert_eq!(full.net_attachment(), NetAttachment::E1000);
         let para = ModePolicy::new(Mode::Para);
         assert_eq!(para.disk_attachment(), DiskAttachment::Paravirtual);
+        assert_eq!(para.net_attachment(), NetAttachment::VirtioNet);
     }
 }

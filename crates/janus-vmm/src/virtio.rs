@@ -18,7 +18,7 @@ use janus_devices::uart16550::ConsoleOut;
 use janus_devices::virtio::blk::Block;
 use janus_devices::virtio::console::Console;
 use janus_devices::virtio::mmio::{VirtioReport, MMIO_SIZE};
-use janus_devices::virtio::net::{Net, RxThread};
+use janus_devices::virtio::net::{self, Net, RxThread};
 use janus_devices::virtio::rng::Rng;
 use janus_devices::virtio::{MmioTransport, Queues, VirtioDevice};
 use janus_engine::{GuestMemory, Vm};
@@ -136,7 +136,7 @@ impl VirtioDevices {
                 crate::VmmError::Config(format!("--net: cannot create an event file: {e}"))
             })?;
             let net = attach(Slot::Net, net, vm, mem, bus)?;
-            net_rx = Some(RxThread::spawn(net.clone()).map_err(|e| {
+            net_rx = Some(net::receive_thread(net.clone()).map_err(|e| {
                 crate::VmmError::Config(format!("--net: cannot start the receive thread: {e}"))
             })?);
             reports.push(net);

@@ -10,9 +10,9 @@
 use super::mmio::MmioTransport;
 use super::queue::{Queues, Stream};
 use super::VirtioDevice;
-use crate::tap::Tap;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+pub use crate::tap::Backend;
+pub use crate::tap::RxThread;
+
 use std::sync::{Arc, Mutex};
 use virtio_bindings::bindings::virtio_net::{
     VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
@@ -36,31 +36,6 @@ pub struct NetStats {
     pub rx_bytes: u64,
     /// Frames dropped: too large for the guest's buffer or the TAP, or refused by the host.
     pub dropped: u64,
-}
-
-/// Where frames go and come from: a TAP interface (or, in tests, a datagram socket). Reads
-/// do not block.
-pub trait Backend: Send + Sync {
-    fn name(&self) -> &str;
-    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize>;
-    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()>;
-    /// Readable when a frame waits.
-    fn fd(&self) -> RawFd;
-}
-
-impl Backend for Tap {
-    fn name(&self) -> &str {
-        Tap::name(self)
-    }
-    fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        Tap::read_frame(self, buf)
-    }
-    fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
-        Tap::write_frame(self, frame)
-    }
-    fn fd(&self) -> RawFd {
-        self.as_raw_fd()
-    }
 }
 
 /// What a receive pass ended on.
@@ -246,85 +221,18 @@ impl VirtioDevice for Net {
 
 /// The receive side's thread: polls the TAP interface (while the guest has buffers) and the
 /// device's wake-up event, and moves frames in. Stops when dropped.
-pub struct RxThread {
-    stop: Arc<AtomicBool>,
-    wake: EventFd,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RxThread {
-    pub fn spawn(device: Arc<Mutex<MmioTransport<Net>>>) -> std::io::Result<RxThread> {
-        let (tap, wake) = {
-            let t = device.lock().unwrap_or_else(|p| p.into_inner());
-            (t.device().tap.clone(), t.device().wake.try_clone()?)
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, w) = (stop.clone(), wake.try_clone()?);
-        let thread = std::thread::Builder::new()
-            .name("virtio-net-rx".into())
-            .spawn(move || rx_loop(&device, &tap, &w, &s))?;
-        Ok(RxThread {
-            stop,
-            wake,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for RxThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.wake.write(1);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn rx_loop(
-    device: &Mutex<MmioTransport<Net>>,
-    tap: &Arc<dyn Backend>,
-    wake: &EventFd,
-    stop: &AtomicBool,
-) {
-    let mut watch_tap = false;
-    while !stop.load(Ordering::Acquire) {
-        if !wait(wake.as_raw_fd(), watch_tap.then(|| tap.fd())) {
-            return;
-        }
-        let _ = wake.read();
+/// Starts the receive side's thread: it polls the TAP interface (while the guest has buffers)
+/// and the device's wake-up event, and moves frames in.
+pub fn receive_thread(device: Arc<Mutex<MmioTransport<Net>>>) -> std::io::Result<RxThread> {
+    let (tap, wake) = {
+        let t = device.lock().unwrap_or_else(|p| p.into_inner());
+        (t.device().tap.clone(), t.device().wake.try_clone()?)
+    };
+    RxThread::spawn("virtio-net", tap, &wake, move || {
         let mut t = device.lock().unwrap_or_else(|p| p.into_inner());
-        // Before DRIVER_OK the device takes no frames; its activation wakes this thread.
-        watch_tap = t.with_device(|net, q| net.receive(q)) == Some(RxState::TapEmpty);
-    }
-}
-
-/// Waits until `wake` or (if given) `tap` is readable; false if polling failed for good.
-fn wait(wake: i32, tap: Option<i32>) -> bool {
-    let mut fds = [
-        libc::pollfd {
-            fd: wake,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: tap.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    loop {
-        // SAFETY: `fds` is a live array of two pollfd structures (a negative fd is ignored).
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if r >= 0 {
-            return true;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            tracing::warn!("virtio-net: poll: {e}; receiving stops");
-            return false;
-        }
-    }
+        // Before DRIVER_OK the device takes no frames; its activation wakes the thread.
+        t.with_device(|net, q| net.receive(q)) == Some(RxState::TapEmpty)
+    })
 }
 
 #[cfg(test)]
@@ -333,27 +241,11 @@ mod tests {
     use super::super::queue::tests::{Driver, Line, NEXT, WRITE};
     use super::super::F_VERSION_1;
     use super::*;
+    use crate::test_support::Socket;
     use std::os::unix::net::UnixDatagram;
     use std::time::{Duration, Instant};
     use virtio_bindings::bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
     use vm_memory::{Bytes, GuestAddress};
-
-    /// One end of a datagram socket pair stands in for the TAP interface.
-    struct Socket(UnixDatagram);
-    impl Backend for Socket {
-        fn name(&self) -> &str {
-            "socket"
-        }
-        fn read_frame(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.0.recv(buf)
-        }
-        fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
-            self.0.send(frame).map(|_| ())
-        }
-        fn fd(&self) -> RawFd {
-            self.0.as_raw_fd()
-        }
-    }
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 
@@ -433,7 +325,7 @@ mod tests {
         d.offer(0);
         m.bring_up(F_VERSION_1, &[(RXQ as u32, 8)]);
         let device = Arc::new(Mutex::new(m.t));
-        let rx = RxThread::spawn(device.clone()).unwrap();
+        let rx = receive_thread(device.clone()).unwrap();
         host.send(b"ping").unwrap();
         let until = Instant::now() + Duration::from_secs(10);
         while d.used_idx() == 0 {
@@ -441,7 +333,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(d.used(0), (0, (HEADER + 4) as u32));
-        assert!(line.high.load(Ordering::SeqCst), "interrupt raised");
+        assert!(
+            line.high.load(std::sync::atomic::Ordering::SeqCst),
+            "interrupt raised"
+        );
         drop(rx);
     }
 }
