@@ -134,6 +134,14 @@ pub struct BenchArgs {
     /// workload).
     #[arg(long, requires = "kernel")]
     pub initramfs: Option<std::path::PathBuf>,
+    /// With --kernel: time I/O instead, by each technique (IDE PIO, IDE DMA and e1000 in full
+    /// mode; virtio-blk and virtio-net in para mode; QEMU's IDE and e1000): the guest reads
+    /// its whole disk and pings the host over a TAP interface (the network part needs root).
+    #[arg(long, requires = "kernel")]
+    pub io: bool,
+    /// Size of the disk image --io reads, in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub disk_mib: u64,
     /// Guest memory for --kernel, as for `janus run` (size=512M).
     #[arg(long, default_value = "size=512M")]
     pub memory: String,

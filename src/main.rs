@@ -181,6 +181,9 @@ fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {
 
 fn bench(args: BenchArgs) -> Result<ExitCode, VmmError> {
     if let (Some(kernel), Some(initramfs)) = (args.kernel.clone(), args.initramfs.clone()) {
+        if args.io {
+            return bench_io(args, kernel, initramfs);
+        }
         return bench_linux(args, kernel, initramfs);
     }
     let opts = janus_vmm::bench::BenchOptions {
@@ -198,6 +201,35 @@ fn bench(args: BenchArgs) -> Result<ExitCode, VmmError> {
         );
     } else {
         print!("{}", table::render_bench(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_io(
+    args: BenchArgs,
+    kernel: std::path::PathBuf,
+    initramfs: std::path::PathBuf,
+) -> Result<ExitCode, VmmError> {
+    let janus = std::env::current_exe()
+        .map_err(|e| VmmError::Config(format!("janus bench: cannot find the janus binary: {e}")))?;
+    let opts = janus_vmm::bench_io::IoBenchOptions {
+        janus,
+        qemu: args.qemu,
+        kernel,
+        initramfs,
+        memory_mib: config::parse_memory(&args.memory)? >> 20,
+        disk_mib: args.disk_mib,
+        pings: 10,
+    };
+    let report = janus_vmm::bench_io::run(&opts)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        print!("{}", table::render_bench_io(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The side-by-side table `janus demo` prints.
 
 use janus_vmm::bench::BenchReport;
+use janus_vmm::bench_io::IoBenchReport;
 use janus_vmm::bench_linux::{LinuxBenchReport, LinuxColumn};
 
 /// A row of the Linux bench table: its label and the figure it shows for a machine.
@@ -335,4 +336,73 @@ mod tests {
         assert_eq!(per_op(2.0), "2.00");
         assert_eq!(per_op(0.000244), "2.4e-4");
     }
+}
+
+/// `janus bench --kernel K --initramfs I --io`: one row per boot, then the ratios against
+/// QEMU for the same technique.
+pub fn render_bench_io(r: &IoBenchReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Janus bench: I/O by technique, the Linux guest ({}) reading its whole {} MiB disk and pinging the host {} times; one boot each, same image, same run",
+        r.kernel, r.disk_mib, r.pings
+    );
+    let _ = writeln!(o, "  janus-soft: --engine soft, --mode full or para");
+    if let Some(q) = &r.qemu {
+        let _ = writeln!(o, "  qemu-tcg: {q}, -M pc -accel tcg (its PIIX3 IDE and e1000)");
+    }
+    for s in &r.skipped {
+        let _ = writeln!(o, "  skipped {s}");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<10} {:<30} | {:>12} | {:>10} | {:>11} | {:>14} | {:>10} | ping avg (min-max)",
+        "machine", "technique", "boot to init", "disk read", "MiB/s", "disk exits/MiB", "NIC exits"
+    );
+    for c in &r.columns {
+        let opt = |v: Option<u64>| v.map_or("-".to_string(), thousands);
+        let per_mib = c
+            .disk_exits_per_mib()
+            .map_or("-".to_string(), |x| thousands(x.round() as u64));
+        let ping = c.rtt_ms.map_or("-".to_string(), |[min, avg, max]| {
+            format!("{avg:.2} ms ({min:.2}-{max:.2})")
+        });
+        let _ = writeln!(
+            o,
+            "{:<10} {:<30} | {:>12} | {:>10} | {:>11.1} | {:>14} | {:>10} | {ping}",
+            c.machine,
+            c.technique.describe(),
+            duration(c.boot_to_init_s * 1e9),
+            duration(c.read_s * 1e9),
+            c.read_mib_s,
+            per_mib,
+            opt(c.net_exits),
+        );
+    }
+    let peer = |t| {
+        r.columns
+            .iter()
+            .find(|c| c.machine == "qemu-tcg" && c.technique == t)
+    };
+    let mut lines = Vec::new();
+    for c in r.columns.iter().filter(|c| c.machine != "qemu-tcg") {
+        let Some(q) = peer(c.technique) else { continue };
+        let mut parts = vec![format!("disk read {}", ratio(c.read_s, q.read_s))];
+        if let (Some(a), Some(b)) = (c.rtt_ms, q.rtt_ms) {
+            parts.push(format!("ping {}", ratio(a[1], b[1])));
+        }
+        parts.push(format!(
+            "boot {}",
+            ratio(c.boot_to_init_s, q.boot_to_init_s)
+        ));
+        lines.push(format!("  {}: {}", c.technique.describe(), parts.join(", ")));
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(o, "\njanus-soft against qemu-tcg, same technique:");
+        for l in lines {
+            let _ = writeln!(o, "{l}");
+        }
+    }
+    o
 }

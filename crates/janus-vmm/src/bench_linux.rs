@@ -65,7 +65,7 @@ fn script() -> String {
     format!("echo {BEGIN_MARKER}\n{WORKLOAD}\necho {END_MARKER}\n")
 }
 
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
@@ -91,14 +91,14 @@ pub fn cmdline() -> String {
 }
 
 /// What a machine printed, each line with when it arrived, and its stderr.
-struct Transcript {
-    lines: Vec<(Duration, String)>,
-    stderr: String,
-    total: Duration,
+pub(crate) struct Transcript {
+    pub(crate) lines: Vec<(Duration, String)>,
+    pub(crate) stderr: String,
+    pub(crate) total: Duration,
 }
 
 impl Transcript {
-    fn at(&self, needle: &str) -> Option<Duration> {
+    pub(crate) fn at(&self, needle: &str) -> Option<Duration> {
         self.lines
             .iter()
             .find(|(_, l)| l.contains(needle))
@@ -120,7 +120,7 @@ impl Transcript {
             .map(str::to_string)
     }
 
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let n = self.lines.len();
         self.lines[n.saturating_sub(5)..]
             .iter()
@@ -131,7 +131,7 @@ impl Transcript {
 }
 
 /// Runs `cmd` to the end, timestamping each console line from the spawn.
-fn run_timed(mut cmd: Command) -> std::result::Result<Transcript, String> {
+pub(crate) fn run_timed(mut cmd: Command) -> std::result::Result<Transcript, String> {
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -237,7 +237,7 @@ fn janus_column(opts: &LinuxBenchOptions) -> std::result::Result<LinuxColumn, St
     column("janus-soft", "--engine soft --mode full".into(), &t)
 }
 
-fn qemu_version(qemu: &PathBuf) -> std::result::Result<String, String> {
+pub(crate) fn qemu_version(qemu: &PathBuf) -> std::result::Result<String, String> {
     let out = Command::new(qemu)
         .arg("--version")
         .output()

@@ -6,12 +6,14 @@
 //! both modes and compares.
 
 pub mod bench;
+pub mod bench_io;
 pub mod bench_linux;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod machine;
 pub mod memory;
+pub mod netns;
 pub mod policy;
 pub mod run_loop;
 pub mod stdin;

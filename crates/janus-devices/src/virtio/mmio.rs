@@ -46,6 +46,8 @@ pub struct MmioTransport<D> {
     driver_features_sel: u32,
     driver_features: u64,
     queue_sel: u32,
+    /// Register accesses by the guest (each one a VM exit), for the cost per byte.
+    exits: u64,
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
@@ -59,6 +61,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             driver_features_sel: 0,
             driver_features: 0,
             queue_sel: 0,
+            exits: 0,
         }
     }
 
@@ -88,7 +91,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// The device's activity and the guest errors it met, in one line.
     pub fn report(&self) -> String {
         let s = self.queues.stats();
-        let mut line = self.device.activity();
+        let mut line = format!("{} exits; {}", self.exits, self.device.activity());
         if s.bad_chains + s.misuse > 0 {
             line.push_str(&format!(
                 "; guest errors: {} bad descriptor chains, {} other",
@@ -292,6 +295,7 @@ fn register(offset: u64, len: usize) -> Option<u32> {
 
 impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.exits += 1;
         if offset >= VIRTIO_MMIO_CONFIG as u64 {
             return self.read_config(offset - VIRTIO_MMIO_CONFIG as u64, data);
         }
@@ -308,6 +312,7 @@ impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
+        self.exits += 1;
         if offset >= VIRTIO_MMIO_CONFIG as u64 {
             return self
                 .queues

@@ -219,8 +219,6 @@ impl VirtioDevice for Net {
     }
 }
 
-/// The receive side's thread: polls the TAP interface (while the guest has buffers) and the
-/// device's wake-up event, and moves frames in. Stops when dropped.
 /// Starts the receive side's thread: it polls the TAP interface (while the guest has buffers)
 /// and the device's wake-up event, and moves frames in.
 pub fn receive_thread(device: Arc<Mutex<MmioTransport<Net>>>) -> std::io::Result<RxThread> {

@@ -1,0 +1,68 @@
+//! A network namespace with a TAP interface in it, for the tests and the I/O benchmark that
+//! give the guest a network card: the host end of the link is [`HOST_IP`] on [`TAP`], and
+//! janus runs inside the namespace (`ip netns exec`), so the host's own network is never
+//! touched.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The host end of the TAP link, and the guest's address on it.
+pub const HOST_IP: &str = "10.0.2.1";
+pub const GUEST_IP: &str = "10.0.2.15";
+/// The TAP interface's name inside the namespace.
+pub const TAP: &str = "jtap0";
+
+/// A network namespace with a TAP interface at [`HOST_IP`], deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+impl Netns {
+    /// The namespace, or why it cannot be made here.
+    pub fn create(tag: &str) -> Result<Netns, String> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root: cannot create a network namespace and a TAP interface".into());
+        }
+        if !Path::new("/dev/net/tun").exists() {
+            return Err("/dev/net/tun is absent".into());
+        }
+        let ns = Netns {
+            name: format!("janus-{tag}-{}", std::process::id()),
+        };
+        ip(&["netns", "add", &ns.name])?;
+        let n = ns.name.as_str();
+        ip(&["-n", n, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        ip(&["-n", n, "addr", "add", &format!("{HOST_IP}/24"), "dev", TAP])?;
+        ip(&["-n", n, "link", "set", TAP, "up"])?;
+        Ok(ns)
+    }
+
+    /// `program` run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
