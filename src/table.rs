@@ -321,23 +321,6 @@ pub fn render_bench_linux(r: &LinuxBenchReport) -> String {
     o
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn number_formats() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(thousands(100), "100");
-        assert_eq!(duration(12.0), "12 ns");
-        assert_eq!(duration(12_345.0), "12.3 us");
-        assert_eq!(duration(2_500_000_000.0), "2.50 s");
-        assert_eq!(per_op(2.0), "2.00");
-        assert_eq!(per_op(0.000244), "2.4e-4");
-    }
-}
-
 /// `janus bench --kernel K --initramfs I --io`: one row per boot, then the ratios against
 /// QEMU for the same technique.
 pub fn render_bench_io(r: &IoBenchReport) -> String {
@@ -349,7 +332,10 @@ pub fn render_bench_io(r: &IoBenchReport) -> String {
     );
     let _ = writeln!(o, "  janus-soft: --engine soft, --mode full or para");
     if let Some(q) = &r.qemu {
-        let _ = writeln!(o, "  qemu-tcg: {q}, -M pc -accel tcg (its PIIX3 IDE and e1000)");
+        let _ = writeln!(
+            o,
+            "  qemu-tcg: {q}, -M pc -accel tcg (its PIIX3 IDE and e1000)"
+        );
     }
     for s in &r.skipped {
         let _ = writeln!(o, "  skipped {s}");
@@ -396,7 +382,11 @@ pub fn render_bench_io(r: &IoBenchReport) -> String {
             "boot {}",
             ratio(c.boot_to_init_s, q.boot_to_init_s)
         ));
-        lines.push(format!("  {}: {}", c.technique.describe(), parts.join(", ")));
+        lines.push(format!(
+            "  {}: {}",
+            c.technique.describe(),
+            parts.join(", ")
+        ));
     }
     if !lines.is_empty() {
         let _ = writeln!(o, "\njanus-soft against qemu-tcg, same technique:");
@@ -405,4 +395,21 @@ pub fn render_bench_io(r: &IoBenchReport) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(100), "100");
+        assert_eq!(duration(12.0), "12 ns");
+        assert_eq!(duration(12_345.0), "12.3 us");
+        assert_eq!(duration(2_500_000_000.0), "2.50 s");
+        assert_eq!(per_op(2.0), "2.00");
+        assert_eq!(per_op(0.000244), "2.4e-4");
+    }
 }

@@ -99,3 +99,25 @@ fn a_page_fault_in_translated_code_is_precise() {
         assert_eq!(r.gpr[1], 1, "{mode:?}: two iterations retired");
     }
 }
+
+#[test]
+fn flags_survive_partial_writers_and_cached_registers() {
+    // mov ecx, 50 ; xor eax, eax ; xor ebx, ebx ; mov esi, 0x12345678
+    // l: add eax, 0x7fffffff (CF now and then) ; inc edx (keeps CF, which is live)
+    //    adc ebx, 0 (reads it) ; rol esi, 5 (writes CF and OF, both dead)
+    //    add edi, esi ; dec ecx (keeps CF from the ADD) ; jnz l ; hlt
+    let code = [
+        0xb9, 0x32, 0x00, 0x00, 0x00, 0x31, 0xc0, 0x31, 0xdb, 0xbe, 0x78, 0x56, 0x34, 0x12, 0x05,
+        0xff, 0xff, 0xff, 0x7f, 0xff, 0xc2, 0x83, 0xd3, 0x00, 0xc1, 0xc6, 0x05, 0x01, 0xf7, 0xff,
+        0xc9, 0x75, 0xed, 0xf4,
+    ];
+    let (g0, f0, _) = run(&code, JitMode::Off);
+    for mode in [JitMode::After(0), JitMode::After(2)] {
+        let (g1, f1, s1) = run(&code, mode);
+        assert!(s1.blocks >= 1, "{s1:?}");
+        assert_eq!(g0, g1, "{mode:?}");
+        assert_eq!(f0, f1, "{mode:?}");
+    }
+    assert_eq!(g0[2], 50, "EDX counted the iterations");
+    assert!(g0[3] > 0, "ADC saw carries");
+}

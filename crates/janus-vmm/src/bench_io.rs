@@ -82,9 +82,7 @@ impl Technique {
 
     fn kernel_args(self) -> &'static str {
         match self {
-            Technique::IdePio => {
-                "libata.dma=0 janus.modules=ata_piix,sd_mod,e1000"
-            }
+            Technique::IdePio => "libata.dma=0 janus.modules=ata_piix,sd_mod,e1000",
             Technique::IdeDma => "janus.modules=ata_piix,sd_mod,e1000",
             Technique::Virtio => "janus.modules=virtio_mmio,virtio_blk,virtio_net",
         }
@@ -211,10 +209,8 @@ fn plain(stderr: &str) -> String {
     let mut out = String::with_capacity(stderr.len());
     let b: Vec<char> = stderr.chars().collect();
     for (i, &c) in b.iter().enumerate() {
-        let between_digits = i > 0
-            && i + 1 < b.len()
-            && b[i - 1].is_ascii_digit()
-            && b[i + 1].is_ascii_digit();
+        let between_digits =
+            i > 0 && i + 1 < b.len() && b[i - 1].is_ascii_digit() && b[i + 1].is_ascii_digit();
         if !(c == ',' && between_digits) {
             out.push(c);
         }
@@ -339,7 +335,7 @@ impl TempDisk {
     fn create(mib: u64) -> std::io::Result<TempDisk> {
         let path = std::env::temp_dir().join(format!("janus-bench-io-{}.img", std::process::id()));
         let data: Vec<u8> = (0..mib << 20)
-            .map(|i| (i / 512 ^ i % 251) as u8)
+            .map(|i| ((i / 512) ^ (i % 251)) as u8)
             .collect();
         std::fs::write(&path, data)?;
         Ok(TempDisk(path))
@@ -361,9 +357,8 @@ pub fn run(opts: &IoBenchOptions) -> Result<IoBenchReport> {
             )));
         }
     }
-    let disk = TempDisk::create(opts.disk_mib).map_err(|e| {
-        VmmError::Config(format!("janus bench: cannot write a disk image: {e}"))
-    })?;
+    let disk = TempDisk::create(opts.disk_mib)
+        .map_err(|e| VmmError::Config(format!("janus bench: cannot write a disk image: {e}")))?;
     let mut skipped = Vec::new();
     let netns = Netns::create("bench")
         .map_err(|why| skipped.push(format!("the network part: {why}")))
@@ -451,24 +446,45 @@ mod tests {
             READ_END,
             "round-trip min/avg/max = 1.5/2.0/3.25 ms",
         ];
-        let c = column("qemu-tcg", Technique::IdeDma, &transcript(&good, ""), &opts, true)
-            .unwrap();
+        let c = column(
+            "qemu-tcg",
+            Technique::IdeDma,
+            &transcript(&good, ""),
+            &opts,
+            true,
+        )
+        .unwrap();
         assert_eq!(c.rtt_ms, Some([1.5, 2.0, 3.25]));
         assert!((c.read_s - 0.3).abs() < 1e-9);
         assert!((c.read_mib_s - 4.0 / 0.3).abs() < 1e-6);
         assert_eq!(c.disk_exits, None, "QEMU has no Janus counters");
         let short = [INIT_MARKER, READ_BEGIN, "3+0 records in", READ_END];
-        let e = column("janus-soft", Technique::Virtio, &transcript(&short, ""), &opts, false);
+        let e = column(
+            "janus-soft",
+            Technique::Virtio,
+            &transcript(&short, ""),
+            &opts,
+            false,
+        );
         assert!(e.unwrap_err().contains("did not read 4 MiB"));
         let no_ping = &good[..5];
-        let e = column("janus-soft", Technique::IdePio, &transcript(no_ping, ""), &opts, true);
+        let e = column(
+            "janus-soft",
+            Technique::IdePio,
+            &transcript(no_ping, ""),
+            &opts,
+            true,
+        );
         assert!(e.unwrap_err().contains("did not ping"));
     }
 
     #[test]
     fn the_script_reads_the_right_disk() {
-        assert!(script(Technique::Virtio, 8, 3, false).contains("if=/dev/vda of=/dev/null bs=1M count=8"));
-        assert!(script(Technique::IdePio, 8, 3, true).contains(&format!("ping -c 3 -i 0.2 {HOST_IP}")));
+        assert!(script(Technique::Virtio, 8, 3, false)
+            .contains("if=/dev/vda of=/dev/null bs=1M count=8"));
+        assert!(
+            script(Technique::IdePio, 8, 3, true).contains(&format!("ping -c 3 -i 0.2 {HOST_IP}"))
+        );
         assert!(cmdline(Technique::IdePio, 8, 3, false).contains("libata.dma=0"));
         assert!(!cmdline(Technique::IdeDma, 8, 3, false).contains("libata.dma=0"));
     }

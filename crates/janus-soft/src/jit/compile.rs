@@ -95,8 +95,10 @@ struct MemAccess {
 /// How an instruction affects the arithmetic flags.
 #[derive(Clone, Copy, Default)]
 struct FlagUse {
-    /// Needs the current flags (reads some, or writes only some).
+    /// Needs the current flags whatever comes after (reads some, or may fault or exit).
     reads: bool,
+    /// Writes only some: needs the current flags only if what it leaves is live.
+    partial: bool,
     writes_any: bool,
     writes_all: bool,
 }
@@ -171,12 +173,15 @@ impl Compiler {
         let mut off = 0u64;
         let mut ended = false;
         for (k, (insn, plan)) in insns.iter().zip(&plans).enumerate() {
-            let live_in = uses[k].reads || (live_after[k] && !uses[k].writes_all);
+            let u = uses[k];
+            let live_in = u.reads || (live_after[k] && !u.writes_all);
             let at = Site {
                 index: k as u32,
                 off,
                 next: off + insn.len as u64,
                 live_in,
+                // A partial writer whose flags nobody reads runs on whatever the host has.
+                flags_needed: u.reads || (u.partial && live_after[k]),
                 insn,
             };
             match plan {
@@ -390,7 +395,7 @@ impl Compiler {
             mem: mem
                 .zip(ptr)
                 .map(|((size, write), ptr)| MemAccess { size, write, ptr }),
-            flags_in: f.reads,
+            flags_in: f.reads || f.partial,
             flags_out: f.writes_any,
         })
     }
@@ -581,7 +586,8 @@ fn flags_of(i: &Instruction) -> FlagUse {
         }
     }
     FlagUse {
-        reads: rd != 0 || variable || (md != 0 && md != ARITH),
+        reads: rd != 0 || variable,
+        partial: md != 0 && md != ARITH,
         writes_any: md != 0,
         writes_all: md == ARITH && !variable,
     }
@@ -606,7 +612,8 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::JmpInd => observes,
         Plan::Lea | Plan::Nop | Plan::JmpRel => FlagUse::default(),
         Plan::Native(n) => FlagUse {
-            reads: n.flags_in || n.mem.is_some(),
+            reads: flags_of(&insn.i).reads || n.mem.is_some(),
+            partial: flags_of(&insn.i).partial,
             writes_any: n.flags_out,
             writes_all: flags_of(&insn.i).writes_all,
         },
@@ -624,6 +631,9 @@ struct Site<'a> {
     next: u64,
     /// Flags are live before the instruction (it or a later one reads them).
     live_in: bool,
+    /// The instruction needs the guest's flags in RFLAGS (it reads them, or writes only some
+    /// and what it leaves is live).
+    flags_needed: bool,
     insn: &'a Insn,
 }
 
@@ -1222,7 +1232,7 @@ impl Gen {
             self.clobber(s.live_in);
             self.probe(s, m.size, m.write, m.ptr, resume);
         }
-        if n.flags_in {
+        if n.flags_in && s.flags_needed {
             self.need();
         }
         for &(g, h, _) in &n.regs {

@@ -97,6 +97,12 @@ pub fn jump_tag(pc: u64, key: u32) -> u64 {
 
 pub struct Jit {
     buf: CodeBuffer,
+    /// `/tmp/perf-PID.map`, when `JANUS_PERF_MAP` is set: names each translation by its
+    /// guest-physical address, so `perf report` shows which guest code the host time went to.
+    /// With `JANUS_PERF_MAP=dump`, `/tmp/janus-jit-PID.txt` also lists each block's guest
+    /// instructions and host code.
+    perf_map: Option<std::fs::File>,
+    dump: Option<std::fs::File>,
     table: Box<[JumpSlot; JUMP_SLOTS]>,
     entry: Entry,
     stubs: usize,
@@ -129,8 +135,19 @@ impl Jit {
         // SAFETY: `entry` points at the prologue just emitted, a function with this C
         // signature (it saves what the ABI needs saved and returns through the epilogue).
         let entry: Entry = unsafe { std::mem::transmute::<*const u8, Entry>(entry) };
+        let perf_map = std::env::var_os("JANUS_PERF_MAP").and_then(|_| {
+            let path = format!("/tmp/perf-{}.map", std::process::id());
+            std::fs::File::create(&path)
+                .map_err(|e| tracing::warn!("soft engine: cannot write {path}: {e}"))
+                .ok()
+        });
+        let dump = (std::env::var_os("JANUS_PERF_MAP").is_some_and(|v| v == "dump"))
+            .then(|| std::fs::File::create(format!("/tmp/janus-jit-{}.txt", std::process::id())))
+            .and_then(|f| f.ok());
         Some(Jit {
             buf,
+            perf_map,
+            dump,
             table: Box::new([NO_SLOT; JUMP_SLOTS]),
             entry,
             stubs,
@@ -157,6 +174,19 @@ impl Jit {
                 self.stats.native_insns += t.native as u64;
                 self.stats.fallback_insns += t.fallback as u64;
                 self.stats.code_bytes += t.code.len() as u64;
+                if let Some(f) = &mut self.perf_map {
+                    use std::io::Write;
+                    let _ = writeln!(
+                        f,
+                        "{:x} {:x} guest_{:x}",
+                        p as usize,
+                        t.code.len(),
+                        block.start_phys()
+                    );
+                }
+                if let Some(f) = &mut self.dump {
+                    dump_block(f, block, p as usize, &t.code);
+                }
                 return Some(p as usize);
             }
             self.flush();
@@ -215,6 +245,23 @@ impl Jit {
         // mapped page), and calls the helpers below with the pointers it was given.
         unsafe { (self.entry)(cpu, code as *const u8, tlb) }
     }
+}
+
+/// Writes a block's guest instructions and its translation's bytes (for `objdump -D -b binary
+/// -mi386:x86-64`).
+fn dump_block(f: &mut std::fs::File, block: &Block, at: usize, code: &[u8]) {
+    use iced_x86::{Formatter, IntelFormatter};
+    use std::io::Write;
+    let mut fmt = IntelFormatter::new();
+    let mut text = format!("== guest_{:x} at {at:#x}\n", block.start_phys());
+    for insn in &block.insns {
+        let mut s = String::new();
+        fmt.format(&insn.i, &mut s);
+        text.push_str(&format!("  {:#x}: {s}\n", insn.i.ip()));
+    }
+    let hex: Vec<String> = code.iter().map(|b| format!("{b:02x}")).collect();
+    text.push_str(&format!("  host: {}\n", hex.join("")));
+    let _ = f.write_all(text.as_bytes());
 }
 
 /// Emits the prologue and epilogue; returns their addresses.
