@@ -272,8 +272,14 @@ impl Machine {
         PciBus::map(&pci, &mut bus)?;
         // The PIIX3 at 00:01: the ISA bridge, and the IDE controller every PC has, with the
         // disk on it where the mode policy says so.
+        // The demo guest reads its block part from the disk in both modes: without --disk it
+        // gets the built-in test image there too (Linux guests get no disk they were not given).
         let ide_disk = disk
             .clone()
+            .or_else(|| {
+                (config.kernel == KernelSource::EmbeddedDemo)
+                    .then(|| Arc::new(DiskImage::test_image()))
+            })
             .filter(|_| policy.disk_attachment() == DiskAttachment::Ide);
         if let Some(d) = ide_disk.as_ref().filter(|d| d.read_only()) {
             notes.push(format!(

@@ -25,6 +25,15 @@ pub fn inb(port: u16) -> u8 {
     v
 }
 
+pub fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: port input has no memory effects visible to Rust.
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
+    }
+    v
+}
+
 /// Rings a hypercall doorbell: a 32-bit `out` with EAX = guest-physical address of the request.
 /// The VMM reads and writes the request block during the instruction, so this asm is a memory
 /// clobber (no `nomem`).

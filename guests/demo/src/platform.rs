@@ -338,6 +338,80 @@ pub fn block_read(doorbell: u16, sector: u64, buf: &mut [u8]) -> i32 {
 
 // ---------------------------------------------------------------- power
 
+// ---------------------------------------------------------------- IDE disk (full mode)
+
+/// The primary ATA channel's legacy ports (every PC's IDE controller decodes them).
+mod ata {
+    pub const DATA: u16 = 0x1f0;
+    pub const COUNT: u16 = 0x1f2;
+    pub const LBA_LOW: u16 = 0x1f3;
+    pub const LBA_MID: u16 = 0x1f4;
+    pub const LBA_HIGH: u16 = 0x1f5;
+    pub const DEVICE: u16 = 0x1f6;
+    /// Status on reads, command on writes.
+    pub const STATUS: u16 = 0x1f7;
+    pub const CONTROL: u16 = 0x3f6;
+    pub const BSY: u8 = 0x80;
+    pub const DF: u8 = 0x20;
+    pub const DRQ: u8 = 0x08;
+    pub const ERR: u8 = 0x01;
+    pub const READ_SECTORS: u8 = 0x20;
+    /// Device register: LBA addressing, master.
+    pub const LBA_MASTER: u8 = 0xe0;
+    /// Control register: no interrupts (the guest polls, as firmware does).
+    pub const NIEN: u8 = 0x02;
+}
+
+/// Status once the drive is not busy, or `None` if it never settles (no drive: a floating
+/// bus reads 0xff).
+fn ata_ready() -> Option<u8> {
+    for _ in 0..100_000 {
+        let s = arch::inb(ata::STATUS);
+        if s == 0xff {
+            return None;
+        }
+        if s & ata::BSY == 0 {
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// Whether the primary master answers (its status register is not floating).
+pub fn ide_present() -> bool {
+    arch::outb(ata::CONTROL, ata::NIEN);
+    arch::outb(ata::DEVICE, ata::LBA_MASTER);
+    ata_ready().is_some_and(|s| s != 0)
+}
+
+/// Reads `buf.len() / 512` sectors (at most 256) from LBA `lba` of the primary master with
+/// READ SECTORS, by PIO: one data-port read per 4 bytes, the way an unaware guest pays for a
+/// disk with no DMA.
+pub fn ide_read(lba: u32, buf: &mut [u8]) -> Result<(), &'static str> {
+    let sectors = buf.len() / 512;
+    if sectors == 0 || sectors > 256 || buf.len() % 512 != 0 {
+        return Err("IDE read of a bad size");
+    }
+    arch::outb(ata::CONTROL, ata::NIEN);
+    ata_ready().ok_or("IDE drive busy")?;
+    arch::outb(ata::DEVICE, ata::LBA_MASTER | (lba >> 24) as u8 & 0x0f);
+    arch::outb(ata::COUNT, sectors as u8); // 256 is written as 0
+    arch::outb(ata::LBA_LOW, lba as u8);
+    arch::outb(ata::LBA_MID, (lba >> 8) as u8);
+    arch::outb(ata::LBA_HIGH, (lba >> 16) as u8);
+    arch::outb(ata::STATUS, ata::READ_SECTORS);
+    for sector in buf.chunks_mut(512) {
+        let s = ata_ready().ok_or("IDE drive stuck busy")?;
+        if s & (ata::ERR | ata::DF) != 0 || s & ata::DRQ == 0 {
+            return Err("IDE read failed");
+        }
+        for word in sector.chunks_mut(4) {
+            word.copy_from_slice(&arch::inl(ata::DATA).to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
 /// Powers off: ACPI S5 through the PM1a control block on a PC, the poweroff call on Janus. If
 /// that returns, pulse the reset line through the keyboard controller, then halt.
 pub fn poweroff(platform: Platform, code: u32) -> ! {
