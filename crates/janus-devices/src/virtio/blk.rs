@@ -437,11 +437,11 @@ mod tests {
         let s = r.m.t.device().stats();
         assert_eq!((s.reads, s.writes, s.flushes, s.get_ids), (1, 1, 1, 1));
         assert_eq!((s.bytes_read, s.bytes_written, s.errors), (1024, 512, 0));
-        assert!(r
-            .m
-            .t
-            .report()
-            .starts_with("1 reads (1 KiB), 1 writes (0 KiB)"));
+        let report = r.m.t.report();
+        assert!(
+            report.contains(" exits; 1 reads (1 KiB), 1 writes (0 KiB)"),
+            "{report}"
+        );
     }
 
     #[test]
