@@ -12,20 +12,6 @@ mod common;
 use common::linux::{assets, boot_with_net, run_to_end};
 use common::netns::{Netns, GUEST_IP, HOST_IP};
 
-/// The number before `what` on the host's `janus: e1000:` line ("3 frames out").
-fn reported(stderr: &str, what: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("janus: e1000:"))
-        .unwrap_or_else(|| panic!("no e1000 report in:\n{stderr}"));
-    let words: Vec<&str> = line.split([' ', ',', ';', ':', '(', ')']).collect();
-    let at = words
-        .windows(2)
-        .position(|w| format!("{} {}", w[0], w[1]) == what)
-        .unwrap_or_else(|| panic!("no '{what}' in {line}"));
-    words[at - 1].replace(',', "").parse().expect("a count")
-}
-
 fn script() -> String {
     format!(
         "d=/sys/bus/pci/devices/0000:00:03.0\n\
@@ -79,9 +65,155 @@ fn e1000_pings_the_host() {
         eprintln!("e1000 ping from the guest (soft engine): {}", rtt.trim());
     }
     // Echo requests out and replies in, besides ARP.
-    assert!(reported(&run.stderr, "frames out") >= 3, "{ctx}");
-    assert!(reported(&run.stderr, "frames in") >= 3, "{ctx}");
-    assert_eq!(reported(&run.stderr, "guest errors"), 0, "{ctx}");
+    assert!(
+        common::reported(&run.stderr, "e1000", "frames out") >= 3,
+        "{ctx}"
+    );
+    assert!(
+        common::reported(&run.stderr, "e1000", "frames in") >= 3,
+        "{ctx}"
+    );
+    assert_eq!(
+        common::reported(&run.stderr, "e1000", "guest errors"),
+        0,
+        "{ctx}"
+    );
+    if let Some(line) = run.stderr.lines().find(|l| l.starts_with("janus: e1000:")) {
+        eprintln!("{line}");
+    }
+}
+
+/// Ports the test listens on, in the namespace: the guest sends to the first and receives
+/// from the second.
+const PORT_FROM_GUEST: u16 = 5000;
+const PORT_TO_GUEST: u16 = 5001;
+const SEQ_END: u32 = 150_000;
+
+/// What `seq 1 SEQ_END` prints: about 1 MB, enough for full-sized segments and TSO.
+fn payload() -> Vec<u8> {
+    (1..=SEQ_END)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect()
+}
+
+/// The next connection on `l`, or an error once `stop` is set (the VM has exited).
+fn accept(
+    l: &std::net::TcpListener,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<std::net::TcpStream, String> {
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+                    .map_err(|e| e.to_string())?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err("the guest never connected".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The host's end, on a thread inside the namespace: takes what the guest sends on one port,
+/// then sends the payload on the other. Returns the bytes received.
+fn tcp_peer(
+    netns: &Netns,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<Vec<u8>, String>> {
+    use std::io::{Read, Write};
+    let ns = Netns {
+        name: netns.name.clone(),
+    };
+    let (ready, listening) = std::sync::mpsc::channel();
+    let peer = std::thread::spawn(move || {
+        let bound = ns.enter_on_this_thread().and_then(|_| {
+            let bind = |p| std::net::TcpListener::bind((HOST_IP, p)).map_err(|e| e.to_string());
+            Ok((bind(PORT_FROM_GUEST)?, bind(PORT_TO_GUEST)?))
+        });
+        // This copy must not delete the namespace when the thread ends.
+        std::mem::forget(ns);
+        let _ = ready.send(bound.as_ref().map(|_| ()).map_err(Clone::clone));
+        let (from_guest, to_guest) = bound?;
+        let mut got = Vec::new();
+        accept(&from_guest, &stop)?
+            .read_to_end(&mut got)
+            .map_err(|e| format!("receiving: {e}"))?;
+        accept(&to_guest, &stop)?
+            .write_all(&payload())
+            .map_err(|e| format!("sending: {e}"))?;
+        Ok(got)
+    });
+    listening
+        .recv()
+        .expect("the peer thread reports")
+        .unwrap_or_else(|e| panic!("cannot listen in the namespace: {e}"));
+    peer
+}
+
+/// TCP both ways through the e1000: about 1 MB from the guest (its driver asks the card to
+/// insert the TCP checksums, so a wrong one would make the host drop the segments) and 1 MB to
+/// it (full-sized frames into its RX ring); both must arrive byte for byte.
+#[test]
+fn e1000_carries_tcp_both_ways() {
+    let Some(a) = assets() else { return };
+    let netns = match Netns::create("e1000tcp") {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("skipped (the network part): {why}");
+            return;
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peer = tcp_peer(&netns, stop.clone());
+    let script = format!(
+        "ip addr add {GUEST_IP}/24 dev eth0 && ip link set eth0 up\n\
+         i=0; while [ \"$(cat /sys/class/net/eth0/carrier)\" != 1 ] && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done\n\
+         ping -c 1 -W 10 {HOST_IP} >/dev/null\n\
+         seq 1 {SEQ_END} > /tmp/f\n\
+         nc {HOST_IP} {PORT_FROM_GUEST} < /tmp/f && echo tcp-out=done\n\
+         nc {HOST_IP} {PORT_TO_GUEST} < /dev/null > /tmp/r\n\
+         cmp /tmp/f /tmp/r && echo tcp-in=same\n\
+         true\n"
+    );
+    let cmdline = format!(
+        "console=ttyS0 quiet janus.modules=e1000 janus.cmd={}",
+        common::base64(script.as_bytes())
+    );
+    let run = run_to_end(boot_with_net(&a, &cmdline, &netns), "e1000-tcp");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let got = peer.join().expect("the peer thread");
+    let ctx = run.context();
+    assert!(run.status.success(), "janus failed ({}); {ctx}", run.status);
+    let got = got.unwrap_or_else(|e| panic!("host end: {e}; {ctx}"));
+    assert_eq!(got.len(), payload().len(), "bytes from the guest; {ctx}");
+    assert!(got == payload(), "the guest's bytes arrived changed; {ctx}");
+    assert!(run.console.contains("tcp-out=done"), "{ctx}");
+    assert!(
+        run.console.contains("tcp-in=same"),
+        "bytes to the guest; {ctx}"
+    );
+    // About 1 MB each way in full-sized frames (the guest sends as nc writes, so its stack
+    // rarely has enough queued to hand the card a TSO super-frame).
+    assert!(
+        common::reported(&run.stderr, "e1000", "frames out") >= 700,
+        "{ctx}"
+    );
+    assert!(
+        common::reported(&run.stderr, "e1000", "frames in") >= 700,
+        "{ctx}"
+    );
+    assert_eq!(
+        common::reported(&run.stderr, "e1000", "guest errors"),
+        0,
+        "{ctx}"
+    );
     if let Some(line) = run.stderr.lines().find(|l| l.starts_with("janus: e1000:")) {
         eprintln!("{line}");
     }

@@ -196,20 +196,6 @@ fn cmdline(net: bool) -> String {
     )
 }
 
-/// The number on the host's report line for `device` just before `what` ("3 writes").
-fn reported(stderr: &str, device: &str, what: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with(&format!("janus: {device}:")))
-        .unwrap_or_else(|| panic!("no {device} report in:\n{stderr}"));
-    let words: Vec<&str> = line.split([' ', ',', ';', ':']).collect();
-    let at = words
-        .iter()
-        .position(|w| *w == what)
-        .unwrap_or_else(|| panic!("no '{what}' in {line}"));
-    words[at - 1].parse().expect("a count")
-}
-
 #[test]
 fn para_guest_uses_kvmclock_and_virtio_devices() {
     let Some(a) = assets() else { return };
@@ -235,8 +221,11 @@ fn para_guest_uses_kvmclock_and_virtio_devices() {
         "{ctx}"
     );
     assert_eq!(b.value("cpuinfo-hypervisor"), Some("1"), "{ctx}");
-    assert!(reported(&b.stderr, "kvmclock", "clock") >= 1, "{ctx}");
-    assert!(reported(&b.stderr, "kvmclock", "EOIs") > 0, "{ctx}");
+    assert!(
+        common::reported(&b.stderr, "kvmclock", "clock") >= 1,
+        "{ctx}"
+    );
+    assert!(common::reported(&b.stderr, "kvmclock", "EOIs") > 0, "{ctx}");
 
     // The devices: console 3, block 2, network 1, entropy 4.
     let want = if net {
@@ -257,15 +246,24 @@ fn para_guest_uses_kvmclock_and_virtio_devices() {
         payload.as_bytes(),
         "image contents; {ctx}"
     );
-    assert!(reported(&b.stderr, "virtio-blk", "writes") >= 1, "{ctx}");
-    assert!(reported(&b.stderr, "virtio-blk", "flushes") >= 1, "{ctx}");
+    assert!(
+        common::reported(&b.stderr, "virtio-blk", "writes") >= 1,
+        "{ctx}"
+    );
+    assert!(
+        common::reported(&b.stderr, "virtio-blk", "flushes") >= 1,
+        "{ctx}"
+    );
 
     // virtio-rng feeds /dev/hwrng.
     assert_eq!(b.value("hwrng"), Some("virtio_rng.0"), "{ctx}");
     let rng = b.value("rng").unwrap_or_default();
     assert_eq!(rng.len(), 32, "16 bytes from /dev/hwrng; {ctx}");
     assert_ne!(rng, "0".repeat(32), "{ctx}");
-    assert!(reported(&b.stderr, "virtio-rng", "bytes") >= 16, "{ctx}");
+    assert!(
+        common::reported(&b.stderr, "virtio-rng", "bytes") >= 16,
+        "{ctx}"
+    );
 
     // What the guest wrote to hvc0 reached the host console.
     assert!(b.console.contains("janus-hvc0-ok"), "{ctx}");
@@ -276,7 +274,10 @@ fn para_guest_uses_kvmclock_and_virtio_devices() {
                 .contains("3 packets transmitted, 3 packets received"),
             "ping over virtio-net; {ctx}"
         );
-        assert!(reported(&b.stderr, "virtio-net", "frames") >= 3, "{ctx}");
+        assert!(
+            common::reported(&b.stderr, "virtio-net", "frames") >= 3,
+            "{ctx}"
+        );
     }
 }
 

@@ -15,6 +15,37 @@ pub fn janus(args: &[&str]) -> Output {
         .expect("run janus")
 }
 
+/// The count just before `what` (one or more words) on janus's report line for `device`
+/// (`janus: e1000: ... 1,372 frames in ...` gives 1372 for "frames in").
+pub fn reported(stderr: &str, device: &str, what: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("janus: {device}:")))
+        .unwrap_or_else(|| panic!("no {device} report in:\n{stderr}"));
+    // Counts carry thousands separators: drop those before splitting on punctuation.
+    let b = line.as_bytes();
+    let plain: String = line
+        .char_indices()
+        .filter(|&(i, c)| {
+            let digit = |j: Option<usize>| j.and_then(|j| b.get(j)).is_some_and(u8::is_ascii_digit);
+            !(c == ',' && digit(i.checked_sub(1)) && digit(Some(i + 1)))
+        })
+        .map(|(_, c)| c)
+        .collect();
+    let words: Vec<&str> = plain
+        .split([' ', ',', ';', ':', '(', ')'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let n = what.split(' ').count();
+    let at = words
+        .windows(n)
+        .position(|w| w.join(" ") == what)
+        .unwrap_or_else(|| panic!("no '{what}' in {line}"));
+    words[at.checked_sub(1).expect("a count before it")]
+        .parse()
+        .expect("a count")
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

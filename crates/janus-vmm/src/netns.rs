@@ -53,6 +53,21 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Moves the calling thread (only it) into the namespace, so that the sockets it makes
+    /// from now on live there: a test's end of a TCP connection with the guest.
+    pub fn enter_on_this_thread(&self) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/run/netns/{}", self.name);
+        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: setns takes a file descriptor we own for the duration of the call and a
+        // namespace type; it changes only the calling thread's network namespace.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        if rc != 0 {
+            return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// `program` run inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
