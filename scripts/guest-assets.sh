@@ -11,9 +11,10 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${JANUS_GUEST_DIR:-$repo/.cache/guest}
-# Modules the tests load (their dependencies are added).
-modules="ata_piix sd_mod e1000 virtio_mmio virtio_blk virtio_net virtio_console virtio-rng"
-recipe_version=1
+# Modules the tests and benches load (their dependencies are added); virtio_pci is for QEMU,
+# the para-virtualized peer in `janus bench --io`.
+modules="ata_piix sd_mod e1000 virtio_mmio virtio_pci virtio_blk virtio_net virtio_console virtio-rng"
+recipe_version=2
 
 mkdir -p "$out"
 if [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.cpio.gz" ] && [ "$(cat "$out/recipe" 2>/dev/null)" = "$recipe_version" ]; then

@@ -135,7 +135,7 @@ pub struct BenchArgs {
     #[arg(long, requires = "kernel")]
     pub initramfs: Option<std::path::PathBuf>,
     /// With --kernel: time I/O instead, by each technique (IDE PIO, IDE DMA and e1000 in full
-    /// mode; virtio-blk and virtio-net in para mode; QEMU's IDE and e1000): the guest reads
+    /// mode; virtio-blk and virtio-net in para mode; the same on QEMU): the guest reads
     /// its whole disk and pings the host over a TAP interface (the network part needs root).
     #[arg(long, requires = "kernel")]
     pub io: bool,

@@ -334,7 +334,7 @@ pub fn render_bench_io(r: &IoBenchReport) -> String {
     if let Some(q) = &r.qemu {
         let _ = writeln!(
             o,
-            "  qemu-tcg: {q}, -M pc -accel tcg (its PIIX3 IDE and e1000)"
+            "  qemu-tcg: {q}, -M pc -accel tcg (its PIIX3 IDE and e1000; virtio-blk and virtio-net on PCI)"
         );
     }
     for s in &r.skipped {

@@ -3,8 +3,8 @@
 //!
 //! The guest reads its whole disk (`dd bs=1M`, page cache dropped first) and pings the host
 //! end of a TAP interface, fully virtualized (IDE with PIO, IDE with bus-master DMA, e1000)
-//! and para-virtualized (virtio-blk, virtio-net) on the soft engine, and fully virtualized on
-//! QEMU (TCG, `-M pc`: its PIIX3 IDE and e1000) as the peer. The read is timed from the host
+//! and para-virtualized (virtio-blk, virtio-net) on the soft engine, and the same on QEMU (TCG,
+//! `-M pc`: its PIIX3 IDE and e1000, and virtio over PCI) as the peer. The read is timed from the host
 //! (when each marker line reaches the console), as `janus bench --kernel` times its workload;
 //! the round trip is ping's own. Janus's device counters give the exits each technique
 //! needed per MiB moved.
@@ -80,11 +80,14 @@ impl Technique {
         }
     }
 
-    fn kernel_args(self) -> &'static str {
-        match self {
-            Technique::IdePio => "libata.dma=0 janus.modules=ata_piix,sd_mod,e1000",
-            Technique::IdeDma => "janus.modules=ata_piix,sd_mod,e1000",
-            Technique::Virtio => "janus.modules=virtio_mmio,virtio_blk,virtio_net",
+    /// The guest's command-line arguments on `machine`: Janus's virtio devices are on
+    /// virtio-mmio, QEMU's on PCI.
+    fn kernel_args(self, machine: &str) -> &'static str {
+        match (self, machine) {
+            (Technique::IdePio, _) => "libata.dma=0 janus.modules=ata_piix,sd_mod,e1000",
+            (Technique::IdeDma, _) => "janus.modules=ata_piix,sd_mod,e1000",
+            (Technique::Virtio, "qemu-tcg") => "janus.modules=virtio_pci,virtio_blk,virtio_net",
+            (Technique::Virtio, _) => "janus.modules=virtio_mmio,virtio_blk,virtio_net",
         }
     }
 }
@@ -147,10 +150,10 @@ fn script(t: Technique, disk_mib: u64, pings: u32, net: bool) -> String {
     s
 }
 
-fn cmdline(t: Technique, disk_mib: u64, pings: u32, net: bool) -> String {
+fn cmdline(machine: &str, t: Technique, disk_mib: u64, pings: u32, net: bool) -> String {
     format!(
         "console=ttyS0 {} janus.cmd={}",
-        t.kernel_args(),
+        t.kernel_args(machine),
         base64(script(t, disk_mib, pings, net).as_bytes())
     )
 }
@@ -290,7 +293,10 @@ fn janus_column(
         .arg(&opts.initramfs)
         .arg("--disk")
         .arg(format!("path={}", disk.display()))
-        .args(["--cmdline", &cmdline(t, opts.disk_mib, opts.pings, net)]);
+        .args([
+            "--cmdline",
+            &cmdline("janus-soft", t, opts.disk_mib, opts.pings, net),
+        ]);
     if net {
         cmd.args(["--net", &format!("tap={TAP}")]);
     }
@@ -313,12 +319,28 @@ fn qemu_column(
         .arg("-initrd")
         .arg(&opts.initramfs)
         .arg("-drive")
-        .arg(format!("file={},format=raw,if=ide", disk.display()))
-        .args(["-append", &cmdline(t, opts.disk_mib, opts.pings, net)]);
+        .arg(format!(
+            "file={},format=raw,if={}",
+            disk.display(),
+            if t == Technique::Virtio {
+                "virtio"
+            } else {
+                "ide"
+            }
+        ))
+        .args([
+            "-append",
+            &cmdline("qemu-tcg", t, opts.disk_mib, opts.pings, net),
+        ]);
     if net {
+        let model = if t == Technique::Virtio {
+            "virtio-net-pci"
+        } else {
+            "e1000"
+        };
         cmd.args([
             "-nic",
-            &format!("tap,ifname={TAP},script=no,downscript=no,model=e1000"),
+            &format!("tap,ifname={TAP},script=no,downscript=no,model={model}"),
         ]);
     } else {
         cmd.args(["-nic", "none"]);
@@ -375,7 +397,7 @@ pub fn run(opts: &IoBenchOptions) -> Result<IoBenchReport> {
     }
     let qemu = match qemu_version(&opts.qemu) {
         Ok(v) => {
-            for t in [Technique::IdePio, Technique::IdeDma] {
+            for t in [Technique::IdePio, Technique::IdeDma, Technique::Virtio] {
                 match qemu_column(opts, t, &disk.0, netns.as_ref()) {
                     Ok(c) => columns.push(c),
                     Err(why) => skipped.push(format!("qemu-tcg ({}): {why}", t.describe())),
@@ -485,7 +507,9 @@ mod tests {
         assert!(
             script(Technique::IdePio, 8, 3, true).contains(&format!("ping -c 3 -i 0.2 {HOST_IP}"))
         );
-        assert!(cmdline(Technique::IdePio, 8, 3, false).contains("libata.dma=0"));
-        assert!(!cmdline(Technique::IdeDma, 8, 3, false).contains("libata.dma=0"));
+        assert!(cmdline("janus-soft", Technique::IdePio, 8, 3, false).contains("libata.dma=0"));
+        assert!(!cmdline("janus-soft", Technique::IdeDma, 8, 3, false).contains("libata.dma=0"));
+        assert!(cmdline("janus-soft", Technique::Virtio, 8, 3, false).contains("virtio_mmio,"));
+        assert!(cmdline("qemu-tcg", Technique::Virtio, 8, 3, false).contains("virtio_pci,"));
     }
 }
