@@ -104,12 +104,22 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         table::thousands(report.exits.total()),
         kinds.join(", ")
     );
-    // The IDE controller's exits and bytes, for the cost per byte (only if it was used).
+    // Exits by the device that answered them: the cost of each device in trips out of the
+    // guest (a string I/O exit moves up to a page).
+    if !report.exits_by_device.is_empty() {
+        let by: Vec<String> = report
+            .exits_by_device
+            .iter()
+            .map(|(d, n)| format!("{d} {}", table::thousands(*n)))
+            .collect();
+        eprintln!("janus: exits by device: {}", by.join(", "));
+    }
+    // The IDE controller's register accesses and bytes (only if it was used).
     let ide = machine.ide_stats();
     if ide.commands > 0 {
         let n = table::thousands;
         eprintln!(
-            "janus: ide: {} commands, {} exits ({} register, {} data port, {} bus master); {} bytes by PIO, {} bytes by DMA; {} cache flushes",
+            "janus: ide: {} commands, {} register accesses ({} task file, {} data port, {} bus master); {} bytes by PIO, {} bytes by DMA; {} cache flushes",
             n(ide.commands),
             n(ide.exits()),
             n(ide.register_exits),
@@ -120,11 +130,11 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
             n(ide.flushes)
         );
     }
-    // The e1000's exits and frames (full mode with --net, only if the guest used it).
+    // The e1000's register accesses and frames (full mode with --net, only if used).
     if let Some(nic) = machine.e1000_stats().filter(|s| s.exits() > 0) {
         let n = table::thousands;
         eprintln!(
-            "janus: e1000: {} exits ({} MMIO, {} I/O); {} frames out ({} bytes), {} frames in ({} bytes), {} dropped; {} interrupts, {} TSO contexts; {} guest errors",
+            "janus: e1000: {} register accesses ({} MMIO, {} I/O); {} frames out ({} bytes), {} frames in ({} bytes), {} dropped; {} interrupts, {} TSO contexts; {} guest errors",
             n(nic.exits()),
             n(nic.mmio_exits),
             n(nic.io_exits),

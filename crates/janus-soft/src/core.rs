@@ -59,10 +59,37 @@ impl Fault {
 /// A device access the VMM must perform before the instruction can complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    PioIn { port: u16, size: u8 },
-    PioOut { port: u16, size: u8, value: u32 },
-    MmioRead { addr: u64, size: u8 },
-    MmioWrite { addr: u64, size: u8, value: u64 },
+    PioIn {
+        port: u16,
+        size: u8,
+    },
+    PioOut {
+        port: u16,
+        size: u8,
+        value: u32,
+    },
+    /// `count` elements of a REP INS into RAM at once, as KVM reports string I/O: one exit for
+    /// up to a page.
+    PioInString {
+        port: u16,
+        size: u8,
+        count: u16,
+    },
+    /// `count` elements of a REP OUTS, gathered in `IoLog::bulk`.
+    PioOutString {
+        port: u16,
+        size: u8,
+        count: u16,
+    },
+    MmioRead {
+        addr: u64,
+        size: u8,
+    },
+    MmioWrite {
+        addr: u64,
+        size: u8,
+        value: u64,
+    },
 }
 
 /// Why an instruction did not simply complete. Kept to a few bytes so that handler results
@@ -114,6 +141,8 @@ pub type Step = Result<Flow, Stop>;
 pub struct IoLog {
     done: Vec<Option<u64>>,
     pos: usize,
+    /// A string I/O exit's data: what the VMM read (INS), or what goes out (OUTS).
+    pub bulk: Vec<u8>,
 }
 
 impl IoLog {
@@ -136,6 +165,13 @@ impl IoLog {
     /// again (replaying what it did) before the CPU may take an interrupt.
     pub fn in_progress(&self) -> bool {
         !self.done.is_empty()
+    }
+
+    /// Records the VMM's answer to a REP INS exit: the bytes it read.
+    pub fn push_bulk(&mut self, data: &[u8]) {
+        self.bulk.clear();
+        self.bulk.extend_from_slice(data);
+        self.done.push(None);
     }
 
     /// Starts the instruction over (replaying from the first access).

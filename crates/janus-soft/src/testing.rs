@@ -55,6 +55,8 @@ pub enum Access {
 pub struct TestMachine {
     pub vcpu: SoftVcpu,
     pub mem: GuestMemory,
+    /// Port I/O exits taken by `run_with` (a string I/O exit counts once).
+    pub io_exits: usize,
 }
 
 fn flat(selector: u16, code: bool) -> Segment {
@@ -88,6 +90,7 @@ impl TestMachine {
         TestMachine {
             vcpu: SoftVcpu::new(cpu, None, Arc::new(DmaLog::default())),
             mem,
+            io_exits: 0,
         }
     }
 
@@ -208,17 +211,24 @@ impl TestMachine {
                         return End::Halt;
                     }
                 }
+                // A string I/O exit carries several elements: one access each.
                 VmExit::PioIn { port, size, data } => {
-                    let v = on_access(Access::PioIn { port, size });
-                    let n = data.len();
-                    data.copy_from_slice(&v.to_le_bytes()[..n]);
+                    self.io_exits += 1;
+                    for element in data.chunks_mut(size.max(1) as usize) {
+                        let v = on_access(Access::PioIn { port, size });
+                        let n = element.len();
+                        element.copy_from_slice(&v.to_le_bytes()[..n]);
+                    }
                 }
                 VmExit::PioOut { port, size, data } => {
-                    on_access(Access::PioOut {
-                        port,
-                        size,
-                        value: le(data),
-                    });
+                    self.io_exits += 1;
+                    for element in data.chunks(size.max(1) as usize) {
+                        on_access(Access::PioOut {
+                            port,
+                            size,
+                            value: le(element),
+                        });
+                    }
                 }
                 VmExit::MmioRead { addr, data } => {
                     let size = data.len() as u8;

@@ -69,7 +69,8 @@ pub struct SoftVcpu {
     chain_from: Option<(u64, u64)>,
     /// The exit returned by the last `run`, completed by the next one.
     pending: Option<Exit>,
-    io_buf: [u8; 8],
+    /// The data of the exit being handled: one element, or a string I/O exit's page.
+    io_buf: Box<[u8; 4096]>,
     jump_generation: u64,
     jump_global_generation: u64,
     halted: bool,
@@ -92,7 +93,7 @@ impl SoftVcpu {
             },
             chain_from: None,
             pending: None,
-            io_buf: [0; 8],
+            io_buf: Box::new([0; 4096]),
             jump_generation: 0,
             jump_global_generation: 0,
             halted: false,
@@ -157,6 +158,12 @@ impl SoftVcpu {
                     let mut v = [0u8; 8];
                     v[..size as usize].copy_from_slice(&self.io_buf[..size as usize]);
                     Some(u64::from_le_bytes(v))
+                }
+                Exit::PioInString { size, count, .. } => {
+                    let n = size as usize * count as usize;
+                    self.cpu.io.push_bulk(&self.io_buf[..n]);
+                    self.cpu.io.rewind();
+                    return;
                 }
                 _ => None,
             };
@@ -374,8 +381,22 @@ impl SoftVcpu {
                 addr,
                 data: &mut self.io_buf[..size as usize],
             },
+            Exit::PioInString { port, size, count } => VmExit::PioIn {
+                port,
+                size,
+                data: &mut self.io_buf[..size as usize * count as usize],
+            },
+            Exit::PioOutString { port, size, count } => {
+                let n = size as usize * count as usize;
+                self.io_buf[..n].copy_from_slice(&self.cpu.io.bulk[..n]);
+                VmExit::PioOut {
+                    port,
+                    size,
+                    data: &self.io_buf[..n],
+                }
+            }
             Exit::MmioWrite { addr, size, value } => {
-                self.io_buf = value.to_le_bytes();
+                self.io_buf[..8].copy_from_slice(&value.to_le_bytes());
                 VmExit::MmioWrite {
                     addr,
                     data: &self.io_buf[..size as usize],

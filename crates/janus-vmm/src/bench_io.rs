@@ -64,11 +64,12 @@ impl Technique {
         }
     }
 
-    /// The name of Janus's report line for the disk and the network card.
-    fn janus_devices(self) -> (&'static str, &'static str) {
+    /// Janus's names for the disk's report line, and for the disk and the network card in
+    /// its exits-by-device line.
+    fn janus_devices(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Technique::IdePio | Technique::IdeDma => ("ide", "e1000"),
-            Technique::Virtio => ("virtio-blk", "virtio-net"),
+            Technique::IdePio | Technique::IdeDma => ("ide", "piix-ide", "e1000"),
+            Technique::Virtio => ("virtio-blk", "virtio-blk", "virtio-net"),
         }
     }
 
@@ -170,17 +171,15 @@ fn parse_rtt(t: &Transcript) -> Option<[f64; 3]> {
     (v.len() == 3).then(|| [v[0], v[1], v[2]])
 }
 
-/// The number just before `what` on Janus's report line for `device` ("janus: ide: ...").
-pub fn reported(stderr: &str, device: &str, what: &str) -> Option<u64> {
+/// The exits `device` answered, from `janus run`'s "exits by device" line.
+pub fn device_exits(stderr: &str, device: &str) -> Option<u64> {
     let line = stderr
         .lines()
-        .find(|l| l.starts_with(&format!("janus: {device}:")))?;
-    let words: Vec<&str> = line
-        .split([' ', ',', ';', ':', '('])
-        .filter(|w| !w.is_empty())
-        .collect();
-    let at = words.iter().position(|w| *w == what)?;
-    words.get(at.checked_sub(1)?)?.parse().ok()
+        .find_map(|l| l.strip_prefix("janus: exits by device: "))?;
+    line.split(", ").find_map(|entry| {
+        let (name, n) = entry.rsplit_once(' ')?;
+        (name == device).then(|| n.parse().ok()).flatten()
+    })
 }
 
 /// MiB the disk device moved over the run, from its report line.
@@ -253,7 +252,7 @@ fn column(
     }
     let read_s = (end - begin).as_secs_f64();
     let stderr = plain(&run.stderr);
-    let (disk, nic) = t.janus_devices();
+    let (disk_report, disk, nic) = t.janus_devices();
     let janus = machine == "janus-soft";
     Ok(IoColumn {
         machine: machine.into(),
@@ -262,9 +261,11 @@ fn column(
         read_s,
         read_mib_s: opts.disk_mib as f64 / read_s.max(1e-9),
         rtt_ms: rtt,
-        disk_exits: janus.then(|| reported(&stderr, disk, "exits")).flatten(),
-        disk_mib_moved: janus.then(|| disk_mib_moved(&stderr, disk)).flatten(),
-        net_exits: janus.then(|| reported(&stderr, nic, "exits")).flatten(),
+        disk_exits: janus.then(|| device_exits(&stderr, disk)).flatten(),
+        disk_mib_moved: janus
+            .then(|| disk_mib_moved(&stderr, disk_report))
+            .flatten(),
+        net_exits: janus.then(|| device_exits(&stderr, nic)).flatten(),
     })
 }
 
@@ -439,14 +440,15 @@ mod tests {
 
     #[test]
     fn report_lines_give_exits_and_bytes() {
-        let ide = "janus: ide: 1,024 commands, 5,000 exits (3,000 register, 0 data port, 2,000 bus master); 0 bytes by PIO, 2,097,152 bytes by DMA; 1 cache flushes";
+        let ide = "janus: ide: 1,024 commands, 5,000 register accesses (3,000 task file, 0 data port, 2,000 bus master); 0 bytes by PIO, 2,097,152 bytes by DMA; 1 cache flushes";
         let s = plain(ide);
-        assert_eq!(reported(&s, "ide", "exits"), Some(5000));
         assert_eq!(disk_mib_moved(&s, "ide"), Some(2.0));
-        let blk = "janus: virtio-blk: 700 exits; 512 reads (3072 KiB), 1 writes (1024 KiB), 0 flushes, 0 get-ids, 0 errors";
-        assert_eq!(reported(blk, "virtio-blk", "exits"), Some(700));
+        let blk = "janus: virtio-blk: 700 register accesses; 512 reads (3072 KiB), 1 writes (1024 KiB), 0 flushes, 0 get-ids, 0 errors";
         assert_eq!(disk_mib_moved(blk, "virtio-blk"), Some(4.0));
-        assert_eq!(reported(blk, "e1000", "exits"), None);
+        let by = plain("janus: exits by device: e1000 13,950, piix-ide 2,100, uart16550 12");
+        assert_eq!(device_exits(&by, "piix-ide"), Some(2100));
+        assert_eq!(device_exits(&by, "e1000"), Some(13950));
+        assert_eq!(device_exits(&by, "virtio-blk"), None);
     }
 
     #[test]

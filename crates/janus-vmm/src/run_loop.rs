@@ -6,6 +6,7 @@ use janus_abi::{hypercall, pc};
 use janus_devices::bus::{Access, Bus};
 use janus_devices::StopRequest;
 use janus_engine::{ExitCounters, ExitKind, VmExit};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,9 @@ pub struct PostEvent {
 pub struct RunReport {
     pub outcome: Outcome,
     pub exits: ExitCounters,
+    /// Port and MMIO exits by the device that answered them (a string I/O exit, which carries
+    /// many elements, counts once, as it is one trip out of the guest).
+    pub exits_by_device: BTreeMap<&'static str, u64>,
     pub post: Vec<PostEvent>,
     pub wall: Duration,
     pub instructions: Option<u64>,
@@ -111,22 +115,34 @@ fn describe_data(data: &[u8]) -> String {
 struct Dispatch<'a> {
     bus: &'a Bus,
     exits: &'a mut ExitCounters,
+    devices: &'a mut BTreeMap<&'static str, u64>,
     post: &'a mut Vec<PostEvent>,
     started: Instant,
     hypercalls: bool,
 }
 
 impl Dispatch<'_> {
+    /// Counts one exit for the device that answered `access`.
+    fn count(&mut self, access: Access) {
+        if let Access::Device(name) = access {
+            *self.devices.entry(name).or_default() += 1;
+        }
+    }
+
     fn exit(&mut self, exit: VmExit<'_>) -> Next {
         match exit {
             VmExit::PioIn { port, size, data } => {
                 self.exits.record(ExitKind::PioIn);
-                for chunk in data.chunks_mut(size.max(1) as usize) {
-                    if self.bus.pio_read(port, chunk) == Access::Unmapped {
+                for (i, chunk) in data.chunks_mut(size.max(1) as usize).enumerate() {
+                    let access = self.bus.pio_read(port, chunk);
+                    if access == Access::Unmapped {
                         return Next::Fault(format!(
                             "pio_in of {size} byte{} from port {port:#x}, where no device is mapped",
                             if size == 1 { "" } else { "s" }
                         ));
+                    }
+                    if i == 0 {
+                        self.count(access);
                     }
                 }
                 Next::Continue
@@ -148,19 +164,25 @@ impl Dispatch<'_> {
                 } else {
                     ExitKind::PioOut
                 });
-                for chunk in data.chunks(size.max(1) as usize) {
-                    if self.bus.pio_write(port, chunk) == Access::Unmapped {
+                for (i, chunk) in data.chunks(size.max(1) as usize).enumerate() {
+                    let access = self.bus.pio_write(port, chunk);
+                    if access == Access::Unmapped {
                         return Next::Fault(format!(
                             "pio_out of {} to port {port:#x}, where no device is mapped",
                             describe_data(chunk)
                         ));
+                    }
+                    if i == 0 {
+                        self.count(access);
                     }
                 }
                 Next::Continue
             }
             VmExit::MmioRead { addr, data } => {
                 self.exits.record(ExitKind::MmioRead);
-                if self.bus.mmio_read(addr, data) == Access::Unmapped {
+                let access = self.bus.mmio_read(addr, data);
+                self.count(access);
+                if access == Access::Unmapped {
                     return Next::Fault(format!(
                         "mmio_read of {} bytes at {addr:#x}, where no device is mapped",
                         data.len()
@@ -170,7 +192,9 @@ impl Dispatch<'_> {
             }
             VmExit::MmioWrite { addr, data } => {
                 self.exits.record(ExitKind::MmioWrite);
-                if self.bus.mmio_write(addr, data) == Access::Unmapped {
+                let access = self.bus.mmio_write(addr, data);
+                self.count(access);
+                if access == Access::Unmapped {
                     return Next::Fault(format!(
                         "mmio_write of {} at {addr:#x}, where no device is mapped",
                         describe_data(data)
@@ -203,6 +227,7 @@ impl Machine {
     pub fn run(&mut self) -> RunReport {
         let started = Instant::now();
         let mut exits = ExitCounters::default();
+        let mut devices = BTreeMap::new();
         let mut post = Vec::new();
         let hypercalls = self.doorbell.is_some();
         let outcome = loop {
@@ -211,6 +236,7 @@ impl Machine {
                 Ok(exit) => Dispatch {
                     bus: &self.bus,
                     exits: &mut exits,
+                    devices: &mut devices,
                     post: &mut post,
                     started,
                     hypercalls,
@@ -246,6 +272,7 @@ impl Machine {
         RunReport {
             outcome,
             exits,
+            exits_by_device: devices,
             post,
             wall: started.elapsed(),
             instructions: self.vcpu.instructions_retired(),

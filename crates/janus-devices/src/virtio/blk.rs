@@ -439,7 +439,7 @@ mod tests {
         assert_eq!((s.bytes_read, s.bytes_written, s.errors), (1024, 512, 0));
         let report = r.m.t.report();
         assert!(
-            report.contains(" exits; 1 reads (1 KiB), 1 writes (0 KiB)"),
+            report.contains(" register accesses; 1 reads (1 KiB), 1 writes (0 KiB)"),
             "{report}"
         );
     }

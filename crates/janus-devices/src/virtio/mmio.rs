@@ -46,7 +46,7 @@ pub struct MmioTransport<D> {
     driver_features_sel: u32,
     driver_features: u64,
     queue_sel: u32,
-    /// Register accesses by the guest (each one a VM exit), for the cost per byte.
+    /// Register accesses by the guest, for the cost per byte.
     exits: u64,
 }
 
@@ -91,7 +91,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// The device's activity and the guest errors it met, in one line.
     pub fn report(&self) -> String {
         let s = self.queues.stats();
-        let mut line = format!("{} exits; {}", self.exits, self.device.activity());
+        let mut line = format!(
+            "{} register accesses; {}",
+            self.exits,
+            self.device.activity()
+        );
         if s.bad_chains + s.misuse > 0 {
             line.push_str(&format!(
                 "; guest errors: {} bad descriptor chains, {} other",

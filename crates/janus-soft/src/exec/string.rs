@@ -255,7 +255,65 @@ pub fn scas(cpu: &mut Cpu, insn: &Insn) -> Step {
     compare_loop(cpu, insn, true)
 }
 
-/// INS: port input to ES:rDI, an exit per element.
+/// Elements of a forward REP INS/OUTS at `off` that can go in one exit: the rest of the page,
+/// the count, at most a page; 0 or 1 means element by element.
+fn string_io_run(cpu: &mut Cpu, insn: &Insn, seg: usize, off: u64, acc: Acc) -> u64 {
+    if insn.rep == 0 || cpu.r.flags.df() {
+        return 0;
+    }
+    let size = insn.osize;
+    let n = run_len(cpu, insn, &[off], size).min(4096 / size as u64);
+    if n > 1 && direct(cpu, seg, off, n * size as u64, acc).is_some() {
+        n
+    } else {
+        0
+    }
+}
+
+/// Counts `n` elements of a string instruction done; says whether it finished or must yield.
+fn string_io_done(
+    cpu: &mut Cpu,
+    insn: &Insn,
+    reg: usize,
+    n: u64,
+    budget: &mut u32,
+) -> Option<Flow> {
+    cpu.io.clear();
+    advance(cpu, insn, reg, n * insn.osize as u64);
+    let c = areg(cpu, insn, 1) - n;
+    reg_put(cpu, 1, insn.asize, c);
+    if c == 0 {
+        return Some(Flow::Next);
+    }
+    *budget = budget.saturating_sub(n as u32);
+    (*budget == 0).then_some(Flow::Repeat)
+}
+
+/// A forward REP INS into RAM: a page at a time, one exit each.
+fn ins_run(cpu: &mut Cpu, insn: &Insn, port: u16, n: u64) -> Result<(), crate::core::Stop> {
+    let size = insn.osize;
+    let len = n * size as u64;
+    if cpu.io.replay().is_none() || cpu.io.bulk.len() as u64 != len {
+        return Err(cpu.exit(Exit::PioInString {
+            port,
+            size,
+            count: n as u16,
+        }));
+    }
+    let di = areg(cpu, insn, 7);
+    // Checked by `string_io_run` before the exit; no guest code ran since to change the mapping.
+    let Some(dst) = direct(cpu, ES, di, len, Acc::Write) else {
+        return Err(cpu.fail(format!(
+            "REP INS destination {di:#x} stopped being RAM during its exit"
+        )));
+    };
+    // SAFETY: `direct` checked that `len` bytes at `dst` are guest RAM within one page.
+    unsafe { std::ptr::copy_nonoverlapping(cpu.io.bulk.as_ptr(), dst, len as usize) };
+    Ok(())
+}
+
+/// INS: port input to ES:rDI; a forward REP INS into RAM takes one exit per page, as on KVM,
+/// anything else one exit per element.
 pub fn ins(cpu: &mut Cpu, insn: &Insn) -> Step {
     let size = insn.osize;
     let port = cpu.r.gpr[2] as u16;
@@ -266,6 +324,14 @@ pub fn ins(cpu: &mut Cpu, insn: &Insn) -> Step {
             return Ok(Flow::Next);
         }
         let di = areg(cpu, insn, 7);
+        let n = string_io_run(cpu, insn, ES, di, Acc::Write);
+        if n > 1 {
+            ins_run(cpu, insn, port, n)?;
+            match string_io_done(cpu, insn, 7, n, &mut budget) {
+                Some(f) => return Ok(f),
+                None => continue,
+            }
+        }
         // The destination must be writable before the device is read.
         cpu.probe_write(ES, di, size as u32)?;
         let v = match cpu.io.replay() {
@@ -281,7 +347,8 @@ pub fn ins(cpu: &mut Cpu, insn: &Insn) -> Step {
     }
 }
 
-/// OUTS: port output from seg:rSI, an exit per element.
+/// OUTS: port output from seg:rSI; a forward REP OUTS from RAM takes one exit per page, as
+/// on KVM, anything else one exit per element.
 pub fn outs(cpu: &mut Cpu, insn: &Insn) -> Step {
     let size = insn.osize;
     let port = cpu.r.gpr[2] as u16;
@@ -291,6 +358,30 @@ pub fn outs(cpu: &mut Cpu, insn: &Insn) -> Step {
     loop {
         if insn.rep != 0 && areg(cpu, insn, 1) == 0 {
             return Ok(Flow::Next);
+        }
+        let si = areg(cpu, insn, 6);
+        let n = string_io_run(cpu, insn, seg, si, Acc::Read);
+        if n > 1 {
+            if cpu.io.replay().is_none() {
+                let len = n as usize * size as usize;
+                let Some(src) = direct(cpu, seg, si, len as u64, Acc::Read) else {
+                    return Err(cpu.fail(format!("REP OUTS source {si:#x} is not RAM")));
+                };
+                cpu.io.bulk.clear();
+                // SAFETY: `direct` checked that `len` bytes at `src` are guest RAM in one page.
+                cpu.io
+                    .bulk
+                    .extend_from_slice(unsafe { std::slice::from_raw_parts(src, len) });
+                return Err(cpu.exit(Exit::PioOutString {
+                    port,
+                    size,
+                    count: n as u16,
+                }));
+            }
+            match string_io_done(cpu, insn, 6, n, &mut budget) {
+                Some(f) => return Ok(f),
+                None => continue,
+            }
         }
         let v = mem_get(cpu, seg, areg(cpu, insn, 6), size)?;
         if cpu.io.replay().is_none() {
