@@ -3,11 +3,11 @@
 //!
 //! The guest reads its whole disk (`dd bs=1M`, page cache dropped first) and pings the host
 //! end of a TAP interface, fully virtualized (IDE with PIO, IDE with bus-master DMA, e1000)
-//! and para-virtualized (virtio-blk, virtio-net) on the soft engine, and the same on QEMU (TCG,
-//! `-M pc`: its PIIX3 IDE and e1000, and virtio over PCI) as the peer. The read is timed from the host
-//! (when each marker line reaches the console), as `janus bench --kernel` times its workload;
-//! the round trip is ping's own. Janus's device counters give the exits each technique
-//! needed per MiB moved.
+//! and para-virtualized (virtio-blk, virtio-net) on the soft engine, and the same on QEMU
+//! (TCG, `-M pc`: its PIIX3 IDE and e1000, and virtio over PCI) as the peer. The read is timed
+//! from the host (when each marker line reaches the console), as `janus bench --kernel` times
+//! its workload; the round trip is ping's own. Janus's exits by device, over the bytes the
+//! disk moved, give the exits each technique needs per MiB.
 //!
 //! The network part needs root and /dev/net/tun (a namespace with a TAP interface is made for
 //! the run); without them the disk part still runs and the report says why the rest did not.
