@@ -173,15 +173,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {
         ..Default::default()
     };
     let report = demo::run(&opts)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report)
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
-    } else {
-        print!("{}", table::render(&report));
-    }
+    print_report(args.json, &report, table::render);
     Ok(if report.ok {
         ExitCode::SUCCESS
     } else {
@@ -203,16 +195,27 @@ fn bench(args: BenchArgs) -> Result<ExitCode, VmmError> {
         qemu: args.qemu,
     };
     let report = janus_vmm::bench::run(&opts)?;
-    if args.json {
+    print_report(args.json, &report, table::render_bench);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a report: one JSON object with `--json`, else its table.
+fn print_report<T: serde::Serialize>(json: bool, report: &T, table: impl FnOnce(&T) -> String) {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report)
+            serde_json::to_string_pretty(report)
                 .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         );
     } else {
-        print!("{}", table::render_bench(&report));
+        print!("{}", table(report));
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// The running janus binary, which the Linux benches start as a child like QEMU.
+fn janus_binary() -> Result<std::path::PathBuf, VmmError> {
+    std::env::current_exe()
+        .map_err(|e| VmmError::Config(format!("janus bench: cannot find the janus binary: {e}")))
 }
 
 fn bench_io(
@@ -220,8 +223,7 @@ fn bench_io(
     kernel: std::path::PathBuf,
     initramfs: std::path::PathBuf,
 ) -> Result<ExitCode, VmmError> {
-    let janus = std::env::current_exe()
-        .map_err(|e| VmmError::Config(format!("janus bench: cannot find the janus binary: {e}")))?;
+    let janus = janus_binary()?;
     let opts = janus_vmm::bench_io::IoBenchOptions {
         janus,
         qemu: args.qemu,
@@ -232,15 +234,7 @@ fn bench_io(
         pings: 10,
     };
     let report = janus_vmm::bench_io::run(&opts)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report)
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
-    } else {
-        print!("{}", table::render_bench_io(&report));
-    }
+    print_report(args.json, &report, table::render_bench_io);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -249,8 +243,7 @@ fn bench_linux(
     kernel: std::path::PathBuf,
     initramfs: std::path::PathBuf,
 ) -> Result<ExitCode, VmmError> {
-    let janus = std::env::current_exe()
-        .map_err(|e| VmmError::Config(format!("janus bench: cannot find the janus binary: {e}")))?;
+    let janus = janus_binary()?;
     let opts = janus_vmm::bench_linux::LinuxBenchOptions {
         janus,
         qemu: args.qemu,
@@ -259,14 +252,6 @@ fn bench_linux(
         memory_mib: config::parse_memory(&args.memory)? >> 20,
     };
     let report = janus_vmm::bench_linux::run(&opts)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report)
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
-    } else {
-        print!("{}", table::render_bench_linux(&report));
-    }
+    print_report(args.json, &report, table::render_bench_linux);
     Ok(ExitCode::SUCCESS)
 }

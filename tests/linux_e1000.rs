@@ -12,6 +12,14 @@ mod common;
 use common::linux::{assets, boot_with_net, run_to_end};
 use common::netns::{Netns, GUEST_IP, HOST_IP};
 
+/// The kernel command line: load `e1000`, run `script`.
+fn cmdline(script: &str) -> String {
+    format!(
+        "console=ttyS0 quiet janus.modules=e1000 janus.cmd={}",
+        common::base64(script.as_bytes())
+    )
+}
+
 fn script() -> String {
     format!(
         "d=/sys/bus/pci/devices/0000:00:03.0\n\
@@ -35,10 +43,7 @@ fn e1000_pings_the_host() {
             return;
         }
     };
-    let cmdline = format!(
-        "console=ttyS0 quiet janus.modules=e1000 janus.cmd={}",
-        common::base64(script().as_bytes())
-    );
+    let cmdline = cmdline(&script());
     let run = run_to_end(boot_with_net(&a, &cmdline, &netns), "e1000");
     let ctx = run.context();
     assert!(run.status.success(), "janus failed ({}); {ctx}", run.status);
@@ -65,22 +70,7 @@ fn e1000_pings_the_host() {
         eprintln!("e1000 ping from the guest (soft engine): {}", rtt.trim());
     }
     // Echo requests out and replies in, besides ARP.
-    assert!(
-        common::reported(&run.stderr, "e1000", "frames out") >= 3,
-        "{ctx}"
-    );
-    assert!(
-        common::reported(&run.stderr, "e1000", "frames in") >= 3,
-        "{ctx}"
-    );
-    assert_eq!(
-        common::reported(&run.stderr, "e1000", "guest errors"),
-        0,
-        "{ctx}"
-    );
-    if let Some(line) = run.stderr.lines().find(|l| l.starts_with("janus: e1000:")) {
-        eprintln!("{line}");
-    }
+    assert_frames(&run.stderr, 3, &ctx);
 }
 
 /// Ports the test listens on, in the namespace: the guest sends to the first and receives
@@ -128,17 +118,13 @@ fn tcp_peer(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Result<Vec<u8>, String>> {
     use std::io::{Read, Write};
-    let ns = Netns {
-        name: netns.name.clone(),
-    };
+    let ns = netns.handle().expect("open the namespace");
     let (ready, listening) = std::sync::mpsc::channel();
     let peer = std::thread::spawn(move || {
         let bound = ns.enter_on_this_thread().and_then(|_| {
             let bind = |p| std::net::TcpListener::bind((HOST_IP, p)).map_err(|e| e.to_string());
             Ok((bind(PORT_FROM_GUEST)?, bind(PORT_TO_GUEST)?))
         });
-        // This copy must not delete the namespace when the thread ends.
-        std::mem::forget(ns);
         let _ = ready.send(bound.as_ref().map(|_| ()).map_err(Clone::clone));
         let (from_guest, to_guest) = bound?;
         let mut got = Vec::new();
@@ -182,10 +168,7 @@ fn e1000_carries_tcp_both_ways() {
          cmp /tmp/f /tmp/r && echo tcp-in=same\n\
          true\n"
     );
-    let cmdline = format!(
-        "console=ttyS0 quiet janus.modules=e1000 janus.cmd={}",
-        common::base64(script.as_bytes())
-    );
+    let cmdline = cmdline(&script);
     let run = run_to_end(boot_with_net(&a, &cmdline, &netns), "e1000-tcp");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let got = peer.join().expect("the peer thread");
@@ -201,20 +184,25 @@ fn e1000_carries_tcp_both_ways() {
     );
     // About 1 MB each way in full-sized frames (the guest sends as nc writes, so its stack
     // rarely has enough queued to hand the card a TSO super-frame).
+    assert_frames(&run.stderr, 700, &ctx);
+}
+
+/// The card's report: at least `frames` each way and no guest errors (and it is printed).
+fn assert_frames(stderr: &str, frames: u64, ctx: &str) {
     assert!(
-        common::reported(&run.stderr, "e1000", "frames out") >= 700,
+        common::reported(stderr, "e1000", "frames out") >= frames,
         "{ctx}"
     );
     assert!(
-        common::reported(&run.stderr, "e1000", "frames in") >= 700,
+        common::reported(stderr, "e1000", "frames in") >= frames,
         "{ctx}"
     );
     assert_eq!(
-        common::reported(&run.stderr, "e1000", "guest errors"),
+        common::reported(stderr, "e1000", "guest errors"),
         0,
         "{ctx}"
     );
-    if let Some(line) = run.stderr.lines().find(|l| l.starts_with("janus: e1000:")) {
+    if let Some(line) = stderr.lines().find(|l| l.starts_with("janus: e1000:")) {
         eprintln!("{line}");
     }
 }

@@ -53,19 +53,12 @@ impl Netns {
         Ok(ns)
     }
 
-    /// Moves the calling thread (only it) into the namespace, so that the sockets it makes
-    /// from now on live there: a test's end of a TCP connection with the guest.
-    pub fn enter_on_this_thread(&self) -> Result<(), String> {
-        use std::os::fd::AsRawFd;
+    /// An open handle on the namespace, which another thread can enter.
+    pub fn handle(&self) -> Result<NetnsHandle, String> {
         let path = format!("/run/netns/{}", self.name);
-        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        // SAFETY: setns takes a file descriptor we own for the duration of the call and a
-        // namespace type; it changes only the calling thread's network namespace.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        if rc != 0 {
-            return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-        }
-        Ok(())
+        std::fs::File::open(&path)
+            .map(NetnsHandle)
+            .map_err(|e| format!("{path}: {e}"))
     }
 
     /// `program` run inside the namespace.
@@ -73,6 +66,24 @@ impl Netns {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name, program]);
         c
+    }
+}
+
+/// An open network namespace (it does not delete the namespace when dropped).
+pub struct NetnsHandle(std::fs::File);
+
+impl NetnsHandle {
+    /// Moves the calling thread (only it) into the namespace, so that the sockets it makes
+    /// from now on live there: a test's end of a TCP connection with the guest.
+    pub fn enter_on_this_thread(&self) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns takes a file descriptor we own for the duration of the call and a
+        // namespace type; it changes only the calling thread's network namespace.
+        let rc = unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) };
+        if rc != 0 {
+            return Err(format!("setns: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 }
 

@@ -55,6 +55,18 @@ fn next(cpu: &mut Cpu, insn: &Insn, budget: &mut u32) -> Option<Flow> {
     None
 }
 
+/// `n` elements done at once: counts them down; says whether the instruction finished or must
+/// yield (as `next` does for one).
+fn bulk_done(cpu: &mut Cpu, insn: &Insn, n: u64, budget: &mut u32) -> Option<Flow> {
+    let c = areg(cpu, insn, 1) - n;
+    reg_put(cpu, 1, insn.asize, c);
+    if c == 0 {
+        return Some(Flow::Next);
+    }
+    *budget = budget.saturating_sub(n as u32);
+    (*budget == 0).then_some(Flow::Repeat)
+}
+
 /// Host pointer for `len` bytes at `seg:off` if they are RAM within one page (translating
 /// with the current privilege); `None` sends the caller down the element-by-element path.
 fn direct(cpu: &mut Cpu, seg: usize, off: u64, len: u64, acc: Acc) -> Option<*mut u8> {
@@ -102,14 +114,8 @@ pub fn movs(cpu: &mut Cpu, insn: &Insn) -> Step {
                     copy_forward(d, s, n as usize, size as usize);
                     advance(cpu, insn, 6, len);
                     advance(cpu, insn, 7, len);
-                    let c = areg(cpu, insn, 1) - n;
-                    reg_put(cpu, 1, insn.asize, c);
-                    if c == 0 {
-                        return Ok(Flow::Next);
-                    }
-                    budget = budget.saturating_sub(n as u32);
-                    if budget == 0 {
-                        return Ok(Flow::Repeat);
+                    if let Some(f) = bulk_done(cpu, insn, n, &mut budget) {
+                        return Ok(f);
                     }
                     continue;
                 }
@@ -164,14 +170,8 @@ pub fn stos(cpu: &mut Cpu, insn: &Insn) -> Step {
                 if let Some(d) = direct(cpu, ES, di, len, Acc::Write) {
                     fill(d, v, size, n as usize);
                     advance(cpu, insn, 7, len);
-                    let c = areg(cpu, insn, 1) - n;
-                    reg_put(cpu, 1, insn.asize, c);
-                    if c == 0 {
-                        return Ok(Flow::Next);
-                    }
-                    budget = budget.saturating_sub(n as u32);
-                    if budget == 0 {
-                        return Ok(Flow::Repeat);
+                    if let Some(f) = bulk_done(cpu, insn, n, &mut budget) {
+                        return Ok(f);
                     }
                     continue;
                 }
@@ -280,13 +280,7 @@ fn string_io_done(
 ) -> Option<Flow> {
     cpu.io.clear();
     advance(cpu, insn, reg, n * insn.osize as u64);
-    let c = areg(cpu, insn, 1) - n;
-    reg_put(cpu, 1, insn.asize, c);
-    if c == 0 {
-        return Some(Flow::Next);
-    }
-    *budget = budget.saturating_sub(n as u32);
-    (*budget == 0).then_some(Flow::Repeat)
+    bulk_done(cpu, insn, n, budget)
 }
 
 /// A forward REP INS into RAM: a page at a time, one exit each.

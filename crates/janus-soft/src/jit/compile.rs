@@ -1094,30 +1094,13 @@ impl Gen {
                 false
             }
             Plan::Pop => {
-                let resume = self.resume_after(s);
                 let dst = s.insn.i.op0_register().number() as u8;
-                self.a.load64(RBX, cpu(lay::gpr(RSP)));
-                self.a.mov_rr(RSI, RBX);
-                self.clobber(s.live_in);
-                self.probe(s, 8, false, R11, resume);
-                self.a.load64(RAX, Mem::at(R11, 0));
-                self.a.lea(RBX, Mem::at(RBX, 8));
-                self.a.store(8, cpu(lay::gpr(RSP)), RBX);
-                self.a.store(8, cpu(lay::gpr(dst)), RAX);
-                self.resolve(resume);
+                self.pop_template(s, RSP, dst);
                 false
             }
+            // LEAVE: RSP = RBP, then POP RBP.
             Plan::Leave => {
-                let resume = self.resume_after(s);
-                self.a.load64(RBX, cpu(lay::gpr(RBP)));
-                self.a.mov_rr(RSI, RBX);
-                self.clobber(s.live_in);
-                self.probe(s, 8, false, R11, resume);
-                self.a.load64(RAX, Mem::at(R11, 0));
-                self.a.lea(RBX, Mem::at(RBX, 8));
-                self.a.store(8, cpu(lay::gpr(RSP)), RBX);
-                self.a.store(8, cpu(lay::gpr(RBP)), RAX);
-                self.resolve(resume);
+                self.pop_template(s, RBP, RBP);
                 false
             }
         }
@@ -1156,6 +1139,21 @@ impl Gen {
                 _ => break,
             }
         }
+    }
+
+    /// Pops the 8 bytes at guest register `sp` (RSP, or RBP for LEAVE) into `dst`, and sets
+    /// RSP just past them.
+    fn pop_template(&mut self, s: &Site, sp: u8, dst: u8) {
+        let resume = self.resume_after(s);
+        self.a.load64(RBX, cpu(lay::gpr(sp)));
+        self.a.mov_rr(RSI, RBX);
+        self.clobber(s.live_in);
+        self.probe(s, 8, false, R11, resume);
+        self.a.load64(RAX, Mem::at(R11, 0));
+        self.a.lea(RBX, Mem::at(RBX, 8));
+        self.a.store(8, cpu(lay::gpr(RSP)), RBX);
+        self.a.store(8, cpu(lay::gpr(dst)), RAX);
+        self.resolve(resume);
     }
 
     /// RSP - 8 into RBX and RSI, probed for an 8-byte store (the pointer in R11).
