@@ -104,6 +104,12 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         table::thousands(report.exits.total()),
         kinds.join(", ")
     );
+    if let Some(x) = &report.exec {
+        eprintln!(
+            "janus: {}",
+            table::exec_line(x, report.instructions.unwrap_or(0))
+        );
+    }
     // Exits by the device that answered them: the cost of each device in trips out of the
     // guest (a string I/O exit moves up to a page).
     if !report.exits_by_device.is_empty() {

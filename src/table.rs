@@ -22,6 +22,42 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// How many fallbacks `janus run` names.
+const TOP_FALLBACKS: usize = 8;
+
+/// The soft engine's line in `janus run`'s report: of `total` instructions retired, how many
+/// ran translated, how many the interpreter ran in untranslated blocks (by code size), and the
+/// mnemonics translated code most often handed to the interpreter one by one.
+pub fn exec_line(x: &janus_engine::ExecStats, total: u64) -> String {
+    let interpreted: u64 = x.interpreted.iter().sum();
+    let one_by_one: u64 = x.fallbacks.iter().map(|(_, n)| n).sum();
+    let translated = total.saturating_sub(interpreted + one_by_one);
+    let pct = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
+    let top: Vec<String> = x
+        .fallbacks
+        .iter()
+        .take(TOP_FALLBACKS)
+        .map(|(m, n)| format!("{m} {}", thousands(*n)))
+        .collect();
+    let [i16, i32, i64] = x.interpreted;
+    let mut line = format!(
+        "soft engine: {:.1}% of instructions ran translated ({} blocks, {} bytes of host code, {} flushes); {:.1}% in the interpreter (16-bit {}, 32-bit {}, 64-bit {}); {:.1}% one by one from translated code",
+        pct(translated),
+        thousands(x.translated_blocks),
+        thousands(x.code_bytes),
+        x.flushes,
+        pct(interpreted),
+        thousands(i16),
+        thousands(i32),
+        thousands(i64),
+        pct(one_by_one),
+    );
+    if !top.is_empty() {
+        line.push_str(&format!(": {}", top.join(", ")));
+    }
+    line
+}
+
 /// Nanoseconds in the unit that keeps three significant digits.
 pub fn duration(ns: f64) -> String {
     match ns {

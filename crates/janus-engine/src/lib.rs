@@ -14,6 +14,23 @@ pub use cpu::{CpuState, DescriptorTable, Segment};
 pub use cpuid::CpuidEntry;
 pub use exit::{ExitCounters, ExitKind, VmExit};
 
+/// How a software engine ran the guest's instructions: what it translated, and what it left
+/// to its interpreter (the gaps in its translator).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Blocks translated to host code, the bytes of host code, and the times the code buffer
+    /// filled and every translation was dropped.
+    pub translated_blocks: u64,
+    pub code_bytes: u64,
+    pub flushes: u64,
+    /// Instructions the interpreter ran in blocks that were not translated, by code size (16-,
+    /// 32- and 64-bit code).
+    pub interpreted: [u64; 3],
+    /// Instructions translated code handed to the interpreter one at a time, by mnemonic,
+    /// most frequent first.
+    pub fallbacks: Vec<(String, u64)>,
+}
+
 /// Guest RAM as every part of Janus sees it.
 pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
 
@@ -189,6 +206,11 @@ pub trait Vcpu: Send {
 
     /// Guest instructions retired so far, where the engine counts them.
     fn instructions_retired(&self) -> Option<u64> {
+        None
+    }
+
+    /// How the engine ran the guest's instructions, where it has more than one way to.
+    fn exec_stats(&self) -> Option<ExecStats> {
         None
     }
 

@@ -197,6 +197,12 @@ pub struct Stats {
     pub blocks_invalidated: u64,
     /// Instructions the engine met but does not implement, by name (each raised #UD).
     pub unimplemented: BTreeMap<String, u64>,
+    /// Instructions the interpreter ran in blocks that were not translated, by code size
+    /// (16-, 32-, 64-bit).
+    pub interpreted: [u64; 3],
+    /// Instructions translated code handed to the interpreter one at a time, indexed by
+    /// `iced_x86::Mnemonic as usize` (grown on demand).
+    pub fallbacks: Vec<u64>,
 }
 
 /// The whole soft CPU.
@@ -239,6 +245,9 @@ pub struct Cpu {
     /// Address of the translator's jump table (`jit::JumpSlot`s), which translated code
     /// consults at exits whose target is known only at run time.
     pub jit_table: u64,
+    /// The MXCSR of the host code that entered translated code, which translated code puts
+    /// back after running guest floating point under the guest's MXCSR.
+    pub jit_host_mxcsr: u32,
     /// MSRs the VMM implements (KVM's para-virtual ones, in para mode), consulted after the
     /// interrupt controller's and before the CPU's own.
     pub msr_handler: Option<Arc<dyn janus_engine::MsrHandler>>,
@@ -267,6 +276,7 @@ impl Cpu {
             chain_budget: 0,
             jit_exit: 0,
             jit_table: 0,
+            jit_host_mxcsr: 0x1f80,
             msr_handler: None,
         };
         cpu.sync_mode();

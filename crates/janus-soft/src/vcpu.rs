@@ -448,6 +448,12 @@ fn run_block(cpu: &mut Cpu, block: &crate::block::Block) -> Option<Stop> {
         }
     }
     cpu.stats.instructions += retired;
+    let size = match block.ip_mask {
+        0xffff => 0,
+        0xffff_ffff => 1,
+        _ => 2,
+    };
+    cpu.stats.interpreted[size] += retired;
     if shadow && (retired > 0 || stop.is_some()) {
         cpu.int_shadow = false;
     }
@@ -494,6 +500,30 @@ impl Vcpu for SoftVcpu {
 
     fn instructions_retired(&self) -> Option<u64> {
         Some(self.cpu.stats.instructions)
+    }
+
+    fn exec_stats(&self) -> Option<janus_engine::ExecStats> {
+        let j = self.jit_stats();
+        let mut fallbacks: Vec<(String, u64)> = self
+            .cpu
+            .stats
+            .fallbacks
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .filter_map(|(m, n)| {
+                let m = iced_x86::Mnemonic::values().nth(m)?;
+                Some((format!("{m:?}").to_lowercase(), *n))
+            })
+            .collect();
+        fallbacks.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Some(janus_engine::ExecStats {
+            translated_blocks: j.blocks,
+            code_bytes: j.code_bytes,
+            flushes: j.flushes,
+            interpreted: self.cpu.stats.interpreted,
+            fallbacks,
+        })
     }
 
     fn set_msr_handler(&mut self, handler: Arc<dyn janus_engine::MsrHandler>) -> Result<()> {

@@ -121,3 +121,193 @@ fn flags_survive_partial_writers_and_cached_registers() {
     assert_eq!(g0[2], 50, "EDX counted the iterations");
     assert!(g0[3] > 0, "ADC saw carries");
 }
+
+mod common;
+
+use iced_x86::code_asm::*;
+use janus_soft::testing::{CODE, DATA};
+
+/// Runs `code` with the translator in `mode` and returns the final XMM registers, MXCSR and
+/// GPRs, and the translator's counters.
+fn run_sse(code: &[u8], mode: JitMode, data: &[u8]) -> ([u128; 16], u32, [u64; 16], ExecStats) {
+    let mut m = TestMachine::long_mode(code);
+    m.vcpu.set_jit(mode);
+    m.write(DATA, data);
+    assert_eq!(m.run_with(1000, |a| panic!("unexpected {a:?}")), End::Halt);
+    let r = m.regs().clone();
+    let x = m
+        .vcpu
+        .exec_stats()
+        .expect("the soft engine reports how it ran");
+    (r.fpu.xmm, r.fpu.mxcsr, r.gpr, x)
+}
+
+use janus_engine::{ExecStats, Vcpu};
+
+/// Doubles 1.0, 1.5, 2.0, ... and a 0-terminated string after them.
+fn sse_data() -> Vec<u8> {
+    let mut d = Vec::new();
+    for k in 0..64 {
+        d.extend_from_slice(&(1.0f64 + k as f64 * 0.5).to_le_bytes());
+    }
+    d.extend_from_slice(&[b'j'; 77]);
+    d.push(0);
+    d.resize(d.len() + 64, 0);
+    d
+}
+
+#[test]
+fn sse_loops_run_translated_and_agree_with_the_interpreter() {
+    let code = common::asm(64, CODE, |a| {
+        // Scalar: xmm0 = sum of x[k] * x[k] / 3.0 (inexact, so MXCSR.PE becomes set).
+        let mut sum = a.create_label();
+        a.mov(rbx, DATA)?;
+        a.mov(ecx, 64u32)?;
+        a.pxor(xmm0, xmm0)?;
+        a.mov(rax, 3.0f64.to_bits())?;
+        a.movq(xmm3, rax)?;
+        a.set_label(&mut sum)?;
+        a.movsd_2(xmm1, qword_ptr(rbx))?;
+        a.mulsd(xmm1, xmm1)?;
+        a.divsd(xmm1, xmm3)?;
+        a.addsd(xmm0, xmm1)?;
+        a.add(rbx, 8i32)?;
+        a.dec(ecx)?;
+        a.jnz(sum)?;
+        a.cvttsd2si(rdx, xmm0)?;
+        // Packed: xmm4 = sum of pairs, with an aligned 16-byte load.
+        let mut packed = a.create_label();
+        a.mov(rbx, DATA)?;
+        a.mov(ecx, 32u32)?;
+        a.xorpd(xmm4, xmm4)?;
+        a.set_label(&mut packed)?;
+        a.addpd(xmm4, xmmword_ptr(rbx))?;
+        a.add(rbx, 16i32)?;
+        a.dec(ecx)?;
+        a.jnz(packed)?;
+        // Integer SIMD: the string's length, 16 bytes at a time, as glibc's strlen does.
+        let mut scan = a.create_label();
+        let mut found = a.create_label();
+        a.mov(rdi, DATA + 512)?;
+        a.pxor(xmm5, xmm5)?;
+        a.set_label(&mut scan)?;
+        a.movdqu(xmm6, xmmword_ptr(rdi))?;
+        a.pcmpeqb(xmm6, xmm5)?;
+        a.pmovmskb(eax, xmm6)?;
+        a.test(eax, eax)?;
+        a.jnz(found)?;
+        a.add(rdi, 16i32)?;
+        a.jmp(scan)?;
+        a.set_label(&mut found)?;
+        a.bsf(eax, eax)?;
+        a.add(rax, rdi)?;
+        a.mov(rsi, DATA + 512)?;
+        a.sub(rax, rsi)?;
+        a.comisd(xmm0, xmm3)?;
+        a.seta(r8b)?;
+        a.hlt()
+    });
+    let data = sse_data();
+    let (x0, csr0, g0, s0) = run_sse(&code, JitMode::Off, &data);
+    let (x1, csr1, g1, s1) = run_sse(&code, JitMode::After(0), &data);
+    assert_eq!(s0.translated_blocks, 0);
+    assert!(s1.translated_blocks >= 3, "{s1:?}");
+    // HLT is the only instruction left to the interpreter.
+    assert_eq!(s1.fallbacks, vec![("hlt".to_string(), 1)], "{s1:?}");
+    assert_eq!(x0, x1);
+    assert_eq!(csr0, csr1);
+    assert_eq!(g0, g1);
+    assert_eq!(g1[0], 77, "strlen");
+    assert_eq!(g1[8], 1, "comisd: the sum is above 3.0");
+    assert_ne!(csr1 & 0x20, 0, "the inexact division set MXCSR.PE");
+    let expect: f64 = (0..64).map(|k| (1.0 + k as f64 * 0.5).powi(2) / 3.0).sum();
+    assert_eq!(f64::from_bits(x1[0] as u64), expect);
+}
+
+#[test]
+fn translated_sse_honours_the_guests_mxcsr_and_faults() {
+    // Rounding up (MXCSR.RC = 2) changes 1/3's last bit; an unmasked invalid
+    // exception makes the same sqrt of -1 raise #XM (vector 19) instead of giving a NaN.
+    let code = common::asm(64, CODE, |a| {
+        a.mov(rbx, DATA)?;
+        a.ldmxcsr(dword_ptr(rbx))?;
+        a.mov(rax, 1.0f64.to_bits())?;
+        a.movq(xmm0, rax)?;
+        a.mov(rax, 3.0f64.to_bits())?;
+        a.movq(xmm1, rax)?;
+        a.divsd(xmm0, xmm1)?;
+        a.mov(rax, (-1.0f64).to_bits())?;
+        a.movq(xmm2, rax)?;
+        a.ldmxcsr(dword_ptr(rbx + 4))?;
+        a.sqrtsd(xmm2, xmm2)?;
+        a.mov(ecx, 1u32)?;
+        a.hlt()
+    });
+    let mut data = Vec::new();
+    data.extend_from_slice(&0x5f80u32.to_le_bytes());
+    data.extend_from_slice(&(0x1f80u32 & !0x80).to_le_bytes());
+    for mode in [JitMode::Off, JitMode::After(0)] {
+        let mut m = TestMachine::long_mode(&code);
+        m.vcpu.set_jit(mode);
+        m.write(DATA, &data);
+        const IDT: u64 = 0x6000;
+        const HANDLER: u64 = 0x30_0000;
+        m.write(HANDLER, &[0xf4]);
+        let gate = (HANDLER & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((HANDLER >> 16) << 48);
+        m.write_u64(IDT + 19 * 16, gate);
+        m.write_u64(IDT + 19 * 16 + 8, 0);
+        m.regs().idtr.base = IDT;
+        m.regs().idtr.limit = 0xfff;
+        assert_eq!(m.run_with(100, |a| panic!("unexpected {a:?}")), End::Halt);
+        let r = m.regs().clone();
+        let third = f64::from_bits(r.fpu.xmm[0] as u64);
+        assert_eq!(
+            third.to_bits(),
+            (1.0f64 / 3.0).to_bits() + 1,
+            "{mode:?}: rounded up"
+        );
+        assert_eq!(r.rip, HANDLER + 1, "{mode:?}: #XM delivered");
+        assert_eq!(r.gpr[1], 0, "{mode:?}: nothing after the sqrt ran");
+        assert_eq!(
+            r.fpu.xmm[2] as u64,
+            (-1.0f64).to_bits(),
+            "{mode:?}: no result written"
+        );
+        assert_ne!(r.fpu.mxcsr & 1, 0, "{mode:?}: IE set");
+    }
+}
+
+#[test]
+fn translated_sse_raises_nm_when_cr0_ts_is_set() {
+    let code = common::asm(64, CODE, |a| {
+        a.movaps(xmm1, xmm0)?;
+        a.mov(rax, cr0)?;
+        a.or(rax, 8i32)?;
+        a.mov(cr0, rax)?;
+        a.movaps(xmm2, xmm1)?;
+        a.mov(ecx, 1u32)?;
+        a.hlt()
+    });
+    for mode in [JitMode::Off, JitMode::After(0)] {
+        let mut m = TestMachine::long_mode(&code);
+        m.vcpu.set_jit(mode);
+        const IDT: u64 = 0x6000;
+        const HANDLER: u64 = 0x30_0000;
+        m.write(HANDLER, &[0xf4]);
+        let gate = (HANDLER & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((HANDLER >> 16) << 48);
+        m.write_u64(IDT + 7 * 16, gate);
+        m.write_u64(IDT + 7 * 16 + 8, 0);
+        m.regs().idtr.base = IDT;
+        m.regs().idtr.limit = 0xfff;
+        m.regs().fpu.xmm[0] = 0x1234;
+        assert_eq!(m.run_with(100, |a| panic!("unexpected {a:?}")), End::Halt);
+        let r = m.regs().clone();
+        assert_eq!(r.rip, HANDLER + 1, "{mode:?}: #NM delivered");
+        assert_eq!(r.fpu.xmm[1], 0x1234, "{mode:?}");
+        assert_eq!(
+            r.fpu.xmm[2], 0,
+            "{mode:?}: the MOVAPS after CR0.TS did not run"
+        );
+        assert_eq!(r.gpr[1], 0, "{mode:?}");
+    }
+}

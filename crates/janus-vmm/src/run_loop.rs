@@ -92,6 +92,8 @@ pub struct RunReport {
     pub post: Vec<PostEvent>,
     pub wall: Duration,
     pub instructions: Option<u64>,
+    /// How a software engine ran the guest's instructions.
+    pub exec: Option<janus_engine::ExecStats>,
 }
 
 /// What dispatching one exit decided.
@@ -276,6 +278,7 @@ impl Machine {
             post,
             wall: started.elapsed(),
             instructions: self.vcpu.instructions_retired(),
+            exec: self.vcpu.exec_stats(),
         }
     }
 }

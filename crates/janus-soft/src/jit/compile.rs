@@ -33,6 +33,7 @@ use iced_x86::{
     Code, Encoder, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
     RflagsBits,
 };
+use janus_engine::cpu::bits;
 
 const ARITH: u32 = RflagsBits::OF
     | RflagsBits::SF
@@ -80,9 +81,21 @@ struct Native {
     bytes: Vec<u8>,
     /// (guest register, host register, written)
     regs: Vec<(u8, u8, bool)>,
+    /// XMM registers (guest and host number are the same), and whether it writes them.
+    xregs: Vec<(u8, bool)>,
     mem: Option<MemAccess>,
     flags_in: bool,
     flags_out: bool,
+    /// An SSE instruction: it needs the SSE checks and, for floating point, the guest's MXCSR.
+    sse: Option<Sse>,
+}
+
+#[derive(Clone, Copy)]
+struct Sse {
+    /// Floating point: runs under the guest's MXCSR.
+    float: bool,
+    /// A 16-byte memory operand that must be aligned (#GP otherwise).
+    align: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -102,6 +115,9 @@ struct FlagUse {
     writes_any: bool,
     writes_all: bool,
 }
+
+/// MXCSR's exception mask bits: translated floating point runs only with all of them set.
+const MXCSR_MASKS: u32 = 0x1f80;
 
 /// Host registers guest values and pointers may use (not RSP, R14 = TLB set, R15 = CPU).
 const POOL: [u8; 13] = [
@@ -166,6 +182,10 @@ impl Compiler {
             saved: true,
             cached: 0,
             dirty: 0,
+            xcached: 0,
+            xdirty: 0,
+            sse_checked: false,
+            mxcsr_loaded: false,
             cold: Vec::new(),
         };
         let mut native = 0;
@@ -236,6 +256,10 @@ impl Compiler {
             Leave if stack_op => Plan::Leave,
             Ja | Jae | Jb | Jbe | Je | Jg | Jge | Jl | Jle | Jne | Jno | Jnp | Jns | Jo | Jp
             | Js if i.op0_kind() == OpKind::NearBranch64 => Plan::Jcc(i.condition_code() as u8 - 1),
+            _ if crate::exec::sse::host_kind(insn).is_some() => match self.native(insn) {
+                Some(n) => Plan::Native(Box::new(n)),
+                None => Plan::Fallback,
+            },
             m if native_mnemonic(m) => match self.native(insn) {
                 Some(n) => Plan::Native(Box::new(n)),
                 None => Plan::Fallback,
@@ -247,12 +271,19 @@ impl Compiler {
     /// Plans running `insn` on the host, if it can run there exactly.
     fn native(&mut self, insn: &Insn) -> Option<Native> {
         let i = &insn.i;
+        let sse = crate::exec::sse::host_kind(insn).map(|float| Sse {
+            float,
+            align: crate::exec::sse::must_align(insn, i.memory_size().size()),
+        });
         let mut has_mem = false;
         let mut explicit = [false; 16];
         for k in 0..i.op_count() {
             match i.op_kind(k) {
                 OpKind::Register => {
                     let r = i.op_register(k);
+                    if r.is_xmm() && sse.is_some() {
+                        continue;
+                    }
                     if !r.is_gpr() {
                         return None;
                     }
@@ -284,15 +315,12 @@ impl Compiler {
         let info = self.info.info(i);
         // Guest register families the instruction touches, and whether it writes them.
         let mut used: Vec<(u8, bool)> = Vec::new();
+        let mut xregs: Vec<(u8, bool)> = Vec::new();
         for u in info.used_registers() {
             let r = u.register();
             if r.is_segment_register() || matches!(r, Register::RIP | Register::EIP) {
                 continue;
             }
-            if !r.is_gpr() {
-                return None;
-            }
-            let fam = r.full_register().number() as u8 & 15;
             let written = matches!(
                 u.access(),
                 OpAccess::Write
@@ -300,9 +328,16 @@ impl Compiler {
                     | OpAccess::ReadWrite
                     | OpAccess::ReadCondWrite
             );
-            match used.iter_mut().find(|(f, _)| *f == fam) {
+            let (list, fam) = if r.is_xmm() && sse.is_some() && r.number() < 16 {
+                (&mut xregs, r.number() as u8)
+            } else if r.is_gpr() {
+                (&mut used, r.full_register().number() as u8 & 15)
+            } else {
+                return None;
+            };
+            match list.iter_mut().find(|(f, _)| *f == fam) {
                 Some(e) => e.1 |= written,
-                None => used.push((fam, written)),
+                None => list.push((fam, written)),
             }
         }
         let mem = if has_mem {
@@ -315,7 +350,8 @@ impl Compiler {
                     | OpAccess::ReadCondWrite
             );
             let size = m.memory_size().size();
-            if !matches!(size, 1 | 2 | 4 | 8) {
+            let fits = matches!(size, 1 | 2 | 4 | 8) || size == 16 && sse.is_some();
+            if !fits {
                 return None;
             }
             Some((size as u8, write))
@@ -392,6 +428,8 @@ impl Compiler {
         Some(Native {
             bytes,
             regs,
+            xregs,
+            sse,
             mem: mem
                 .zip(ptr)
                 .map(|((size, write), ptr)| MemAccess { size, write, ptr }),
@@ -612,7 +650,7 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::JmpInd => observes,
         Plan::Lea | Plan::Nop | Plan::JmpRel => FlagUse::default(),
         Plan::Native(n) => FlagUse {
-            reads: flags_of(&insn.i).reads || n.mem.is_some(),
+            reads: flags_of(&insn.i).reads || n.mem.is_some() || n.sse.is_some(),
             partial: flags_of(&insn.i).partial,
             writes_any: n.flags_out,
             writes_all: flags_of(&insn.i).writes_all,
@@ -646,6 +684,10 @@ enum Cold {
         ptr: u8,
         /// Cached registers the call to fill the TLB clobbers.
         reload: u16,
+        /// Cached XMM registers (the call clobbers them all).
+        xreload: u16,
+        /// The host's MXCSR holds the guest's.
+        mxcsr: bool,
         info: u32,
         insn: *const Insn,
         off: u64,
@@ -654,9 +696,13 @@ enum Cold {
     },
     /// A fallback ended the block or stopped: count what retired, return its status.
     Leave { from: Fixup, index: u32 },
-    /// A branch target or return address is not canonical: the interpreter raises #GP.
+    /// A branch target or return address is not canonical, a 16-byte SSE operand is not
+    /// aligned, or the SSE checks failed: the interpreter runs the instruction (and raises
+    /// the fault).
     Interpret {
-        from: Fixup,
+        from: Vec<Fixup>,
+        /// The host's MXCSR holds the guest's.
+        mxcsr: bool,
         insn: *const Insn,
         off: u64,
         index: u32,
@@ -673,6 +719,8 @@ enum Resume {
         to: Option<usize>,
         flags: bool,
         regs: u16,
+        xregs: u16,
+        mxcsr: bool,
     },
     /// The instruction was a branch: leave the block after it.
     Exit { next: u64 },
@@ -693,6 +741,15 @@ struct Gen {
     cached: u16,
     /// Of those, the ones whose host copy is newer than the CPU struct's.
     dirty: u16,
+    /// The same for guest XMM registers, held in the host XMM register of the same number.
+    xcached: u16,
+    xdirty: u16,
+    /// The SSE checks (CR0.EM/TS, CR4.OSFXSR, every MXCSR exception masked) passed on this
+    /// path since the last call out.
+    sse_checked: bool,
+    /// The host's MXCSR holds the guest's (loaded for floating point; the guest's exception
+    /// flags accumulate there until `sse_end` stores it).
+    mxcsr_loaded: bool,
     cold: Vec<Cold>,
 }
 
@@ -712,6 +769,59 @@ impl Gen {
     /// Writes every newer register back (stores leave RFLAGS alone).
     fn spill(&mut self) {
         self.write_back(u16::MAX);
+        for x in regs_in(self.xdirty) {
+            self.a.movdqu_store(cpu(lay::xmm(x)), x);
+        }
+        self.xdirty = 0;
+    }
+
+    /// Ends the SSE session before a call out or an exit: the guest's MXCSR (with the
+    /// exception flags raised since it was loaded) back to the CPU struct and the host's into
+    /// MXCSR. Leaves RFLAGS alone.
+    fn sse_end(&mut self) {
+        if self.mxcsr_loaded {
+            self.a.stmxcsr(cpu(lay::mxcsr()));
+            self.a.ldmxcsr(cpu(lay::host_mxcsr()));
+            self.mxcsr_loaded = false;
+        }
+        self.sse_checked = false;
+    }
+
+    /// Before an SSE instruction: the checks its translation depends on, once per session,
+    /// and the guest's MXCSR for floating point. If a check fails, the interpreter runs the
+    /// instruction (raising #UD or #NM, or the exception an unmasked MXCSR bit asks for) and
+    /// the block ends after it.
+    fn sse_begin(&mut self, s: &Site, float: bool) {
+        if !self.sse_checked {
+            self.spill();
+            self.clobber(s.live_in);
+            self.evict(bit(RDI));
+            let mut from = Vec::new();
+            let a = &mut self.a;
+            a.load64(RDI, cpu(lay::cr0()));
+            a.alu_ri(Alu::And, RDI, (bits::CR0_EM | bits::CR0_TS) as i32);
+            from.push(a.jcc(cc::NE));
+            a.load64(RDI, cpu(lay::cr4()));
+            a.alu_ri(Alu::And, RDI, bits::CR4_OSFXSR as i32);
+            from.push(a.jcc(cc::E));
+            a.load32(RDI, cpu(lay::mxcsr()));
+            a.alu_ri(Alu::And, RDI, MXCSR_MASKS as i32);
+            a.alu_ri(Alu::Cmp, RDI, MXCSR_MASKS as i32);
+            from.push(a.jcc(cc::NE));
+            self.cold.push(Cold::Interpret {
+                from,
+                mxcsr: false,
+                insn: s.insn,
+                off: s.off,
+                index: s.index,
+                resume: Resume::Exit { next: s.next },
+            });
+            self.sse_checked = true;
+        }
+        if float && !self.mxcsr_loaded {
+            self.a.ldmxcsr(cpu(lay::mxcsr()));
+            self.mxcsr_loaded = true;
+        }
     }
 
     /// Frees the host registers in `mask` for other uses, writing back what they cache.
@@ -723,6 +833,9 @@ impl Gen {
     /// Before host code that reads or writes guest registers in the CPU struct, or calls out.
     fn forget_all(&mut self) {
         self.evict(u16::MAX);
+        self.spill();
+        self.xcached = 0;
+        self.sse_end();
     }
 
     /// Guest register `g` in host register `g`.
@@ -749,6 +862,13 @@ impl Gen {
     fn reload(&mut self, mask: u16) {
         for g in regs_in(mask) {
             self.a.load64(g, cpu(lay::gpr(g)));
+        }
+    }
+
+    /// Cold code: the XMM registers in `mask` again from the CPU struct.
+    fn reload_xmm(&mut self, mask: u16) {
+        for x in regs_in(mask) {
+            self.a.movdqu_load(x, cpu(lay::xmm(x)));
         }
     }
 
@@ -792,6 +912,7 @@ impl Gen {
     /// `Cpu::chain_budget`, so control returns to the dispatcher regularly.
     fn exit_rel(&mut self, to: u64, retired: u32) {
         self.spill();
+        self.sse_end();
         self.save();
         if to != 0 {
             self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
@@ -824,6 +945,7 @@ impl Gen {
     /// current mappings (spending one unit of `Cpu::chain_budget`), else to the dispatcher.
     fn exit_lookup(&mut self, retired: u32) {
         self.spill();
+        self.sse_end();
         self.save();
         if retired != 0 {
             self.a
@@ -942,6 +1064,8 @@ impl Gen {
         // must survive the cold path's call.
         self.evict(bit(RDI) | bit(ptr) | bit(RSI));
         let reload = self.cached & CALLER_SAVED;
+        let xreload = self.xcached;
+        let mxcsr = self.mxcsr_loaded;
         let a = &mut self.a;
         a.lea(RDI, Mem::at(RSI, size as i32 - 1));
         a.shr_ri(RDI, 12);
@@ -976,6 +1100,8 @@ impl Gen {
             back,
             ptr,
             reload,
+            xreload,
+            mxcsr,
             info: size as u32 | (write as u32) << 8,
             insn: s.insn,
             off: s.off,
@@ -1025,6 +1151,7 @@ impl Gen {
                 false
             }
             Plan::Jcc(cond) => {
+                self.sse_end();
                 self.need();
                 self.save();
                 let taken = self.a.jcc(*cond);
@@ -1112,6 +1239,8 @@ impl Gen {
             to: None,
             flags: false,
             regs: 0,
+            xregs: 0,
+            mxcsr: false,
         }
     }
 
@@ -1121,6 +1250,8 @@ impl Gen {
         let here = self.a.len();
         let flags = self.host_valid;
         let cached = self.cached;
+        let xcached = self.xcached;
+        let mxcsr_loaded = self.mxcsr_loaded;
         for c in self.cold.iter_mut().rev() {
             let r = match c {
                 Cold::Miss { resume, .. } | Cold::Interpret { resume, .. } => resume,
@@ -1131,10 +1262,14 @@ impl Gen {
                     to: to @ None,
                     flags: f,
                     regs,
+                    xregs,
+                    mxcsr,
                 } => {
                     *to = Some(here);
                     *f = flags;
                     *regs = cached;
+                    *xregs = xcached;
+                    *mxcsr = mxcsr_loaded;
                 }
                 _ => break,
             }
@@ -1196,7 +1331,25 @@ impl Gen {
         self.a.alu_rr(Alu::Cmp, RDX, r);
         let from = self.a.jcc(cc::NE);
         self.cold.push(Cold::Interpret {
-            from,
+            from: vec![from],
+            mxcsr: false,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
+    /// Sends the instruction to the interpreter (which raises #GP) if the linear address in
+    /// RSI is not 16-byte aligned. (Guest RAM is mapped page-aligned, so the host pointer
+    /// would be misaligned too and the host instruction would fault.)
+    fn misaligned_or_interpret(&mut self, s: &Site, resume: Resume) {
+        self.a.mov_rr32(RDI, RSI);
+        self.a.alu_ri(Alu::And, RDI, 15);
+        let from = self.a.jcc(cc::NE);
+        self.cold.push(Cold::Interpret {
+            from: vec![from],
+            mxcsr: self.mxcsr_loaded,
             insn: s.insn,
             off: s.off,
             index: s.index,
@@ -1223,11 +1376,17 @@ impl Gen {
 
     fn native(&mut self, s: &Site, n: &Native) {
         let resume = self.resume_after(s);
+        if let Some(sse) = n.sse {
+            self.sse_begin(s, sse.float);
+        }
         if let Some(m) = n.mem {
             // A miss may run the instruction in the interpreter, which reads the CPU struct.
             self.spill();
             self.ea(s, true);
             self.clobber(s.live_in);
+            if n.sse.is_some_and(|x| x.align) {
+                self.misaligned_or_interpret(s, resume);
+            }
             self.probe(s, m.size, m.write, m.ptr, resume);
         }
         if n.flags_in && s.flags_needed {
@@ -1243,6 +1402,12 @@ impl Gen {
                 self.a.load64(h, cpu(lay::gpr(g)));
             }
         }
+        for &(x, _) in &n.xregs {
+            if self.xcached & bit(x) == 0 {
+                self.a.movdqu_load(x, cpu(lay::xmm(x)));
+                self.xcached |= bit(x);
+            }
+        }
         self.a.bytes(&n.bytes);
         for &(g, h, w) in &n.regs {
             if w {
@@ -1251,6 +1416,11 @@ impl Gen {
                 } else {
                     self.a.store(8, cpu(lay::gpr(g)), h);
                 }
+            }
+        }
+        for &(x, w) in &n.xregs {
+            if w {
+                self.xdirty |= bit(x);
             }
         }
         if n.flags_out {
@@ -1271,6 +1441,8 @@ impl Gen {
                     back,
                     ptr,
                     reload,
+                    xreload,
+                    mxcsr,
                     info,
                     insn,
                     off,
@@ -1279,6 +1451,7 @@ impl Gen {
                 } => {
                     let here = self.a.len();
                     self.a.patch(from, here);
+                    self.host_mxcsr(mxcsr);
                     // RSI still holds the linear address.
                     self.a.mov_ri(RDX, info as u64);
                     self.call(self.t.tlb_fill);
@@ -1286,6 +1459,10 @@ impl Gen {
                     let miss = self.a.jcc(cc::E);
                     self.a.mov_rr(ptr, RAX);
                     self.reload(reload);
+                    self.reload_xmm(xreload);
+                    if mxcsr {
+                        self.a.ldmxcsr(cpu(lay::mxcsr()));
+                    }
                     let j = self.a.jmp();
                     self.a.patch(j, back);
                     let here = self.a.len();
@@ -1294,13 +1471,17 @@ impl Gen {
                 }
                 Cold::Interpret {
                     from,
+                    mxcsr,
                     insn,
                     off,
                     index,
                     resume,
                 } => {
                     let here = self.a.len();
-                    self.a.patch(from, here);
+                    for f in from {
+                        self.a.patch(f, here);
+                    }
+                    self.host_mxcsr(mxcsr);
                     self.interpret(insn, off, index, resume);
                 }
                 Cold::Leave { from, index } => {
@@ -1312,6 +1493,15 @@ impl Gen {
         }
     }
 
+    /// Cold: if the host's MXCSR holds the guest's (`loaded`), stores it to the CPU struct and
+    /// puts the host's back, before a call out.
+    fn host_mxcsr(&mut self, loaded: bool) {
+        if loaded {
+            self.a.stmxcsr(cpu(lay::mxcsr()));
+            self.a.ldmxcsr(cpu(lay::host_mxcsr()));
+        }
+    }
+
     /// Cold: runs the instruction in the interpreter, then resumes the main path or leaves.
     fn interpret(&mut self, insn: *const Insn, off: u64, index: u32, resume: Resume) {
         // The main path saved live flags before anything that reaches here.
@@ -1319,8 +1509,18 @@ impl Gen {
         self.a.test_rr32(RAX, RAX);
         let stop = self.a.jcc(cc::NE);
         match resume {
-            Resume::At { to, flags, regs } => {
+            Resume::At {
+                to,
+                flags,
+                regs,
+                xregs,
+                mxcsr,
+            } => {
                 self.reload(regs);
+                self.reload_xmm(xregs);
+                if mxcsr {
+                    self.a.ldmxcsr(cpu(lay::mxcsr()));
+                }
                 if flags {
                     self.a.load_flags(cpu(lay::flags_res()));
                 }

@@ -4,6 +4,7 @@
 use crate::core::{Cpu, Stats};
 use crate::cpu::{Regs, Seg};
 use crate::flags::Flags;
+use crate::fpu::Fpu;
 use crate::mmu::{Tlb, TlbEntry};
 use std::mem::{offset_of, size_of};
 
@@ -36,6 +37,32 @@ pub fn seg_base(s: usize) -> i32 {
     i32_of(
         offset_of!(Cpu, r) + offset_of!(Regs, seg) + s * size_of::<Seg>() + offset_of!(Seg, base),
     )
+}
+
+/// Guest XMM register `n` (0..=15).
+pub fn xmm(n: u8) -> i32 {
+    i32_of(
+        offset_of!(Cpu, r) + offset_of!(Regs, fpu) + offset_of!(Fpu, xmm) + 16 * (n as usize & 15),
+    )
+}
+
+/// The guest's MXCSR (32 bits).
+pub fn mxcsr() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, fpu) + offset_of!(Fpu, mxcsr))
+}
+
+/// CR0 and CR4.
+pub fn cr0() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, cr0))
+}
+
+pub fn cr4() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, cr4))
+}
+
+/// `Cpu::jit_host_mxcsr`: the MXCSR host code runs with.
+pub fn host_mxcsr() -> i32 {
+    i32_of(offset_of!(Cpu, jit_host_mxcsr))
 }
 
 /// `Cpu::chain_budget`.
@@ -102,6 +129,9 @@ mod tests {
             flags_op(),
             seg_base(5),
             instructions(),
+            xmm(15),
+            mxcsr(),
+            host_mxcsr(),
         ] {
             assert!((0..i32::MAX).contains(&v));
         }

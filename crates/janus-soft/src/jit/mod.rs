@@ -239,12 +239,24 @@ impl Jit {
         debug_assert!(self.buf.contains(code));
         let tlb = cpu.tlb.e[cpu.mmu_idx & 1].as_ptr();
         cpu.jit_table = self.table.as_ptr() as u64;
+        cpu.jit_host_mxcsr = host_mxcsr();
         // SAFETY: `code` is a translation in this buffer made for 64-bit code, which the
         // caller checked the CPU is running; it only touches the CPU struct through R15, guest
         // RAM through pointers from the TLB entries the engine filled (always within one
         // mapped page), and calls the helpers below with the pointers it was given.
         unsafe { (self.entry)(cpu, code as *const u8, tlb) }
     }
+}
+
+/// The MXCSR the calling thread runs with (translated code restores it after guest floating
+/// point).
+fn host_mxcsr() -> u32 {
+    let mut v = 0u32;
+    // SAFETY: STMXCSR stores the four bytes of MXCSR into `v`, a live local.
+    unsafe {
+        std::arch::asm!("stmxcsr dword ptr [{}]", in(reg) &mut v as *mut u32, options(nostack));
+    }
+    v
 }
 
 /// Writes a block's guest instructions and its translation's bytes (for `objdump -D -b binary
@@ -293,6 +305,11 @@ extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32
     // `Jit::run` for the whole call) and a pointer into the block it was translated from,
     // which the dispatcher keeps alive while the translation runs.
     let (cpu, insn) = unsafe { (&mut *cpu, &*insn) };
+    let m = insn.i.mnemonic() as usize;
+    if cpu.stats.fallbacks.len() <= m {
+        cpu.stats.fallbacks.resize(m + 1, 0);
+    }
+    cpu.stats.fallbacks[m] += 1;
     let base = cpu.r.rip;
     cpu.r.rip = base.wrapping_add(offset);
     cpu.next_rip = cpu.r.rip.wrapping_add(insn.len as u64);

@@ -401,6 +401,40 @@ impl Asm {
         self.u8(0x9d);
     }
 
+    /// `movdqu xmm, [m]`
+    pub fn movdqu_load(&mut self, x: u8, m: Mem) {
+        self.u8(0xf3);
+        self.rex_mem(false, x, &m, false);
+        self.u8(0x0f);
+        self.u8(0x6f);
+        self.modrm_mem(x, &m);
+    }
+
+    /// `movdqu [m], xmm`
+    pub fn movdqu_store(&mut self, m: Mem, x: u8) {
+        self.u8(0xf3);
+        self.rex_mem(false, x, &m, false);
+        self.u8(0x0f);
+        self.u8(0x7f);
+        self.modrm_mem(x, &m);
+    }
+
+    /// `ldmxcsr [m]`
+    pub fn ldmxcsr(&mut self, m: Mem) {
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0x0f);
+        self.u8(0xae);
+        self.modrm_mem(2, &m);
+    }
+
+    /// `stmxcsr [m]`
+    pub fn stmxcsr(&mut self, m: Mem) {
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0x0f);
+        self.u8(0xae);
+        self.modrm_mem(3, &m);
+    }
+
     pub fn ret(&mut self) {
         self.u8(0xc3);
     }
@@ -462,6 +496,20 @@ mod tests {
             one(|a| a.store64_imm(Mem::at(R15, 0x100), -1)),
             "mov qword ptr [r15+100h],0FFFFFFFFFFFFFFFFh"
         );
+    }
+
+    #[test]
+    fn sse_state_moves() {
+        assert_eq!(
+            one(|a| a.movdqu_load(3, Mem::at(R15, 0x300))),
+            "movdqu xmm3,[r15+300h]"
+        );
+        assert_eq!(
+            one(|a| a.movdqu_store(Mem::at(R15, 0x310), 12)),
+            "movdqu [r15+310h],xmm12"
+        );
+        assert_eq!(one(|a| a.ldmxcsr(Mem::at(R15, 8))), "ldmxcsr [r15+8]");
+        assert_eq!(one(|a| a.stmxcsr(Mem::at(RAX, 0))), "stmxcsr [rax]");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::{data, Handler, Insn};
 use iced_x86::{Mnemonic, OpKind};
 use int::{int2, op};
 use moves::{kind, mov};
+use operand::uses;
 
 /// Both operands are registers.
 fn reg_reg(insn: &Insn) -> bool {
@@ -31,6 +32,26 @@ pub fn handler(insn: &mut Insn) -> Option<Handler> {
         .or_else(|| float_handler(insn))
         .or_else(|| int_handler(insn))
         .or_else(|| state_handler(insn))
+}
+
+pub use operand::must_align;
+
+/// Whether the translator may run `insn` as itself on the host, with the guest's XMM
+/// registers in the host's: `Some(true)` for floating point, which must run under the guest's
+/// MXCSR, `Some(false)` for moves, logic and integer SIMD, `None` for what only this module
+/// runs (MMX registers, which live in the x87 file; MXCSR and FXSAVE state; the masked stores,
+/// whose implicit operand the translator's probe does not cover).
+pub fn host_kind(insn: &Insn) -> Option<bool> {
+    use Mnemonic::*;
+    if !insn.implemented || uses(insn).mm {
+        return None;
+    }
+    match insn.i.mnemonic() {
+        Maskmovq | Maskmovdqu | Movnti | Movq2dq | Movdq2q => None,
+        _ if float_handler(insn).is_some() => Some(true),
+        _ if move_handler(insn).is_some() || int_handler(insn).is_some() => Some(false),
+        _ => None,
+    }
 }
 
 fn move_handler(insn: &Insn) -> Option<Handler> {

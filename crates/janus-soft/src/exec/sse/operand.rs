@@ -114,7 +114,7 @@ pub fn mem_size(insn: &Insn) -> usize {
 
 /// Legacy SSE 16-byte memory operands must be 16-byte aligned, except for the explicitly
 /// unaligned moves.
-fn must_align(insn: &Insn, size: usize) -> bool {
+pub fn must_align(insn: &Insn, size: usize) -> bool {
     use Mnemonic::*;
     size == 16 && !matches!(insn.i.mnemonic(), Movups | Movupd | Movdqu)
 }
