@@ -248,6 +248,8 @@ pub struct Cpu {
     /// The MXCSR of the host code that entered translated code, which translated code puts
     /// back after running guest floating point under the guest's MXCSR.
     pub jit_host_mxcsr: u32,
+    /// Where translated code keeps values of its own across a call out (cold paths only).
+    pub jit_slots: [u64; 4],
     /// MSRs the VMM implements (KVM's para-virtual ones, in para mode), consulted after the
     /// interrupt controller's and before the CPU's own.
     pub msr_handler: Option<Arc<dyn janus_engine::MsrHandler>>,
@@ -277,6 +279,7 @@ impl Cpu {
             jit_exit: 0,
             jit_table: 0,
             jit_host_mxcsr: 0x1f80,
+            jit_slots: [0; 4],
             msr_handler: None,
         };
         cpu.sync_mode();

@@ -65,6 +65,11 @@ pub fn host_mxcsr() -> i32 {
     i32_of(offset_of!(Cpu, jit_host_mxcsr))
 }
 
+/// `Cpu::jit_slots[n]`.
+pub fn slot(n: usize) -> i32 {
+    i32_of(offset_of!(Cpu, jit_slots) + 8 * (n & 3))
+}
+
 /// `Cpu::chain_budget`.
 pub fn chain_budget() -> i32 {
     i32_of(offset_of!(Cpu, chain_budget))

@@ -13,6 +13,7 @@
 
 pub mod buffer;
 pub mod compile;
+pub mod gen;
 pub mod layout;
 pub mod x64;
 

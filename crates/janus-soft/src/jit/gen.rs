@@ -1,0 +1,1209 @@
+//! Code generation for a planned block: where guest registers live while it runs, the memory
+//! probe, the templates for stack and branch instructions, and the cold paths.
+//!
+//! **Registers.** A guest register lives in the CPU struct, or in a host register once an
+//! instruction has used it (`home`/`occupant`), and `dirty` says where the host copy is newer.
+//! The thirteen host registers other than RSP, R14 (the TLB set) and R15 (the CPU) hold guest
+//! registers of the same number, so most instructions are re-encoded with their own register
+//! operands; guest RSP, R14 and R15 live in whichever host register is free, and instructions
+//! naming them are re-encoded with that register. Scratch values (an address, the probe's
+//! temporaries, a host pointer) take host registers no guest value needs at that moment,
+//! preferring free ones. Nothing is written back on the main path except where the block
+//! ends or calls out: a cold path that calls out writes back what is dirty first (it knows the
+//! state at its branch) and reloads what the call clobbered, or everything, after the
+//! interpreter ran.
+//!
+//! **Flags.** The guest's arithmetic flags are either in the host's RFLAGS or saved in
+//! `Flags::res` (`Op::Native`), or both; `host_valid` and `saved` track which.
+
+use super::compile::{Native, Plan, Site, Targets};
+use super::layout as lay;
+use super::x64::{cc, reg::*, Alu, Asm, Fixup, Mem};
+use crate::exec::{Insn, NONE, RIP};
+use crate::flags::Op;
+use iced_x86::{Encoder, OpKind, Register};
+use janus_engine::cpu::bits;
+
+/// MXCSR's exception mask bits: translated floating point runs only with all of them set.
+const MXCSR_MASKS: u32 = 0x1f80;
+
+/// Host registers for guest values and scratch values (not RSP, R14 = TLB set, R15 = CPU), in
+/// the order scratch values take them: registers compiled code uses least come first.
+const POOL: [u8; 13] = [
+    R11, R10, R9, R8, RDX, RCX, RBX, RBP, R12, R13, RDI, RAX, RSI,
+];
+
+/// Host registers that need no REX prefix (the only ones an instruction naming AH..BH can use).
+const LOW: u16 = 1 << RAX | 1 << RCX | 1 << RDX | 1 << RBX | 1 << RBP | 1 << RSI | 1 << RDI;
+
+/// Host registers a call may clobber (System V).
+const CALLER_SAVED: u16 =
+    1 << RAX | 1 << RCX | 1 << RDX | 1 << RSI | 1 << RDI | 1 << R8 | 1 << R9 | 1 << R10 | 1 << R11;
+
+/// Guest registers whose host register of the same number the host keeps for itself.
+pub const FLOATING: u16 = 1 << RSP | 1 << R14 | 1 << R15;
+
+pub fn bit(r: u8) -> u16 {
+    1 << r
+}
+
+/// The register numbers in `mask`, lowest first.
+fn regs_in(mask: u16) -> impl Iterator<Item = u8> {
+    (0..16u8).filter(move |r| mask & bit(*r) != 0)
+}
+
+/// The host register `n` at `size` bytes (low byte for size 1).
+pub fn sized(n: u8, size: usize) -> Option<Register> {
+    use Register::*;
+    const R64: [Register; 16] = [
+        RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15,
+    ];
+    const R32: [Register; 16] = [
+        EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI, R8D, R9D, R10D, R11D, R12D, R13D, R14D, R15D,
+    ];
+    const R16: [Register; 16] = [
+        AX, CX, DX, BX, SP, BP, SI, DI, R8W, R9W, R10W, R11W, R12W, R13W, R14W, R15W,
+    ];
+    const R8B: [Register; 16] = [
+        AL, CL, DL, BL, SPL, BPL, SIL, DIL, R8L, R9L, R10L, R11L, R12L, R13L, R14L, R15L,
+    ];
+    let n = n as usize & 15;
+    Some(match size {
+        8 => R64[n],
+        4 => R32[n],
+        2 => R16[n],
+        1 => R8B[n],
+        _ => return Option::None,
+    })
+}
+
+fn cpu(disp: i32) -> Mem {
+    Mem::at(R15, disp)
+}
+
+/// The register and flag state at a point of the main path, which cold code branching from
+/// there (or resuming there) must write back or restore.
+#[derive(Clone, Copy)]
+struct Snap {
+    /// Guest register held by each host register.
+    occupant: [Option<u8>; 16],
+    dirty: u16,
+    xcached: u16,
+    xdirty: u16,
+    mxcsr: bool,
+    /// The host's RFLAGS hold the guest's flags.
+    flags: bool,
+}
+
+impl Snap {
+    fn occupied(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
+        (0..16u8).filter_map(|h| self.occupant[h as usize].map(|g| (h, g)))
+    }
+}
+
+/// Out-of-line code, emitted after the block's main path.
+enum Cold {
+    /// A TLB probe missed: fill the TLB or run the instruction in the interpreter.
+    Miss {
+        from: Fixup,
+        back: usize,
+        /// The host register with the linear address.
+        lin: u8,
+        /// The probe's result register.
+        ptr: u8,
+        /// Scratch registers whose values the main path still needs after the probe.
+        keep: u16,
+        snap: Snap,
+        info: u32,
+        insn: *const Insn,
+        off: u64,
+        index: u32,
+        resume: Resume,
+    },
+    /// A fallback on the main path ended the block or stopped: count what retired, return
+    /// its status.
+    Leave { from: Fixup, index: u32 },
+    /// A branch target or return address is not canonical, a 16-byte SSE operand is not
+    /// aligned, or the SSE checks failed: the interpreter runs the instruction (and raises
+    /// the fault).
+    Interpret {
+        from: Vec<Fixup>,
+        snap: Snap,
+        insn: *const Insn,
+        off: u64,
+        index: u32,
+        resume: Resume,
+    },
+}
+
+/// Where the main path continues after the interpreter ran an instruction in cold code.
+#[derive(Clone, Copy)]
+enum Resume {
+    /// At this offset of the main path, with the state the main path has there.
+    At {
+        to: Option<usize>,
+        snap: Option<Snap>,
+    },
+    /// The instruction was a branch: leave the block after it.
+    Exit { next: u64 },
+}
+
+pub struct Gen {
+    pub a: Asm,
+    base: usize,
+    /// Offset of the block's first byte in its page: exits that stay on that page can be
+    /// chained.
+    page_off: u64,
+    t: Targets,
+    enc: Encoder,
+    /// The host's RFLAGS hold the guest's arithmetic flags.
+    host_valid: bool,
+    /// `Flags` in the CPU struct holds them (in the native form).
+    saved: bool,
+    /// Host register holding each guest register, and guest register in each host register.
+    home: [Option<u8>; 16],
+    occupant: [Option<u8>; 16],
+    /// Guest registers whose host copy is newer than the CPU struct's.
+    dirty: u16,
+    /// Host registers the instruction being emitted uses (operands and scratch values).
+    busy: u16,
+    /// Guest XMM registers held in the host XMM register of the same number, and those newer
+    /// there.
+    xcached: u16,
+    xdirty: u16,
+    /// The SSE checks (CR0.EM/TS, CR4.OSFXSR, every MXCSR exception masked) passed on this
+    /// path since the last call out.
+    sse_checked: bool,
+    /// The host's MXCSR holds the guest's (loaded for floating point; the guest's exception
+    /// flags accumulate there until `sse_end` stores it).
+    mxcsr_loaded: bool,
+    cold: Vec<Cold>,
+}
+
+impl Gen {
+    pub fn new(base: usize, page_off: u64, t: Targets) -> Gen {
+        Gen {
+            a: Asm::new(),
+            base,
+            page_off,
+            t,
+            enc: Encoder::new(64),
+            host_valid: false,
+            saved: true,
+            home: [None; 16],
+            occupant: [None; 16],
+            dirty: 0,
+            busy: 0,
+            xcached: 0,
+            xdirty: 0,
+            sse_checked: false,
+            mxcsr_loaded: false,
+            cold: Vec::new(),
+        }
+    }
+
+    // ---------------------------------------------------------------- registers
+
+    fn snap(&self) -> Snap {
+        Snap {
+            occupant: self.occupant,
+            dirty: self.dirty,
+            xcached: self.xcached,
+            xdirty: self.xdirty,
+            mxcsr: self.mxcsr_loaded,
+            flags: self.host_valid,
+        }
+    }
+
+    /// Frees host register `h`, writing its guest value back if it is newer.
+    fn unmap_host(&mut self, h: u8) {
+        if let Some(g) = self.occupant[h as usize].take() {
+            if self.dirty & bit(g) != 0 {
+                self.a.store(8, cpu(lay::gpr(g)), h);
+                self.dirty &= !bit(g);
+            }
+            self.home[g as usize] = None;
+        }
+    }
+
+    /// Writes every newer register back (stores leave RFLAGS alone); they stay cached.
+    fn spill(&mut self) {
+        for g in regs_in(self.dirty) {
+            if let Some(h) = self.home[g as usize] {
+                self.a.store(8, cpu(lay::gpr(g)), h);
+            }
+        }
+        self.dirty = 0;
+        for x in regs_in(self.xdirty) {
+            self.a.movdqu_store(cpu(lay::xmm(x)), x);
+        }
+        self.xdirty = 0;
+    }
+
+    /// Before a call out that may read or change any guest state: everything back to the CPU
+    /// struct, nothing cached, the host's MXCSR.
+    fn forget_all(&mut self) {
+        self.spill();
+        self.home = [None; 16];
+        self.occupant = [None; 16];
+        self.xcached = 0;
+        self.sse_end();
+    }
+
+    /// A host register for a scratch value, which no other use of this instruction has:
+    /// preferably a free one, else one whose guest value is not newer than the struct's.
+    fn pick(&mut self, low: bool) -> u8 {
+        for pass in 0..3 {
+            for &h in &POOL {
+                if self.busy & bit(h) != 0 || (low && LOW & bit(h) == 0) {
+                    continue;
+                }
+                let ok = match self.occupant[h as usize] {
+                    None => pass == 0,
+                    Some(g) => pass == 2 || (pass == 1 && self.dirty & bit(g) == 0),
+                };
+                if ok {
+                    self.unmap_host(h);
+                    self.busy |= bit(h);
+                    return h;
+                }
+            }
+        }
+        // The planner keeps every instruction within the register budget.
+        debug_assert!(false, "no host register left");
+        R11
+    }
+
+    /// Loads the guest registers an instruction uses into host registers and keeps them for
+    /// it: those with a host register of their own first, so that placing RSP, R14 or R15
+    /// (which take any free register) never takes a register another of them needs. Every
+    /// emitter pins its registers before it takes scratch registers.
+    fn pin(&mut self, regs: &[u8]) {
+        for floating in [false, true] {
+            for &g in regs {
+                if (FLOATING & bit(g) != 0) == floating {
+                    self.guest(g);
+                }
+            }
+        }
+    }
+
+    /// The guest registers of `insn`'s memory operand address.
+    fn mem_regs(s: &Site) -> Vec<u8> {
+        let m = s.insn.mem;
+        let mut v = Vec::new();
+        if m.base != RIP && m.base != NONE {
+            v.push(m.base);
+        }
+        if m.index != NONE && m.base != RIP {
+            v.push(m.index);
+        }
+        v
+    }
+
+    /// Guest register `g` (loaded) in a host register, which this instruction keeps. A
+    /// register with a host register of its own must be pinned before any scratch register
+    /// is taken (`pin`).
+    fn guest(&mut self, g: u8) -> u8 {
+        if let Some(h) = self.home[g as usize] {
+            self.busy |= bit(h);
+            return h;
+        }
+        debug_assert!(
+            FLOATING & bit(g) != 0 || self.busy & bit(g) == 0,
+            "guest register {g} pinned after its host register was taken"
+        );
+        let h = if FLOATING & bit(g) != 0 {
+            self.pick(false)
+        } else {
+            // Its own host register, which may hold a floating guest register for now.
+            self.unmap_host(g);
+            self.busy |= bit(g);
+            g
+        };
+        self.a.load64(h, cpu(lay::gpr(g)));
+        self.occupant[h as usize] = Some(g);
+        self.home[g as usize] = Some(h);
+        h
+    }
+
+    /// The instruction wrote guest register `g` in its host register.
+    fn wrote(&mut self, g: u8) {
+        self.dirty |= bit(g);
+    }
+
+    /// Scratch register `h` is no longer needed by this instruction.
+    fn release(&mut self, h: u8) {
+        if self.occupant[h as usize].is_none() {
+            self.busy &= !bit(h);
+        }
+    }
+
+    // ---------------------------------------------------------------- flags and SSE state
+
+    fn save(&mut self) {
+        if !self.saved {
+            self.a.save_flags(cpu(lay::flags_res()));
+            self.a.store8_imm(cpu(lay::flags_op()), Op::Native as u8);
+            self.saved = true;
+        }
+    }
+
+    /// Host code that changes RFLAGS follows: keep the guest's flags if they are live.
+    fn clobber(&mut self, live: bool) {
+        if live {
+            self.save();
+        }
+        self.host_valid = false;
+    }
+
+    /// The next host instruction needs the guest's flags in RFLAGS.
+    fn need(&mut self) {
+        if !self.host_valid {
+            self.a.load_flags(cpu(lay::flags_res()));
+            self.host_valid = true;
+        }
+    }
+
+    /// Ends the SSE session before a call out or an exit: the guest's MXCSR (with the
+    /// exception flags raised since it was loaded) back to the CPU struct and the host's into
+    /// MXCSR. Leaves RFLAGS alone.
+    fn sse_end(&mut self) {
+        if self.mxcsr_loaded {
+            self.a.stmxcsr(cpu(lay::mxcsr()));
+            self.a.ldmxcsr(cpu(lay::host_mxcsr()));
+            self.mxcsr_loaded = false;
+        }
+        self.sse_checked = false;
+    }
+
+    /// Before an SSE instruction: the checks its translation depends on, once per session,
+    /// and the guest's MXCSR for floating point. If a check fails, the interpreter runs the
+    /// instruction (raising #UD or #NM, or the exception an unmasked MXCSR bit asks for) and
+    /// the block ends after it.
+    fn sse_begin(&mut self, s: &Site, float: bool) {
+        if !self.sse_checked {
+            self.clobber(s.live_in);
+            let t = self.pick(false);
+            let mut from = Vec::new();
+            let a = &mut self.a;
+            a.load64(t, cpu(lay::cr0()));
+            a.alu_ri(Alu::And, t, (bits::CR0_EM | bits::CR0_TS) as i32);
+            from.push(a.jcc(cc::NE));
+            a.load64(t, cpu(lay::cr4()));
+            a.alu_ri(Alu::And, t, bits::CR4_OSFXSR as i32);
+            from.push(a.jcc(cc::E));
+            a.load32(t, cpu(lay::mxcsr()));
+            a.alu_ri(Alu::And, t, MXCSR_MASKS as i32);
+            a.alu_ri(Alu::Cmp, t, MXCSR_MASKS as i32);
+            from.push(a.jcc(cc::NE));
+            self.release(t);
+            let snap = self.snap();
+            self.cold.push(Cold::Interpret {
+                from,
+                snap,
+                insn: s.insn,
+                off: s.off,
+                index: s.index,
+                resume: Resume::Exit { next: s.next },
+            });
+            self.sse_checked = true;
+        }
+        if float && !self.mxcsr_loaded {
+            self.a.ldmxcsr(cpu(lay::mxcsr()));
+            self.mxcsr_loaded = true;
+        }
+    }
+
+    // ---------------------------------------------------------------- exits
+
+    /// Calls `f(cpu, rsi, rdx)` (RSI and RDX set by the caller).
+    fn call(&mut self, f: u64) {
+        self.a.mov_rr(RDI, R15);
+        self.a.mov_ri(RAX, f);
+        self.a.call_r(RAX);
+    }
+
+    /// Leaves the block with RIP advanced to block offset `to`, `retired` instructions done.
+    ///
+    /// A target on the block's own page may be chained: the exit ends in a `jmp rel32` that
+    /// first leads to the dispatcher and that the dispatcher points at the target block's
+    /// translation once there is one (both blocks are then on one physical page, so writing
+    /// that page drops them together). Each chained jump spends one unit of
+    /// `Cpu::chain_budget`, so control returns to the dispatcher regularly.
+    pub fn exit_rel(&mut self, to: u64, retired: u32) {
+        self.spill();
+        self.sse_end();
+        self.save();
+        if to != 0 {
+            self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
+        }
+        let target = self.page_off as i64 + to as i64;
+        if !(0..4096).contains(&target) {
+            self.exit_lookup(retired);
+            return;
+        }
+        if retired != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
+        }
+        self.a.alu_mi(Alu::Sub, cpu(lay::chain_budget()), 1);
+        let spent = self.a.jcc(cc::E);
+        let site = self.a.jmp();
+        let unchained = self.a.len();
+        self.a.patch(site, unchained);
+        self.a.patch(spent, unchained);
+        let site_addr = self.base + site.end();
+        self.a.mov_ri(RAX, site_addr as u64);
+        self.a.store(8, cpu(lay::jit_exit()), RAX);
+        self.a.mov_ri(RAX, 0);
+        let here = self.base;
+        self.a.jmp_abs(here, self.t.exit);
+    }
+
+    /// Leaves the block for RIP (already stored), which is known only at run time: through
+    /// the jump table straight to its translation when the dispatcher has run it under the
+    /// current mappings (spending one unit of `Cpu::chain_budget`), else to the dispatcher.
+    fn exit_lookup(&mut self, retired: u32) {
+        self.spill();
+        self.sse_end();
+        self.save();
+        if retired != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
+        }
+        let a = &mut self.a;
+        a.load64(RAX, cpu(lay::rip()));
+        // The tag: RIP ^ exec_key << 48.
+        a.load32(RDX, cpu(lay::exec_key()));
+        a.shl_ri(RDX, 48);
+        a.alu_rr(Alu::Xor, RDX, RAX);
+        // The slot: (RIP ^ RIP >> 12) mod JUMP_SLOTS.
+        a.mov_rr(RCX, RAX);
+        a.shr_ri(RCX, 12);
+        a.alu_rr(Alu::Xor, RCX, RAX);
+        a.alu_ri(Alu::And, RCX, super::JUMP_SLOTS as i32 - 1);
+        a.shl_ri(RCX, super::JUMP_SLOT_SHIFT);
+        a.alu_rm(Alu::Add, RCX, cpu(lay::jit_table()));
+        a.alu_rm(Alu::Cmp, RDX, Mem::at(RCX, 0));
+        let miss_tag = a.jcc(cc::NE);
+        // Still the mappings it was found under?
+        a.load64(RAX, Mem::at(RCX, 8));
+        a.load64(
+            RAX,
+            Mem {
+                base: R15,
+                index: Some((RAX, 0)),
+                disp: 0,
+            },
+        );
+        a.alu_rm(Alu::Cmp, RAX, Mem::at(RCX, 16));
+        let miss_gen = a.jcc(cc::NE);
+        a.alu_mi(Alu::Sub, cpu(lay::chain_budget()), 1);
+        let spent = a.jcc(cc::E);
+        a.jmp_m(Mem::at(RCX, 24));
+        let here = a.len();
+        for f in [miss_tag, miss_gen, spent] {
+            a.patch(f, here);
+        }
+        a.mov_ri(RAX, 0);
+        let base = self.base;
+        a.jmp_abs(base, self.t.exit);
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    /// Computes the guest effective address of `insn`'s memory operand, adding the FS/GS base
+    /// when `segment` is set. Returns the host register holding it: a scratch register, or
+    /// the base register itself when the address is just that register.
+    fn ea(&mut self, s: &Site, segment: bool) -> u8 {
+        let m = s.insn.mem;
+        let disp = m.disp as i64;
+        let seg = m.seg as usize;
+        let add_seg = segment && (seg == crate::cpu::FS || seg == crate::cpu::GS);
+        let base = (m.base != RIP && m.base != NONE).then(|| self.guest(m.base));
+        let index = (m.index != NONE && m.base != RIP).then(|| self.guest(m.index));
+        if let (Some(b), None, 0, false, 8) = (base, index, disp, add_seg, s.insn.asize) {
+            return b;
+        }
+        let a = self.pick(false);
+        let d = if m.base == RIP {
+            self.a.load64(a, cpu(lay::rip()));
+            disp.wrapping_add(s.next as i64)
+        } else {
+            disp
+        };
+        let d32 = i32::try_from(d).ok();
+        match (base, index, d32) {
+            (Some(b), Some(i), Some(d)) => self.a.lea(
+                a,
+                Mem {
+                    base: b,
+                    index: Some((i, m.scale)),
+                    disp: d,
+                },
+            ),
+            (Some(b), None, Some(d)) => self.a.lea(a, Mem::at(b, d)),
+            (None, Some(i), Some(d)) if m.base == NONE => {
+                self.a.mov_ri(a, d as u64);
+                self.a.lea(
+                    a,
+                    Mem {
+                        base: a,
+                        index: Some((i, m.scale)),
+                        disp: 0,
+                    },
+                );
+            }
+            (None, None, Some(d)) if m.base == NONE => self.a.mov_ri(a, d as u64),
+            (None, _, Some(d)) => self.a.lea(a, Mem::at(a, d)),
+            _ => {
+                // A displacement beyond 32 bits: base and index first, then add it.
+                let t = self.pick(false);
+                self.a.mov_ri(t, d as u64);
+                if m.base != RIP {
+                    self.a.mov_ri(a, 0);
+                }
+                if let Some(b) = base {
+                    self.a.lea(
+                        a,
+                        Mem {
+                            base: a,
+                            index: Some((b, 0)),
+                            disp: 0,
+                        },
+                    );
+                }
+                if let Some(i) = index {
+                    self.a.lea(
+                        a,
+                        Mem {
+                            base: a,
+                            index: Some((i, m.scale)),
+                            disp: 0,
+                        },
+                    );
+                }
+                self.a.lea(
+                    a,
+                    Mem {
+                        base: a,
+                        index: Some((t, 0)),
+                        disp: 0,
+                    },
+                );
+                self.release(t);
+            }
+        }
+        if s.insn.asize == 4 {
+            self.a.mov_rr32(a, a);
+        }
+        if add_seg {
+            let t = self.pick(false);
+            self.a.load64(t, cpu(lay::seg_base(seg)));
+            self.a.lea(
+                a,
+                Mem {
+                    base: a,
+                    index: Some((t, 0)),
+                    disp: 0,
+                },
+            );
+            self.release(t);
+        }
+        a
+    }
+
+    /// The inline TLB probe for a `size`-byte access at the linear address in `lin`: returns
+    /// the register holding the host address (a register that needs no REX prefix if `low`).
+    /// A miss goes to cold code that fills the entry and comes back, or runs the instruction
+    /// in the interpreter and resumes at `resume`. The flags must have been dealt with
+    /// (`clobber`): the probe changes them.
+    fn probe(&mut self, s: &Site, lin: u8, size: u8, write: bool, low: bool, resume: Resume) -> u8 {
+        let t = self.pick(false);
+        let ptr = self.pick(low);
+        let a = &mut self.a;
+        a.lea(t, Mem::at(lin, size as i32 - 1));
+        a.shr_ri(t, 12);
+        a.mov_rr(ptr, lin);
+        a.shr_ri(ptr, 12);
+        a.alu_ri(Alu::And, ptr, crate::mmu::TLB_SIZE as i32 - 1);
+        a.shl_ri(ptr, lay::TLB_ENTRY_SHIFT);
+        let tag = if write {
+            lay::tlb_tag_w()
+        } else {
+            lay::tlb_tag_r()
+        };
+        let entry = |disp| Mem {
+            base: R14,
+            index: Some((ptr, 0)),
+            disp,
+        };
+        a.alu_rm(Alu::Cmp, t, entry(tag));
+        let from = a.jcc(cc::NE);
+        a.load64(ptr, entry(lay::tlb_addend()));
+        a.lea(
+            ptr,
+            Mem {
+                base: ptr,
+                index: Some((lin, 0)),
+                disp: 0,
+            },
+        );
+        let back = a.len();
+        self.release(t);
+        // Scratch values still needed after the probe (an address to keep, a branch target).
+        let occupied = (0..16u8)
+            .filter(|&h| self.occupant[h as usize].is_some())
+            .fold(0u16, |m, h| m | bit(h));
+        let keep = self.busy & !occupied & !bit(ptr);
+        let snap = self.snap();
+        self.cold.push(Cold::Miss {
+            from,
+            back,
+            lin,
+            ptr,
+            keep,
+            snap,
+            info: size as u32 | (write as u32) << 8,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+        ptr
+    }
+
+    /// Sends the instruction to the interpreter (which raises #GP) if the linear address in
+    /// `lin` is not 16-byte aligned. (Guest RAM is mapped page-aligned, so the host pointer
+    /// would be misaligned too and the host instruction would fault.)
+    fn misaligned_or_interpret(&mut self, s: &Site, lin: u8, resume: Resume) {
+        let t = self.pick(false);
+        self.a.mov_rr32(t, lin);
+        self.a.alu_ri(Alu::And, t, 15);
+        let from = self.a.jcc(cc::NE);
+        self.release(t);
+        let snap = self.snap();
+        self.cold.push(Cold::Interpret {
+            from: vec![from],
+            snap,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
+    /// Sends the instruction to the interpreter (which raises #GP) if `r` is not canonical.
+    fn canonical_or_interpret(&mut self, s: &Site, r: u8, resume: Resume) {
+        self.clobber(s.live_in);
+        let t = self.pick(false);
+        // Canonical iff sign-extending from bit 47 gives the value back.
+        self.a.mov_rr(t, r);
+        self.a.shl_ri(t, 16);
+        self.a.sar_ri(t, 16);
+        self.a.alu_rr(Alu::Cmp, t, r);
+        let from = self.a.jcc(cc::NE);
+        self.release(t);
+        let snap = self.snap();
+        self.cold.push(Cold::Interpret {
+            from: vec![from],
+            snap,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
+    // ---------------------------------------------------------------- instructions
+
+    /// Calls the interpreter for `insn` (at block offset `off`); EAX = its status.
+    fn fallback_call(&mut self, insn: *const Insn, off: u64) {
+        self.a.mov_ri(RSI, insn as u64);
+        self.a.mov_ri(RDX, off);
+        self.call(self.t.fallback);
+    }
+
+    /// Runs the instruction in the interpreter on the main path.
+    fn fallback(&mut self, s: &Site) {
+        self.forget_all();
+        self.save();
+        self.fallback_call(s.insn, s.off);
+        self.host_valid = false;
+        self.a.test_rr32(RAX, RAX);
+        let from = self.a.jcc(cc::NE);
+        self.cold.push(Cold::Leave {
+            from,
+            index: s.index,
+        });
+    }
+
+    /// Emits one instruction; returns whether it ended the block.
+    pub fn emit(&mut self, s: &Site, plan: &Plan) -> bool {
+        self.busy = 0;
+        let ended = match plan {
+            Plan::Nop => false,
+            Plan::Native(n) => {
+                self.native(s, n);
+                false
+            }
+            Plan::Lea => {
+                self.lea(s);
+                false
+            }
+            Plan::Fallback => {
+                self.fallback(s);
+                false
+            }
+            Plan::Jcc(cond) => {
+                self.spill();
+                self.sse_end();
+                self.need();
+                self.save();
+                let taken = self.a.jcc(*cond);
+                self.exit_rel(s.next, s.index + 1);
+                let here = self.a.len();
+                self.a.patch(taken, here);
+                self.exit_rel((s.next as i64 + s.insn.rel) as u64, s.index + 1);
+                true
+            }
+            Plan::JmpRel => {
+                self.exit_rel((s.next as i64 + s.insn.rel) as u64, s.index + 1);
+                true
+            }
+            Plan::CallRel => {
+                let resume = Resume::Exit { next: s.next };
+                self.push_return_address(s, resume);
+                self.exit_rel((s.next as i64 + s.insn.rel) as u64, s.index + 1);
+                true
+            }
+            Plan::Ret(pop) => {
+                let resume = Resume::Exit { next: s.next };
+                let sp = self.guest(RSP);
+                self.clobber(s.live_in);
+                let p = self.probe(s, sp, 8, false, false, resume);
+                let v = self.pick(false);
+                self.a.load64(v, Mem::at(p, 0));
+                self.release(p);
+                self.canonical_or_interpret(s, v, resume);
+                self.a.lea(sp, Mem::at(sp, 8 + *pop as i32));
+                self.wrote(RSP);
+                self.a.store(8, cpu(lay::rip()), v);
+                self.exit_lookup(s.index + 1);
+                true
+            }
+            Plan::JmpInd => {
+                let resume = Resume::Exit { next: s.next };
+                let v = self.branch_target(s, resume);
+                self.a.store(8, cpu(lay::rip()), v);
+                self.exit_lookup(s.index + 1);
+                true
+            }
+            Plan::CallInd => {
+                let resume = Resume::Exit { next: s.next };
+                let v = self.branch_target(s, resume);
+                self.push_return_address(s, resume);
+                self.a.store(8, cpu(lay::rip()), v);
+                self.exit_lookup(s.index + 1);
+                true
+            }
+            Plan::Push => {
+                self.push(s);
+                false
+            }
+            Plan::Pop => {
+                self.pop(s);
+                false
+            }
+            Plan::Leave => {
+                self.leave(s);
+                false
+            }
+        };
+        self.busy = 0;
+        ended
+    }
+
+    /// A resume point at the end of this (non-branch) instruction, patched by `resolve`.
+    fn resume_after(&self) -> Resume {
+        Resume::At {
+            to: None,
+            snap: None,
+        }
+    }
+
+    /// Points the cold paths of the instruction just emitted at the current offset, with the
+    /// state the main path has here.
+    fn resolve(&mut self) {
+        let here = self.a.len();
+        let snap = self.snap();
+        for c in self.cold.iter_mut().rev() {
+            let r = match c {
+                Cold::Miss { resume, .. } | Cold::Interpret { resume, .. } => resume,
+                Cold::Leave { .. } => continue,
+            };
+            match r {
+                Resume::At {
+                    to: to @ None,
+                    snap: sn,
+                } => {
+                    *to = Some(here);
+                    *sn = Some(snap);
+                }
+                Resume::At { .. } => break,
+                Resume::Exit { .. } => {}
+            }
+        }
+    }
+
+    /// PUSH of a 64-bit register or an immediate.
+    fn push(&mut self, s: &Site) {
+        let resume = self.resume_after();
+        let value = match s.insn.i.op0_kind() {
+            OpKind::Register => {
+                let r = s.insn.i.op0_register().number() as u8;
+                self.pin(&[r, RSP]);
+                Some(self.guest(r))
+            }
+            _ => None,
+        };
+        let sp = self.guest(RSP);
+        let a = self.pick(false);
+        self.a.lea(a, Mem::at(sp, -8));
+        self.clobber(s.live_in);
+        let p = self.probe(s, a, 8, true, false, resume);
+        match value {
+            // PUSH RSP stores the value before the decrement.
+            Some(v) => self.a.store(8, Mem::at(p, 0), v),
+            None => self
+                .a
+                .store64_imm(Mem::at(p, 0), s.insn.i.immediate(0) as i64 as i32),
+        }
+        self.a.mov_rr(sp, a);
+        self.wrote(RSP);
+        self.resolve();
+    }
+
+    /// POP into a 64-bit register.
+    fn pop(&mut self, s: &Site) {
+        let resume = self.resume_after();
+        let dst = s.insn.i.op0_register().number() as u8;
+        self.pin(&[dst, RSP]);
+        let sp = self.guest(RSP);
+        let d = self.guest(dst);
+        self.clobber(s.live_in);
+        let p = self.probe(s, sp, 8, false, false, resume);
+        if dst == RSP {
+            self.a.load64(sp, Mem::at(p, 0));
+        } else {
+            self.a.load64(d, Mem::at(p, 0));
+            self.a.lea(sp, Mem::at(sp, 8));
+            self.wrote(dst);
+        }
+        self.wrote(RSP);
+        self.resolve();
+    }
+
+    /// LEAVE: RSP = RBP + 8, RBP = the 8 bytes at RBP.
+    fn leave(&mut self, s: &Site) {
+        let resume = self.resume_after();
+        let bp = self.guest(RBP);
+        let sp = self.guest(RSP);
+        self.clobber(s.live_in);
+        let p = self.probe(s, bp, 8, false, false, resume);
+        self.a.lea(sp, Mem::at(bp, 8));
+        self.a.load64(bp, Mem::at(p, 0));
+        self.wrote(RSP);
+        self.wrote(RBP);
+        self.resolve();
+    }
+
+    /// Pushes the address of the next instruction (a CALL's first half).
+    fn push_return_address(&mut self, s: &Site, resume: Resume) {
+        let sp = self.guest(RSP);
+        let a = self.pick(false);
+        self.a.lea(a, Mem::at(sp, -8));
+        self.clobber(s.live_in);
+        let p = self.probe(s, a, 8, true, false, resume);
+        let v = self.pick(false);
+        self.a.load64(v, cpu(lay::rip()));
+        self.a.lea(v, Mem::at(v, s.next as i32));
+        self.a.store(8, Mem::at(p, 0), v);
+        self.a.mov_rr(sp, a);
+        self.wrote(RSP);
+        self.release(v);
+        self.release(p);
+        self.release(a);
+    }
+
+    /// An indirect branch's target, checked canonical, in a scratch register.
+    fn branch_target(&mut self, s: &Site, resume: Resume) -> u8 {
+        if s.insn.i.op0_kind() == OpKind::Register {
+            let r = self.guest(s.insn.i.op0_register().number() as u8);
+            let v = self.pick(false);
+            self.a.mov_rr(v, r);
+            self.canonical_or_interpret(s, v, resume);
+            v
+        } else {
+            self.pin(&Self::mem_regs(s));
+            let lin = self.ea(s, true);
+            let v = self.pick(false);
+            self.clobber(s.live_in);
+            let p = self.probe(s, lin, 8, false, false, resume);
+            self.a.load64(v, Mem::at(p, 0));
+            self.release(p);
+            self.release(lin);
+            self.canonical_or_interpret(s, v, resume);
+            v
+        }
+    }
+
+    fn lea(&mut self, s: &Site) {
+        let crate::exec::Opnd::Reg(dst) = s.insn.op[0] else {
+            return;
+        };
+        let mut regs = Self::mem_regs(s);
+        regs.push(dst);
+        self.pin(&regs);
+        let d = self.guest(dst);
+        let lin = self.ea(s, false);
+        if s.insn.osize == 8 {
+            if lin != d {
+                self.a.mov_rr(d, lin);
+            }
+        } else {
+            self.a.mov_rr32(d, lin);
+        }
+        self.wrote(dst);
+    }
+
+    fn native(&mut self, s: &Site, n: &Native) {
+        let resume = self.resume_after();
+        let mut regs = Self::mem_regs(s);
+        regs.extend(n.identity.iter().chain(&n.floating).map(|(g, _)| *g));
+        self.pin(&regs);
+        if let Some(sse) = n.sse {
+            self.sse_begin(s, sse.float);
+        }
+        let ptr = if let Some(m) = n.mem {
+            let lin = self.ea(s, true);
+            self.clobber(s.live_in);
+            if n.sse.is_some_and(|x| x.align) {
+                self.misaligned_or_interpret(s, lin, resume);
+            }
+            let p = self.probe(s, lin, m.size, m.write, n.high_byte, resume);
+            self.release(lin);
+            Some(p)
+        } else {
+            None
+        };
+        if n.flags_in && s.flags_needed {
+            self.need();
+        }
+        let mut ins = n.ins;
+        let mut ok = true;
+        for &(k, g, size) in &n.renames {
+            let h = self.guest(g);
+            match sized(h, size) {
+                Some(r) => ins.set_op_register(k, r),
+                None => ok = false,
+            }
+        }
+        if let Some(p) = ptr {
+            match sized(p, 8) {
+                Some(r) => ins.set_memory_base(r),
+                None => ok = false,
+            }
+        }
+        for &(x, _) in &n.xregs {
+            if self.xcached & bit(x) == 0 {
+                self.a.movdqu_load(x, cpu(lay::xmm(x)));
+                self.xcached |= bit(x);
+            }
+        }
+        let encoded = ok && self.enc.encode(&ins, 0).is_ok();
+        // The encoder keeps what it wrote before failing: take it either way.
+        let bytes = self.enc.take_buffer();
+        if !encoded {
+            // Not expected (the planner encoded it with the same kinds of registers): let the
+            // interpreter run it.
+            self.fallback(s);
+        } else {
+            self.a.bytes(&bytes);
+            for &(g, w) in n.identity.iter().chain(&n.floating) {
+                if w {
+                    self.wrote(g);
+                }
+            }
+            for &(x, w) in &n.xregs {
+                if w {
+                    self.xdirty |= bit(x);
+                }
+            }
+            if n.flags_out {
+                self.host_valid = true;
+                self.saved = false;
+            }
+        }
+        if n.mem.is_some() {
+            self.busy = 0;
+            self.resolve();
+        }
+    }
+
+    // ---------------------------------------------------------------- cold code
+
+    /// Emits the cold paths after the main path.
+    pub fn emit_cold(&mut self) {
+        let cold = std::mem::take(&mut self.cold);
+        for c in cold {
+            match c {
+                Cold::Miss {
+                    from,
+                    back,
+                    lin,
+                    ptr,
+                    keep,
+                    snap,
+                    info,
+                    insn,
+                    off,
+                    index,
+                    resume,
+                } => {
+                    let here = self.a.len();
+                    self.a.patch(from, here);
+                    self.leave_main(&snap);
+                    debug_assert!(keep.count_ones() <= 4, "more scratch values than slots");
+                    for (k, h) in regs_in(keep).enumerate() {
+                        self.a.store(8, cpu(lay::slot(k)), h);
+                    }
+                    if lin != RSI {
+                        self.a.mov_rr(RSI, lin);
+                    }
+                    self.a.mov_ri(RDX, info as u64);
+                    self.call(self.t.tlb_fill);
+                    self.a.test_rr64(RAX, RAX);
+                    let miss = self.a.jcc(cc::E);
+                    self.a.mov_rr(ptr, RAX);
+                    for (h, g) in snap.occupied() {
+                        if CALLER_SAVED & bit(h) != 0 {
+                            self.a.load64(h, cpu(lay::gpr(g)));
+                        }
+                    }
+                    for (k, h) in regs_in(keep).enumerate() {
+                        self.a.load64(h, cpu(lay::slot(k)));
+                    }
+                    self.return_to_main(&snap, false);
+                    let j = self.a.jmp();
+                    self.a.patch(j, back);
+                    let here = self.a.len();
+                    self.a.patch(miss, here);
+                    self.interpret(insn, off, index, resume);
+                }
+                Cold::Interpret {
+                    from,
+                    snap,
+                    insn,
+                    off,
+                    index,
+                    resume,
+                } => {
+                    let here = self.a.len();
+                    for f in from {
+                        self.a.patch(f, here);
+                    }
+                    self.leave_main(&snap);
+                    self.interpret(insn, off, index, resume);
+                }
+                Cold::Leave { from, index } => {
+                    let here = self.a.len();
+                    self.a.patch(from, here);
+                    self.leave_status(index);
+                }
+            }
+        }
+    }
+
+    /// Cold: before calling out from a point of the main path in state `snap`: newer
+    /// registers back to the CPU struct, and the host's MXCSR.
+    fn leave_main(&mut self, snap: &Snap) {
+        for (h, g) in snap.occupied() {
+            if snap.dirty & bit(g) != 0 {
+                self.a.store(8, cpu(lay::gpr(g)), h);
+            }
+        }
+        for x in regs_in(snap.xdirty) {
+            self.a.movdqu_store(cpu(lay::xmm(x)), x);
+        }
+        if snap.mxcsr {
+            self.a.stmxcsr(cpu(lay::mxcsr()));
+            self.a.ldmxcsr(cpu(lay::host_mxcsr()));
+        }
+    }
+
+    /// Cold: back to a point of the main path in state `snap` after a call out: the XMM
+    /// registers, the guest's MXCSR, and (`flags`) the guest's flags.
+    fn return_to_main(&mut self, snap: &Snap, flags: bool) {
+        for x in regs_in(snap.xcached) {
+            self.a.movdqu_load(x, cpu(lay::xmm(x)));
+        }
+        if snap.mxcsr {
+            self.a.ldmxcsr(cpu(lay::mxcsr()));
+        }
+        if flags && snap.flags {
+            self.a.load_flags(cpu(lay::flags_res()));
+        }
+    }
+
+    /// Cold: runs the instruction in the interpreter, then resumes the main path or leaves.
+    /// The guest state is in the CPU struct (`leave_main`).
+    fn interpret(&mut self, insn: *const Insn, off: u64, index: u32, resume: Resume) {
+        // The main path saved live flags before anything that reaches here.
+        self.fallback_call(insn, off);
+        self.a.test_rr32(RAX, RAX);
+        let stop = self.a.jcc(cc::NE);
+        match resume {
+            Resume::At { to, snap } => {
+                if let Some(snap) = snap {
+                    for (h, g) in snap.occupied() {
+                        self.a.load64(h, cpu(lay::gpr(g)));
+                    }
+                    self.return_to_main(&snap, true);
+                }
+                let j = self.a.jmp();
+                self.a.patch(j, to.unwrap_or(0));
+            }
+            Resume::Exit { next } => {
+                // The interpreter counted the instruction itself.
+                self.a.alu_mi(Alu::Add, cpu(lay::rip()), next as i32);
+                self.leave_normally(index);
+            }
+        }
+        let here = self.a.len();
+        self.a.patch(stop, here);
+        self.leave_status(index);
+    }
+
+    /// Cold: returns "done" after counting `retired` instructions (flags are in the struct).
+    fn leave_normally(&mut self, retired: u32) {
+        if retired != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
+        }
+        self.a.mov_ri(RAX, 0);
+        let here = self.base;
+        self.a.jmp_abs(here, self.t.exit);
+    }
+
+    /// Returns the fallback's status in EAX after counting the `index` instructions before it.
+    fn leave_status(&mut self, index: u32) {
+        if index != 0 {
+            self.a
+                .alu_mi(Alu::Add, cpu(lay::instructions()), index as i32);
+        }
+        let here = self.base;
+        self.a.jmp_abs(here, self.t.exit);
+    }
+}
