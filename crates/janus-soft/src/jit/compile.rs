@@ -337,7 +337,7 @@ impl Compiler {
             if FLOATING & bit(fam) != 0 {
                 if explicit[fam as usize] {
                     floating.push((fam, written));
-                } else if !(mem_regs.contains(&Some(fam)) && !written) {
+                } else if !mem_regs.contains(&Some(fam)) || written {
                     return None;
                 }
             } else {
