@@ -139,6 +139,24 @@ pub struct BenchArgs {
     /// its whole disk and pings the host over a TAP interface (the network part needs root).
     #[arg(long, requires = "kernel")]
     pub io: bool,
+    /// With --kernel: run the benchmark suite instead (scripts/guest-assets.sh builds its
+    /// programs): one boot per machine runs every workload, on Janus's soft engine, on QEMU TCG,
+    /// and natively on the host; checksums must agree.
+    #[arg(long, requires = "kernel", conflicts_with = "io")]
+    pub suite: bool,
+    /// With --suite: the workload sizes (quick: small, for tests; full: issue 10's sizes).
+    #[arg(long, value_enum, default_value = "full", requires = "suite")]
+    pub scale: ScaleArg,
+    /// With --suite: run only these workloads (comma-separated; the boot is always timed).
+    #[arg(long, value_delimiter = ',', requires = "suite")]
+    pub only: Vec<String>,
+    /// With --suite: also write a bar chart of the ratios as SVG to this file.
+    #[arg(long, requires = "suite")]
+    pub svg: Option<std::path::PathBuf>,
+    /// With --suite: the host's copies of the guest's bench programs (jb, jb32, busybox).
+    /// Default: bench/ beside the initramfs.
+    #[arg(long, requires = "suite")]
+    pub bench_dir: Option<std::path::PathBuf>,
     /// Size of the disk image --io reads, in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub disk_mib: u64,
@@ -148,6 +166,23 @@ pub struct BenchArgs {
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ScaleArg {
+    /// Small sizes: seconds on an emulator.
+    Quick,
+    /// The sizes issue 10 names.
+    Full,
+}
+
+impl From<ScaleArg> for janus_vmm::bench_suite::Scale {
+    fn from(s: ScaleArg) -> Self {
+        match s {
+            ScaleArg::Quick => Self::Quick,
+            ScaleArg::Full => Self::Full,
+        }
+    }
 }
 
 fn janus_abi_default_compute() -> u64 {

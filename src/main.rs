@@ -1,5 +1,6 @@
 //! `janus`: the command line.
 
+mod chart;
 mod cli;
 mod table;
 mod terminal;
@@ -192,6 +193,9 @@ fn bench(args: BenchArgs) -> Result<ExitCode, VmmError> {
         if args.io {
             return bench_io(args, kernel, initramfs);
         }
+        if args.suite {
+            return bench_suite(args, kernel, initramfs);
+        }
         return bench_linux(args, kernel, initramfs);
     }
     let opts = janus_vmm::bench::BenchOptions {
@@ -260,4 +264,45 @@ fn bench_linux(
     let report = janus_vmm::bench_linux::run(&opts)?;
     print_report(args.json, &report, table::render_bench_linux);
     Ok(ExitCode::SUCCESS)
+}
+
+fn bench_suite(
+    args: BenchArgs,
+    kernel: std::path::PathBuf,
+    initramfs: std::path::PathBuf,
+) -> Result<ExitCode, VmmError> {
+    use janus_vmm::bench_suite;
+    let janus = janus_binary()?;
+    let opts = bench_suite::SuiteOptions {
+        janus,
+        qemu: args.qemu,
+        bench_dir: args
+            .bench_dir
+            .unwrap_or_else(|| bench_suite::default_bench_dir(&initramfs)),
+        kernel,
+        initramfs,
+        memory_mib: config::parse_memory(&args.memory)? >> 20,
+        scale: args.scale.into(),
+        only: args.only,
+    };
+    let report = bench_suite::run(&opts)?;
+    print_report(args.json, &report, table::render_bench_suite);
+    if let Some(path) = &args.svg {
+        chart::write_suite_svg(path, &report).map_err(|e| {
+            VmmError::Config(format!("janus bench: cannot write {}: {e}", path.display()))
+        })?;
+    }
+    // Loudly, on stderr too, so --json does not hide it.
+    for p in &report.problems {
+        eprintln!("janus bench: {p}");
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "janus bench: FAILED: {} problem(s) above",
+            report.problems.len()
+        );
+        ExitCode::FAILURE
+    })
 }

@@ -3,6 +3,7 @@
 use janus_vmm::bench::BenchReport;
 use janus_vmm::bench_io::IoBenchReport;
 use janus_vmm::bench_linux::{LinuxBenchReport, LinuxColumn};
+use janus_vmm::bench_suite::{Cell, SuiteReport};
 
 /// A row of the Linux bench table: its label and the figure it shows for a machine.
 type LinuxRow<'a> = (&'a str, fn(&LinuxColumn) -> f64);
@@ -428,6 +429,106 @@ pub fn render_bench_io(r: &IoBenchReport) -> String {
         let _ = writeln!(o, "\njanus-soft against qemu-tcg, same technique:");
         for l in lines {
             let _ = writeln!(o, "{l}");
+        }
+    }
+    o
+}
+
+/// A suite cell: the time, or why there is none.
+fn suite_ms(c: Option<&Cell>) -> String {
+    match c {
+        Some(Cell { ms: Some(ms), .. }) => duration(ms * 1e6),
+        Some(Cell { error: Some(_), .. }) => "FAILED".into(),
+        _ => "-".into(),
+    }
+}
+
+fn times(x: Option<f64>) -> String {
+    match x {
+        Some(x) if x >= 100.0 => format!("{x:.0}x"),
+        Some(x) if x >= 10.0 => format!("{x:.1}x"),
+        Some(x) => format!("{x:.2}x"),
+        None => "-".into(),
+    }
+}
+
+/// `janus bench --suite`: a row per workload with the three machines' times and the ratios.
+pub fn render_bench_suite(r: &SuiteReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Janus bench suite ({} scale): the Linux guest ({}), one boot per machine, times measured inside each machine",
+        r.scale.name(),
+        r.kernel
+    );
+    for m in &r.machines {
+        let boot = m
+            .boot_to_init_s
+            .map(|s| format!(", boot to init {}", duration(s * 1e9)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {}: {} (whole run {}{boot})",
+            m.name,
+            m.detail,
+            duration(m.total_s * 1e9)
+        );
+    }
+    for s in &r.skipped {
+        let _ = writeln!(o, "  skipped {s}");
+    }
+    let _ = writeln!(
+        o,
+        "  speed-up = QEMU time / Janus time: above 1 Janus is faster; x native = time / native time"
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<10} {:>9} | {:>10} {:>10} {:>10} | {:>8} | {:>8} {:>8} | sum",
+        "workload", "size", "janus-soft", "qemu-tcg", "native", "speed-up", "Janus xN", "QEMU xN"
+    );
+    for row in &r.rows {
+        let sum = row
+            .janus
+            .sum
+            .as_deref()
+            .or(row.native.as_ref().and_then(|c| c.sum.as_deref()))
+            .unwrap_or("");
+        let mark = match (row.sums_match, sum.is_empty()) {
+            (false, _) => " MISMATCH",
+            (true, false) => " same",
+            _ => "",
+        };
+        let _ = writeln!(
+            o,
+            "{:<10} {:>9} | {:>10} {:>10} {:>10} | {:>8} | {:>8} {:>8} | {sum}{mark}",
+            row.name,
+            row.size.map(thousands).unwrap_or_default(),
+            suite_ms(Some(&row.janus)),
+            suite_ms(row.qemu.as_ref()),
+            suite_ms(row.native.as_ref()),
+            times(row.janus_speedup_vs_qemu),
+            times(row.janus_x_native),
+            times(row.qemu_x_native),
+        );
+    }
+    let g = &r.geomean;
+    let _ = writeln!(
+        o,
+        "{:<10} {:>9} | {:>10} {:>10} {:>10} | {:>8} | {:>8} {:>8} |",
+        "geomean",
+        "",
+        "",
+        "",
+        "",
+        times(g.janus_speedup_vs_qemu),
+        times(g.janus_x_native),
+        times(g.qemu_x_native),
+    );
+    if !r.problems.is_empty() {
+        let _ = writeln!(o);
+        for p in &r.problems {
+            let _ = writeln!(o, "PROBLEM: {p}");
         }
     }
     o

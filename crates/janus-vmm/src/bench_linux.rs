@@ -21,7 +21,7 @@ pub const WORKLOAD: &str = "dd if=/dev/zero bs=1M count=64 | sha256sum";
 pub const EXPECTED_SHA256: &str =
     "3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351";
 
-const INIT_MARKER: &str = "janus-init: started";
+pub(crate) const INIT_MARKER: &str = "janus-init: started";
 const BEGIN_MARKER: &str = "janus-bench: work-begin";
 const END_MARKER: &str = "janus-bench: work-end";
 /// Longest a single machine may take for the whole run.
@@ -131,7 +131,15 @@ impl Transcript {
 }
 
 /// Runs `cmd` to the end, timestamping each console line from the spawn.
-pub(crate) fn run_timed(mut cmd: Command) -> std::result::Result<Transcript, String> {
+pub(crate) fn run_timed(cmd: Command) -> std::result::Result<Transcript, String> {
+    run_timed_within(cmd, LIMIT)
+}
+
+/// [`run_timed`], killing `cmd` after `limit`.
+pub(crate) fn run_timed_within(
+    mut cmd: Command,
+    limit: Duration,
+) -> std::result::Result<Transcript, String> {
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -158,11 +166,11 @@ pub(crate) fn run_timed(mut cmd: Command) -> std::result::Result<Transcript, Str
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
-            Ok(None) if start.elapsed() < LIMIT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("did not finish within {} s", LIMIT.as_secs()));
+                return Err(format!("did not finish within {} s", limit.as_secs()));
             }
         }
     };
@@ -208,7 +216,7 @@ fn column(name: &str, detail: String, t: &Transcript) -> std::result::Result<Lin
 }
 
 /// The instruction count from `janus run`'s summary line ("...; N instructions (M MIPS)").
-fn parse_instructions(stderr: &str) -> Option<u64> {
+pub(crate) fn parse_instructions(stderr: &str) -> Option<u64> {
     let line = stderr
         .lines()
         .rev()

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod bench_io;
 pub mod bench_linux;
+pub mod bench_suite;
 pub mod config;
 pub mod demo;
 pub mod engine;
