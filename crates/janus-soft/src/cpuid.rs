@@ -73,7 +73,9 @@ pub fn supported(tsc_hz: u64) -> Vec<CpuidEntry> {
     vec![
         leaf(0, 0x16, v(0), v(8), v(4)),
         leaf(1, signature, l1_ebx, L1_ECX, L1_EDX),
-        leaf(7, 0, 0, 0, 0),
+        // EDX[29]: IA32_ARCH_CAPABILITIES, which says the CPU has none of the speculative
+        // execution flaws Linux mitigates (`msr::ARCH_CAPABILITIES`).
+        leaf(7, 0, 0, 0, 1 << 29),
         // TSC = crystal * EBX / EAX. Linux multiplies the crystal's kHz by EBX in 32 bits, so
         // the ratio goes in thousandths, as small as real CPUs report it.
         leaf(

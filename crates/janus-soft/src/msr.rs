@@ -12,6 +12,29 @@ pub const PLATFORM_ID: u32 = 0x17;
 pub const FEATURE_CONTROL: u32 = 0x3a;
 pub const BIOS_SIGN_ID: u32 = 0x8b;
 pub const MTRRCAP: u32 = 0xfe;
+/// IA32_ARCH_CAPABILITIES (read-only).
+pub const ARCH_CAPABILITIES: u32 = 0x10a;
+
+/// What IA32_ARCH_CAPABILITIES reports: not susceptible to Meltdown (RDCL_NO), speculative
+/// store bypass, MDS, TAA, the MMIO stale-data flaws (SBDR_SSDP_NO, FBSDP_NO, PSDP_NO),
+/// post-barrier RSB predictions, GDS or RFDS, and no L1D flush needed (SKIP_L1DFL_VMENTRY) or
+/// machine check on page-size changes (PSCHANGE_MC_NO). These are facts about the soft CPU:
+/// it checks a page's permissions before every access (a user-mode access only ever finds
+/// user pages in the TLB set it probes, so separate kernel page tables protect nothing more),
+/// and it has no fill, store or load-port buffers of its own for VERW to clear. Linux then
+/// spends nothing on page-table isolation or buffer clearing, as on a CPU without the flaws.
+const ARCH_CAPABILITIES_VALUE: u64 = 1 // RDCL_NO
+    | 1 << 3  // SKIP_L1DFL_VMENTRY
+    | 1 << 4  // SSB_NO
+    | 1 << 5  // MDS_NO
+    | 1 << 6  // PSCHANGE_MC_NO
+    | 1 << 8  // TAA_NO
+    | 1 << 13 // SBDR_SSDP_NO
+    | 1 << 14 // FBSDP_NO
+    | 1 << 15 // PSDP_NO
+    | 1 << 24 // PBRSB_NO
+    | 1 << 26 // GDS_NO
+    | 1 << 27; // RFDS_NO
 pub const SYSENTER_CS: u32 = 0x174;
 pub const SYSENTER_ESP: u32 = 0x175;
 pub const SYSENTER_EIP: u32 = 0x176;
@@ -57,6 +80,7 @@ pub fn read(cpu: &mut Cpu, index: u32) -> Result<u64, Stop> {
         FEATURE_CONTROL => 1, // locked, VMX off
         BIOS_SIGN_ID | PLATFORM_ID => 0,
         MTRRCAP => 0x508, // 8 variable ranges, fixed ranges, write-combining
+        ARCH_CAPABILITIES => ARCH_CAPABILITIES_VALUE,
         SYSENTER_CS => m.sysenter_cs,
         SYSENTER_ESP => m.sysenter_esp,
         SYSENTER_EIP => m.sysenter_eip,

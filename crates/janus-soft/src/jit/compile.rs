@@ -71,6 +71,9 @@ pub enum Plan {
     Push,
     Pop,
     Leave,
+    Cli,
+    Sti,
+    Swapgs,
     Fallback,
 }
 
@@ -224,6 +227,9 @@ impl Compiler {
             Push if stack_op && push_ok(i) => Plan::Push,
             Pop if stack_op && reg0 && i.op0_kind() == OpKind::Register => Plan::Pop,
             Leave if stack_op => Plan::Leave,
+            Cli => Plan::Cli,
+            Sti => Plan::Sti,
+            Swapgs => Plan::Swapgs,
             Ja | Jae | Jb | Jbe | Je | Jg | Jge | Jl | Jle | Jne | Jno | Jnp | Jns | Jo | Jp
             | Js if i.op0_kind() == OpKind::NearBranch64 => Plan::Jcc(i.condition_code() as u8 - 1),
             _ if crate::exec::sse::host_kind(insn).is_some() => match self.native(insn) {
@@ -524,11 +530,12 @@ fn jmp_ok(i: &Instruction) -> bool {
     }
 }
 
-/// PUSH of a 64-bit register or an immediate.
+/// PUSH of a 64-bit register, an immediate or a 64-bit memory operand.
 fn push_ok(i: &Instruction) -> bool {
     match i.op0_kind() {
         OpKind::Register => i.op0_register().is_gpr64(),
         OpKind::Immediate8to64 | OpKind::Immediate32to64 => true,
+        OpKind::Memory => i.memory_size().size() == 8 && !is_moffs(i.code()),
         _ => false,
     }
 }
@@ -585,6 +592,9 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::Push
         | Plan::Pop
         | Plan::Leave
+        | Plan::Cli
+        | Plan::Sti
+        | Plan::Swapgs
         | Plan::JmpInd => observes,
         Plan::Lea | Plan::Nop | Plan::JmpRel => FlagUse::default(),
         Plan::Native(n) => FlagUse {

@@ -461,6 +461,16 @@ impl Gen {
         self.a.jmp_abs(here, self.t.exit);
     }
 
+    /// Leaves the block for the dispatcher (never chained), with RIP advanced to block offset
+    /// `to`, `retired` instructions done: the dispatcher looks at interrupts first.
+    fn exit_to_dispatcher(&mut self, to: u64, retired: u32) {
+        self.spill();
+        self.sse_end();
+        self.save();
+        self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
+        self.leave_normally(retired);
+    }
+
     /// Leaves the block for RIP (already stored), which is known only at run time: through
     /// the jump table straight to its translation when the dispatcher has run it under the
     /// current mappings (spending one unit of `Cpu::chain_budget`), else to the dispatcher.
@@ -694,6 +704,26 @@ impl Gen {
         });
     }
 
+    /// Sends the instruction to the interpreter unless CPL is 0 (it raises #GP, or checks
+    /// IOPL for CLI and STI).
+    fn cpl0_or_interpret(&mut self, s: &Site, resume: Resume) {
+        self.clobber(s.live_in);
+        let t = self.pick(false);
+        self.a.load32(t, cpu(lay::seg_attr(crate::cpu::CS)));
+        self.a.alu_ri(Alu::And, t, 0x60);
+        let from = self.a.jcc(cc::NE);
+        self.release(t);
+        let snap = self.snap();
+        self.cold.push(Cold::Interpret {
+            from: vec![from],
+            snap,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
     /// Sends the instruction to the interpreter (which raises #GP) if `r` is not canonical.
     fn canonical_or_interpret(&mut self, s: &Site, r: u8, resume: Resume) {
         self.clobber(s.live_in);
@@ -820,6 +850,44 @@ impl Gen {
                 self.leave(s);
                 false
             }
+            Plan::Cli => {
+                let resume = self.resume_after();
+                self.cpl0_or_interpret(s, resume);
+                self.a
+                    .alu_mi(Alu::And, cpu(lay::flags_bits()), !(crate::flags::IF as i32));
+                self.resolve();
+                false
+            }
+            Plan::Sti => {
+                // STI sets IF and, if it was clear, blocks interrupts for one instruction; the
+                // block ends so that the dispatcher sees both.
+                self.cpl0_or_interpret(s, Resume::Exit { next: s.next });
+                let t = self.pick(false);
+                self.a.load64(t, cpu(lay::flags_bits()));
+                self.a.alu_ri(Alu::And, t, crate::flags::IF as i32);
+                let was_set = self.a.jcc(cc::NE);
+                self.a.store8_imm(cpu(lay::int_shadow()), 1);
+                let here = self.a.len();
+                self.a.patch(was_set, here);
+                self.a
+                    .alu_mi(Alu::Or, cpu(lay::flags_bits()), crate::flags::IF as i32);
+                self.release(t);
+                self.exit_to_dispatcher(s.next, s.index + 1);
+                true
+            }
+            Plan::Swapgs => {
+                let resume = self.resume_after();
+                self.cpl0_or_interpret(s, resume);
+                let (x, y) = (self.pick(false), self.pick(false));
+                let gs = cpu(lay::seg_base(crate::cpu::GS));
+                let kernel = cpu(lay::kernel_gs_base());
+                self.a.load64(x, gs);
+                self.a.load64(y, kernel);
+                self.a.store(8, gs, y);
+                self.a.store(8, kernel, x);
+                self.resolve();
+                false
+            }
         };
         self.busy = 0;
         ended
@@ -857,7 +925,7 @@ impl Gen {
         }
     }
 
-    /// PUSH of a 64-bit register or an immediate.
+    /// PUSH of a 64-bit register, an immediate or a 64-bit memory operand.
     fn push(&mut self, s: &Site) {
         let resume = self.resume_after();
         let value = match s.insn.i.op0_kind() {
@@ -865,6 +933,19 @@ impl Gen {
                 let r = s.insn.i.op0_register().number() as u8;
                 self.pin(&[r, RSP]);
                 Some(self.guest(r))
+            }
+            OpKind::Memory => {
+                let mut regs = Self::mem_regs(s);
+                regs.push(RSP);
+                self.pin(&regs);
+                let lin = self.ea(s, true);
+                self.clobber(s.live_in);
+                let p = self.probe(s, lin, 8, false, false, resume);
+                let v = self.pick(false);
+                self.a.load64(v, Mem::at(p, 0));
+                self.release(p);
+                self.release(lin);
+                Some(v)
             }
             _ => None,
         };

@@ -2,7 +2,7 @@
 //! and inside a TLB entry, taken from the Rust structs themselves so they cannot drift.
 
 use crate::core::{Cpu, Stats};
-use crate::cpu::{Regs, Seg};
+use crate::cpu::{Msrs, Regs, Seg};
 use crate::flags::Flags;
 use crate::fpu::Fpu;
 use crate::mmu::{Tlb, TlbEntry};
@@ -68,6 +68,28 @@ pub fn host_mxcsr() -> i32 {
 /// `Cpu::jit_slots[n]`.
 pub fn slot(n: usize) -> i32 {
     i32_of(offset_of!(Cpu, jit_slots) + 8 * (n & 3))
+}
+
+/// The attribute bits of segment register `s` (16 bits; DPL in bits 5-6).
+pub fn seg_attr(s: usize) -> i32 {
+    i32_of(
+        offset_of!(Cpu, r) + offset_of!(Regs, seg) + s * size_of::<Seg>() + offset_of!(Seg, attr),
+    )
+}
+
+/// `Flags::bits`, where IF and the other system flags always are.
+pub fn flags_bits() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, flags) + offset_of!(Flags, bits))
+}
+
+/// IA32_KERNEL_GS_BASE.
+pub fn kernel_gs_base() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, msr) + offset_of!(Msrs, kernel_gs_base))
+}
+
+/// `Cpu::int_shadow` (one byte).
+pub fn int_shadow() -> i32 {
+    i32_of(offset_of!(Cpu, int_shadow))
 }
 
 /// `Cpu::chain_budget`.

@@ -54,6 +54,7 @@ pub mod cc {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Alu {
     Add = 0,
+    Or = 1,
     And = 4,
     Sub = 5,
     Xor = 6,
