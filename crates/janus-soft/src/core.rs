@@ -205,6 +205,9 @@ pub struct Stats {
     pub fallbacks: Vec<u64>,
 }
 
+/// `Cpu::exec_key` bit: 32-bit code with flat segments (`Cpu::flat_segments`).
+pub const FLAT: u32 = 1 << 9;
+
 /// The whole soft CPU.
 pub struct Cpu {
     pub r: Regs,
@@ -228,8 +231,9 @@ pub struct Cpu {
     pub pending_exit: Option<Exit>,
     /// What the last `Stop::Shutdown` or `Stop::Failed` was about.
     pub stop_reason: String,
-    /// Bitness and privilege of the code running now (`bitness | mmu_idx << 8`): the key
-    /// decoded blocks are looked up with, refreshed by `sync_mode`.
+    /// Bitness and privilege of the code running now, and whether its segments are flat
+    /// (`bitness | mmu_idx << 8 | flat << 9`, see [`FLAT`]): the key decoded blocks and
+    /// translations are looked up with, refreshed by `sync_mode`.
     pub exec_key: u32,
     /// The interrupt controller behind INTR (on a PC, the local APIC), which also keeps the
     /// task priority CR8 reads and writes.
@@ -286,12 +290,31 @@ impl Cpu {
         cpu
     }
 
-    /// Recomputes the cached mode bits after CR0, EFER or CS changed.
+    /// Recomputes the cached mode bits after CR0, EFER or a segment register changed.
     #[inline]
     pub fn sync_mode(&mut self) {
         self.long64 = self.r.mode() == Mode::Long;
         self.mmu_idx = (self.r.cpl() == 3) as usize;
-        self.exec_key = self.r.bitness() | (self.mmu_idx as u32) << 8;
+        let bitness = self.r.bitness();
+        let flat = bitness == 32 && self.r.mode() != Mode::Real && self.flat_segments();
+        self.exec_key = bitness | (self.mmu_idx as u32) << 8 | if flat { FLAT } else { 0 };
+    }
+
+    /// 32-bit code whose CS, DS, ES and SS are flat: base 0, a 4 GiB limit, and for the data
+    /// segments usable, writable and expand-up (SS 32-bit). Translated 32-bit code relies on
+    /// it: addresses in those segments are their offsets, with nothing to check.
+    fn flat_segments(&self) -> bool {
+        use crate::cpu::{ATTR_DB, DS, ES, SS};
+        let flat = |s: usize| {
+            let g = &self.r.seg[s];
+            g.base == 0 && g.limit == 0xffff_ffff && !g.unusable
+        };
+        let data = |s: usize| {
+            let g = &self.r.seg[s];
+            // Type: writable (bit 1), not expand-down (bit 2), data (bit 3 clear).
+            flat(s) && g.type_() & 0b1110 == 0b0010
+        };
+        flat(CS) && data(DS) && data(ES) && data(SS) && self.r.seg[SS].attr & ATTR_DB != 0
     }
 
     /// Stops the instruction for device access `e`.

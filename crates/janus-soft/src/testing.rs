@@ -155,6 +155,51 @@ impl TestMachine {
         m
     }
 
+    /// 32-bit protected mode at CPL 0 with flat segments and paging off, SSE enabled, `code`
+    /// at [`CODE`] and ESP at [`STACK_TOP`].
+    pub fn protected_mode(code: &[u8]) -> TestMachine {
+        let flat32 = |selector, code| Segment {
+            db: true,
+            l: false,
+            ..flat(selector, code)
+        };
+        let mut s = CpuState {
+            rip: CODE,
+            rflags: 2,
+            cs: flat32(0x08, true),
+            ds: flat32(0x10, false),
+            es: flat32(0x10, false),
+            fs: flat32(0x10, false),
+            gs: flat32(0x10, false),
+            ss: flat32(0x10, false),
+            tr: Segment {
+                type_: 0xb,
+                present: true,
+                limit: 0x67,
+                ..Default::default()
+            },
+            ldt: Segment {
+                unusable: true,
+                ..Default::default()
+            },
+            cr0: bits::CR0_PE | bits::CR0_MP | bits::CR0_ET | bits::CR0_NE,
+            cr4: bits::CR4_OSFXSR | bits::CR4_OSXMMEXCPT,
+            ..Default::default()
+        };
+        s.gdt.base = GDT;
+        s.gdt.limit = 0x17;
+        s.gprs[4] = STACK_TOP;
+        let m = TestMachine::new(&s, RAM);
+        for (i, d) in [0u64, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff]
+            .iter()
+            .enumerate()
+        {
+            m.write_u64(GDT + 8 * i as u64, *d);
+        }
+        m.write(CODE, code);
+        m
+    }
+
     pub fn write(&self, addr: u64, bytes: &[u8]) {
         self.mem
             .write_slice(bytes, GuestAddress(addr))

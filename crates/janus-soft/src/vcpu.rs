@@ -254,6 +254,11 @@ impl SoftVcpu {
                     _ => return Stop::Halt,
                 }
             }
+            // Outside 64-bit mode the key also says whether the segments are flat, and a
+            // segment load (which ends its block) changes it.
+            if !self.cpu.long64 {
+                self.cpu.sync_mode();
+            }
             let id = match self.cache.lookup(&mut self.cpu) {
                 Ok(id) => id,
                 Err(Stop::Fault(f)) => {
@@ -295,7 +300,11 @@ impl SoftVcpu {
         }
         if let JitSlot::On(jit) = &mut self.jit {
             let b = self.cache.get(id);
-            if b.code != 0 && b.code_epoch == jit.epoch && !self.cpu.int_shadow {
+            if b.code != 0
+                && b.code_epoch == jit.epoch
+                && !self.cpu.int_shadow
+                && translatable(b, self.cpu.exec_key)
+            {
                 // The last block left for exactly this one: jump here directly next time.
                 if let Some((site, rip)) = chain_from {
                     if rip == self.cpu.r.rip && b.one_page() {
@@ -333,8 +342,8 @@ impl SoftVcpu {
             JitSlot::On(j) => j.threshold,
         };
         let b = self.cache.get(id);
-        // Only 64-bit code is translated; u32::MAX marks a block that could not be.
-        if b.ip_mask != u64::MAX || b.hits == u32::MAX || b.hits < threshold {
+        // u32::MAX marks a block that could not be translated.
+        if !translatable(b, self.cpu.exec_key) || b.hits == u32::MAX || b.hits < threshold {
             return;
         }
         if let JitSlot::On(j) = &self.jit {
@@ -404,6 +413,12 @@ impl SoftVcpu {
             }
         }
     }
+}
+
+/// Whether `block`, run under `exec_key`, may run translated: 64-bit code, and 32-bit code
+/// with flat segments (16-bit code is interpreted).
+fn translatable(block: &crate::block::Block, exec_key: u32) -> bool {
+    block.ip_mask == u64::MAX || (block.ip_mask == 0xffff_ffff && exec_key & crate::core::FLAT != 0)
 }
 
 /// Runs the instructions of `block` from its start until it ends, leaves, or stops; after an

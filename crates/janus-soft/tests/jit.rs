@@ -311,3 +311,137 @@ fn translated_sse_raises_nm_when_cr0_ts_is_set() {
         assert_eq!(r.gpr[1], 0, "{mode:?}");
     }
 }
+
+/// A 32-bit program with stack frames, calls (direct, through a register and through
+/// memory), RET imm16, pushes of registers, immediates and memory, one-byte INC/DEC, memory
+/// offset moves, scaled addressing, ESP as an operand, and SSE.
+fn program32() -> Vec<u8> {
+    let table = DATA + 0x800;
+    common::asm(32, CODE, |a| {
+        let mut func = a.create_label();
+        let mut func2 = a.create_label();
+        let mut top = a.create_label();
+        let mut done = a.create_label();
+        a.mov(ebx, DATA as u32)?;
+        a.mov(ecx, 200u32)?;
+        a.xor(eax, eax)?;
+        a.xor(edx, edx)?;
+        a.set_label(&mut top)?;
+        a.push(ecx)?;
+        a.push(ebx)?;
+        a.call(func)?;
+        a.add(esp, 8)?;
+        a.add(edx, eax)?;
+        a.inc(dword_ptr(ebx + 4))?;
+        a.mov(dword_ptr(DATA as u32 + 8), eax)?;
+        a.lea(esi, dword_ptr(ebx + ecx * 4 + 16))?;
+        a.mov(dword_ptr(esi), ecx)?;
+        a.movzx(edi, byte_ptr(ebx + ecx))?;
+        a.imul_3(edi, edi, 3)?;
+        a.xor(edx, edi)?;
+        a.push(0x12i32)?;
+        a.push(0x1234_5678i32)?;
+        a.push(dword_ptr(ebx + 4))?;
+        a.pop(eax)?;
+        a.add(edx, eax)?;
+        a.pop(eax)?;
+        a.pop(eax)?;
+        a.mov(eax, esp)?;
+        a.sub(eax, 4)?;
+        a.push(edx)?;
+        a.call(func2)?;
+        a.add(edx, eax)?;
+        a.dec(ecx)?;
+        a.test(ecx, ecx)?;
+        a.jnz(top)?;
+        // Calls through a register and through memory.
+        a.mov(eax, dword_ptr(table as u32))?;
+        a.call(eax)?;
+        a.call(dword_ptr(table as u32 + 4))?;
+        a.movd(xmm0, edx)?;
+        a.paddd(xmm0, xmm0)?;
+        a.movd(edi, xmm0)?;
+        a.jmp(done)?;
+        // func(p, n): p[1] + n + 3, with a frame and a local.
+        a.set_label(&mut func)?;
+        a.push(ebp)?;
+        a.mov(ebp, esp)?;
+        a.sub(esp, 16)?;
+        a.mov(eax, dword_ptr(ebp + 8))?;
+        a.mov(eax, dword_ptr(eax + 4))?;
+        a.add(eax, dword_ptr(ebp + 12))?;
+        a.mov(dword_ptr(esp + 4), eax)?;
+        a.mov(eax, dword_ptr(esp + 4))?;
+        a.add(eax, 3)?;
+        a.leave()?;
+        a.ret()?;
+        // func2(x): x rotated, popping its argument.
+        a.set_label(&mut func2)?;
+        a.mov(eax, dword_ptr(esp + 4))?;
+        a.rol(eax, 5)?;
+        a.ret_1(4)?;
+        a.set_label(&mut done)?;
+        a.hlt()
+    })
+}
+
+#[test]
+fn thirty_two_bit_code_translates_and_agrees() {
+    let code = program32();
+    // The table of call targets: both entries point at a RET placed in the data area.
+    let ret_at = DATA as u32 + 0x900;
+    let mut results = Vec::new();
+    for mode in [JitMode::Off, JitMode::After(0), JitMode::After(2)] {
+        let mut m = TestMachine::protected_mode(&code);
+        m.vcpu.set_jit(mode);
+        m.write(DATA + 0x900, &[0xc3]);
+        m.write(DATA + 0x800, &ret_at.to_le_bytes());
+        m.write(DATA + 0x804, &ret_at.to_le_bytes());
+        assert_eq!(
+            m.run_with(1000, |a| panic!("unexpected {a:?}")),
+            End::Halt,
+            "{mode:?}"
+        );
+        let r = m.regs().clone();
+        let x = m.vcpu.exec_stats().expect("stats");
+        results.push((r.gpr, r.flags.get(), m.read(DATA, 0x400), x));
+    }
+    let (g0, f0, d0, x0) = &results[0];
+    assert_eq!(x0.translated_blocks, 0);
+    for (g, f, d, x) in &results[1..] {
+        assert!(x.translated_blocks >= 4, "{x:?}");
+        assert_eq!(g, g0);
+        assert_eq!(f, f0);
+        assert_eq!(d, d0);
+    }
+    // With the translator on from the start, the 32-bit code ran translated: only HLT (and
+    // nothing else) was left to the interpreter.
+    let (_, _, _, x) = &results[1];
+    assert_eq!(x.fallbacks, vec![("hlt".to_string(), 1)], "{x:?}");
+    assert_eq!(g0[4], janus_soft::testing::STACK_TOP, "ESP balanced");
+}
+
+#[test]
+fn thirty_two_bit_code_with_a_non_flat_segment_is_interpreted() {
+    // DS with base 0x1000: translated code assumes flat segments, so this must not run
+    // translated, and the load must see the base.
+    let code = common::asm(32, CODE, |a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 10u32)?;
+        a.set_label(&mut top)?;
+        a.add(eax, dword_ptr(DATA as u32))?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.hlt()
+    });
+    for mode in [JitMode::Off, JitMode::After(0)] {
+        let mut m = TestMachine::protected_mode(&code);
+        m.vcpu.set_jit(mode);
+        m.write(DATA, &1u32.to_le_bytes());
+        m.write(DATA + 0x1000, &7u32.to_le_bytes());
+        m.regs().seg[janus_soft::cpu::DS].base = 0x1000;
+        assert_eq!(m.run_with(100, |a| panic!("unexpected {a:?}")), End::Halt);
+        assert_eq!(m.regs().gpr[0], 70, "{mode:?}");
+        assert_eq!(m.vcpu.exec_stats().expect("stats").translated_blocks, 0);
+    }
+}

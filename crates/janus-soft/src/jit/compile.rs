@@ -127,6 +127,8 @@ struct FlagUse {
 }
 
 pub struct Compiler {
+    /// Bitness of the block being translated (64, or 32 with flat segments).
+    bits: u32,
     enc: Encoder,
     info: InstructionInfoFactory,
 }
@@ -140,6 +142,7 @@ impl Default for Compiler {
 impl Compiler {
     pub fn new() -> Compiler {
         Compiler {
+            bits: 64,
             enc: Encoder::new(64),
             info: InstructionInfoFactory::new(),
         }
@@ -148,6 +151,7 @@ impl Compiler {
     /// Translates `block` for placement at address `base`.
     pub fn translate(&mut self, block: &Block, base: usize, t: &Targets) -> Translation {
         let insns = &block.insns;
+        self.bits = if block.ip_mask == u64::MAX { 64 } else { 32 };
         let plans: Vec<Plan> = insns.iter().map(|i| self.plan(i)).collect();
         let uses: Vec<FlagUse> = insns
             .iter()
@@ -160,7 +164,7 @@ impl Compiler {
             let u = uses[k];
             live_after[k - 1] = u.reads || (live_after[k] && !u.writes_all);
         }
-        let mut g = Gen::new(base, block.start_phys() & 0xfff, *t);
+        let mut g = Gen::new(base, block.start_phys() & 0xfff, *t, self.bits);
         let mut native = 0;
         let mut fallback = 0;
         let mut off = 0u64;
@@ -204,19 +208,35 @@ impl Compiler {
         if !insn.implemented || i.has_lock_prefix() && i.op0_kind() != OpKind::Memory {
             return Plan::Fallback;
         }
+        let bits = self.bits;
+        let w = (bits / 8) as u8;
         let reg0 = matches!(insn.op[0], crate::exec::Opnd::Reg(r) if r < 16);
-        let stack_op = insn.osize == 8 && insn.asize == 8;
+        // The stack and branch templates handle the code size's own width only.
+        let stack_op = insn.osize == w && insn.asize == w;
+        let near = if bits == 64 {
+            OpKind::NearBranch64
+        } else {
+            OpKind::NearBranch32
+        };
+        // A CS override in 32-bit code would need CS's own checks.
+        let has_mem = (0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Memory);
+        if bits == 32 && has_mem && i.memory_segment() == Register::CS {
+            return Plan::Fallback;
+        }
         match i.mnemonic() {
-            Nop | Pause | Endbr64 | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 => Plan::Nop,
+            Nop | Pause | Endbr64 | Endbr32 | Prefetchnta | Prefetcht0 | Prefetcht1
+            | Prefetcht2 => Plan::Nop,
             Lea if reg0 && insn.asize != 2 && insn.osize != 2 => Plan::Lea,
             Jmp => match i.op0_kind() {
-                OpKind::NearBranch64 => Plan::JmpRel,
-                OpKind::Register | OpKind::Memory if insn.osize == 8 && jmp_ok(i) => Plan::JmpInd,
+                k if k == near => Plan::JmpRel,
+                OpKind::Register | OpKind::Memory if insn.osize == w && jmp_ok(i, bits) => {
+                    Plan::JmpInd
+                }
                 _ => Plan::Fallback,
             },
             Call => match i.op0_kind() {
-                OpKind::NearBranch64 if stack_op => Plan::CallRel,
-                OpKind::Register | OpKind::Memory if stack_op && jmp_ok(i) => Plan::CallInd,
+                k if k == near && stack_op => Plan::CallRel,
+                OpKind::Register | OpKind::Memory if stack_op && jmp_ok(i, bits) => Plan::CallInd,
                 _ => Plan::Fallback,
             },
             Ret if stack_op => Plan::Ret(if i.op_count() == 1 {
@@ -224,14 +244,14 @@ impl Compiler {
             } else {
                 0
             }),
-            Push if stack_op && push_ok(i) => Plan::Push,
+            Push if stack_op && push_ok(i, bits) => Plan::Push,
             Pop if stack_op && reg0 && i.op0_kind() == OpKind::Register => Plan::Pop,
             Leave if stack_op => Plan::Leave,
             Cli => Plan::Cli,
             Sti => Plan::Sti,
-            Swapgs => Plan::Swapgs,
+            Swapgs if bits == 64 => Plan::Swapgs,
             Ja | Jae | Jb | Jbe | Je | Jg | Jge | Jl | Jle | Jne | Jno | Jnp | Jns | Jo | Jp
-            | Js if i.op0_kind() == OpKind::NearBranch64 => Plan::Jcc(i.condition_code() as u8 - 1),
+            | Js if i.op0_kind() == near => Plan::Jcc(i.condition_code() as u8 - 1),
             _ if crate::exec::sse::host_kind(insn).is_some() => match self.native(insn) {
                 Some(n) => Plan::Native(Box::new(n)),
                 None => Plan::Fallback,
@@ -278,7 +298,11 @@ impl Compiler {
                 _ => return None,
             }
         }
-        if has_mem && (is_moffs(i.code()) || bit_offset_in_register(i)) {
+        // A memory offset (MOV AL/AX/EAX, moffs) is a plain absolute address in 32-bit code
+        // (it becomes MOV r, r/m below); in 64-bit code it is a 64-bit one the probe does not
+        // take. 16-bit addressing is left to the interpreter.
+        let moffs = is_moffs(i.code());
+        if has_mem && ((moffs && self.bits == 64) || bit_offset_in_register(i) || insn.asize == 2) {
             return None;
         }
         let mem_regs = [i.memory_base(), i.memory_index()].map(|r| {
@@ -375,7 +399,7 @@ impl Compiler {
         if identity.len() + floating.len() + 4 > 13 || (high_byte && low_used + 1 > 6) {
             return None;
         }
-        let mut ins = *i;
+        let mut ins = host_form(i)?;
         if has_mem {
             ins.set_memory_base(Register::RSI);
             ins.set_memory_index(Register::None);
@@ -521,22 +545,52 @@ fn bit_offset_in_register(i: &Instruction) -> bool {
     matches!(i.mnemonic(), Bt | Bts | Btr | Btc) && i.op1_kind() == OpKind::Register
 }
 
-/// Indirect branch operands the templates handle: a 64-bit register or a memory operand.
-fn jmp_ok(i: &Instruction) -> bool {
+/// Indirect branch operands the templates handle: a register or a memory operand of the code
+/// size's width.
+fn jmp_ok(i: &Instruction, bits: u32) -> bool {
     match i.op0_kind() {
-        OpKind::Register => i.op0_register().is_gpr64(),
-        OpKind::Memory => i.memory_size().size() == 8 && !is_moffs(i.code()),
+        OpKind::Register => i.op0_register().size() * 8 == bits as usize,
+        OpKind::Memory => i.memory_size().size() * 8 == bits as usize && !is_moffs(i.code()),
         _ => false,
     }
 }
 
-/// PUSH of a 64-bit register, an immediate or a 64-bit memory operand.
-fn push_ok(i: &Instruction) -> bool {
+/// PUSH of a register, an immediate or a memory operand of the code size's width.
+fn push_ok(i: &Instruction, bits: u32) -> bool {
     match i.op0_kind() {
-        OpKind::Register => i.op0_register().is_gpr64(),
-        OpKind::Immediate8to64 | OpKind::Immediate32to64 => true,
-        OpKind::Memory => i.memory_size().size() == 8 && !is_moffs(i.code()),
+        OpKind::Register => {
+            i.op0_register().is_gpr() && i.op0_register().size() * 8 == bits as usize
+        }
+        OpKind::Immediate8to64 | OpKind::Immediate32to64 => bits == 64,
+        OpKind::Immediate8to32 | OpKind::Immediate32 => bits == 32,
+        OpKind::Memory => i.memory_size().size() * 8 == bits as usize && !is_moffs(i.code()),
         _ => false,
+    }
+}
+
+/// `i` as an instruction that means the same in 64-bit code: the one-byte INC/DEC forms of
+/// 16- and 32-bit code are REX prefixes there (their ModRM forms are not), and a memory offset
+/// move becomes MOV with a memory operand. Others are themselves (if one has no 64-bit
+/// encoding, the encoder says so and the interpreter runs it).
+fn host_form(i: &Instruction) -> Option<Instruction> {
+    use iced_x86::MemoryOperand;
+    use Code::*;
+    let mem = || MemoryOperand::with_base(Register::RSI);
+    let r = |code| Instruction::with1(code, i.op0_register()).ok();
+    let load = |code| Instruction::with2(code, i.op0_register(), mem()).ok();
+    let store = |code| Instruction::with2(code, mem(), i.op1_register()).ok();
+    match i.code() {
+        Inc_r16 => r(Inc_rm16),
+        Inc_r32 => r(Inc_rm32),
+        Dec_r16 => r(Dec_rm16),
+        Dec_r32 => r(Dec_rm32),
+        Mov_AL_moffs8 => load(Mov_r8_rm8),
+        Mov_AX_moffs16 => load(Mov_r16_rm16),
+        Mov_EAX_moffs32 => load(Mov_r32_rm32),
+        Mov_moffs8_AL => store(Mov_rm8_r8),
+        Mov_moffs16_AX => store(Mov_rm16_r16),
+        Mov_moffs32_EAX => store(Mov_rm32_r32),
+        _ => Some(*i),
     }
 }
 

@@ -155,6 +155,8 @@ pub struct Gen {
     /// chained.
     page_off: u64,
     t: Targets,
+    /// Code size: 64, or 32 (with flat segments).
+    bits: u32,
     enc: Encoder,
     /// The host's RFLAGS hold the guest's arithmetic flags.
     host_valid: bool,
@@ -181,12 +183,13 @@ pub struct Gen {
 }
 
 impl Gen {
-    pub fn new(base: usize, page_off: u64, t: Targets) -> Gen {
+    pub fn new(base: usize, page_off: u64, t: Targets, bits: u32) -> Gen {
         Gen {
             a: Asm::new(),
             base,
             page_off,
             t,
+            bits,
             enc: Encoder::new(64),
             host_valid: false,
             saved: true,
@@ -339,6 +342,38 @@ impl Gen {
         }
     }
 
+    // ---------------------------------------------------------------- code size
+
+    /// Bytes of a stack slot and of an instruction pointer.
+    fn width(&self) -> u8 {
+        (self.bits / 8) as u8
+    }
+
+    /// Wraps `r` to the code size (32-bit code: the low half, zero-extended).
+    fn wrap(&mut self, r: u8) {
+        if self.bits == 32 {
+            self.a.mov_rr32(r, r);
+        }
+    }
+
+    /// Loads a value of the code size's width.
+    fn load_w(&mut self, dst: u8, m: Mem) {
+        if self.bits == 32 {
+            self.a.load32(dst, m);
+        } else {
+            self.a.load64(dst, m);
+        }
+    }
+
+    /// Advances the CPU struct's RIP by `to` (wrapping at 4 GiB in 32-bit code).
+    fn add_rip(&mut self, to: i64) {
+        if self.bits == 32 {
+            self.a.alu_mi32(Alu::Add, cpu(lay::rip()), to as i32);
+        } else {
+            self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
+        }
+    }
+
     // ---------------------------------------------------------------- flags and SSE state
 
     fn save(&mut self) {
@@ -436,7 +471,7 @@ impl Gen {
         self.sse_end();
         self.save();
         if to != 0 {
-            self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
+            self.add_rip(to as i64);
         }
         let target = self.page_off as i64 + to as i64;
         if !(0..4096).contains(&target) {
@@ -467,7 +502,7 @@ impl Gen {
         self.spill();
         self.sse_end();
         self.save();
-        self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
+        self.add_rip(to as i64);
         self.leave_normally(retired);
     }
 
@@ -540,6 +575,9 @@ impl Gen {
         let d = if m.base == RIP {
             self.a.load64(a, cpu(lay::rip()));
             disp.wrapping_add(s.next as i64)
+        } else if s.insn.asize == 4 {
+            // 32-bit addresses wrap: a displacement is as good as its sign-extended low half.
+            disp as u32 as i32 as i64
         } else {
             disp
         };
@@ -810,14 +848,18 @@ impl Gen {
             }
             Plan::Ret(pop) => {
                 let resume = Resume::Exit { next: s.next };
+                let w = self.width();
                 let sp = self.guest(RSP);
                 self.clobber(s.live_in);
-                let p = self.probe(s, sp, 8, false, false, resume);
+                let p = self.probe(s, sp, w, false, false, resume);
                 let v = self.pick(false);
-                self.a.load64(v, Mem::at(p, 0));
+                self.load_w(v, Mem::at(p, 0));
                 self.release(p);
-                self.canonical_or_interpret(s, v, resume);
-                self.a.lea(sp, Mem::at(sp, 8 + *pop as i32));
+                if self.bits == 64 {
+                    self.canonical_or_interpret(s, v, resume);
+                }
+                self.a.lea(sp, Mem::at(sp, w as i32 + *pop as i32));
+                self.wrap(sp);
                 self.wrote(RSP);
                 self.a.store(8, cpu(lay::rip()), v);
                 self.exit_lookup(s.index + 1);
@@ -940,26 +982,28 @@ impl Gen {
                 self.pin(&regs);
                 let lin = self.ea(s, true);
                 self.clobber(s.live_in);
-                let p = self.probe(s, lin, 8, false, false, resume);
+                let p = self.probe(s, lin, self.width(), false, false, resume);
                 let v = self.pick(false);
-                self.a.load64(v, Mem::at(p, 0));
+                self.load_w(v, Mem::at(p, 0));
                 self.release(p);
                 self.release(lin);
                 Some(v)
             }
             _ => None,
         };
+        let w = self.width();
         let sp = self.guest(RSP);
         let a = self.pick(false);
-        self.a.lea(a, Mem::at(sp, -8));
+        self.a.lea(a, Mem::at(sp, -(w as i32)));
+        self.wrap(a);
         self.clobber(s.live_in);
-        let p = self.probe(s, a, 8, true, false, resume);
+        let p = self.probe(s, a, w, true, false, resume);
+        let imm = s.insn.i.immediate(0) as i64 as i32;
         match value {
             // PUSH RSP stores the value before the decrement.
-            Some(v) => self.a.store(8, Mem::at(p, 0), v),
-            None => self
-                .a
-                .store64_imm(Mem::at(p, 0), s.insn.i.immediate(0) as i64 as i32),
+            Some(v) => self.a.store(w, Mem::at(p, 0), v),
+            None if w == 8 => self.a.store64_imm(Mem::at(p, 0), imm),
+            None => self.a.store32_imm(Mem::at(p, 0), imm),
         }
         self.a.mov_rr(sp, a);
         self.wrote(RSP);
@@ -973,13 +1017,15 @@ impl Gen {
         self.pin(&[dst, RSP]);
         let sp = self.guest(RSP);
         let d = self.guest(dst);
+        let w = self.width();
         self.clobber(s.live_in);
-        let p = self.probe(s, sp, 8, false, false, resume);
+        let p = self.probe(s, sp, w, false, false, resume);
         if dst == RSP {
-            self.a.load64(sp, Mem::at(p, 0));
+            self.load_w(sp, Mem::at(p, 0));
         } else {
-            self.a.load64(d, Mem::at(p, 0));
-            self.a.lea(sp, Mem::at(sp, 8));
+            self.load_w(d, Mem::at(p, 0));
+            self.a.lea(sp, Mem::at(sp, w as i32));
+            self.wrap(sp);
             self.wrote(dst);
         }
         self.wrote(RSP);
@@ -991,10 +1037,12 @@ impl Gen {
         let resume = self.resume_after();
         let bp = self.guest(RBP);
         let sp = self.guest(RSP);
+        let w = self.width();
         self.clobber(s.live_in);
-        let p = self.probe(s, bp, 8, false, false, resume);
-        self.a.lea(sp, Mem::at(bp, 8));
-        self.a.load64(bp, Mem::at(p, 0));
+        let p = self.probe(s, bp, w, false, false, resume);
+        self.a.lea(sp, Mem::at(bp, w as i32));
+        self.wrap(sp);
+        self.load_w(bp, Mem::at(p, 0));
         self.wrote(RSP);
         self.wrote(RBP);
         self.resolve();
@@ -1002,15 +1050,18 @@ impl Gen {
 
     /// Pushes the address of the next instruction (a CALL's first half).
     fn push_return_address(&mut self, s: &Site, resume: Resume) {
+        let w = self.width();
         let sp = self.guest(RSP);
         let a = self.pick(false);
-        self.a.lea(a, Mem::at(sp, -8));
+        self.a.lea(a, Mem::at(sp, -(w as i32)));
+        self.wrap(a);
         self.clobber(s.live_in);
-        let p = self.probe(s, a, 8, true, false, resume);
+        let p = self.probe(s, a, w, true, false, resume);
         let v = self.pick(false);
         self.a.load64(v, cpu(lay::rip()));
         self.a.lea(v, Mem::at(v, s.next as i32));
-        self.a.store(8, Mem::at(p, 0), v);
+        self.wrap(v);
+        self.a.store(w, Mem::at(p, 0), v);
         self.a.mov_rr(sp, a);
         self.wrote(RSP);
         self.release(v);
@@ -1021,21 +1072,27 @@ impl Gen {
     /// An indirect branch's target, checked canonical, in a scratch register.
     fn branch_target(&mut self, s: &Site, resume: Resume) -> u8 {
         if s.insn.i.op0_kind() == OpKind::Register {
-            let r = self.guest(s.insn.i.op0_register().number() as u8);
+            let r = self.guest(s.insn.i.op0_register().full_register().number() as u8 & 15);
             let v = self.pick(false);
-            self.a.mov_rr(v, r);
-            self.canonical_or_interpret(s, v, resume);
+            if self.bits == 32 {
+                self.a.mov_rr32(v, r);
+            } else {
+                self.a.mov_rr(v, r);
+                self.canonical_or_interpret(s, v, resume);
+            }
             v
         } else {
             self.pin(&Self::mem_regs(s));
             let lin = self.ea(s, true);
             let v = self.pick(false);
             self.clobber(s.live_in);
-            let p = self.probe(s, lin, 8, false, false, resume);
-            self.a.load64(v, Mem::at(p, 0));
+            let p = self.probe(s, lin, self.width(), false, false, resume);
+            self.load_w(v, Mem::at(p, 0));
             self.release(p);
             self.release(lin);
-            self.canonical_or_interpret(s, v, resume);
+            if self.bits == 64 {
+                self.canonical_or_interpret(s, v, resume);
+            }
             v
         }
     }
@@ -1258,7 +1315,7 @@ impl Gen {
             }
             Resume::Exit { next } => {
                 // The interpreter counted the instruction itself.
-                self.a.alu_mi(Alu::Add, cpu(lay::rip()), next as i32);
+                self.add_rip(next as i64);
                 self.leave_normally(index);
             }
         }

@@ -241,8 +241,9 @@ impl Jit {
         let tlb = cpu.tlb.e[cpu.mmu_idx & 1].as_ptr();
         cpu.jit_table = self.table.as_ptr() as u64;
         cpu.jit_host_mxcsr = host_mxcsr();
-        // SAFETY: `code` is a translation in this buffer made for 64-bit code, which the
-        // caller checked the CPU is running; it only touches the CPU struct through R15, guest
+        // SAFETY: `code` is a translation in this buffer made for the block the CPU is about to
+        // run, under the mode it was made for (64-bit, or 32-bit with flat segments), which the
+        // caller checked; it only touches the CPU struct through R15, guest
         // RAM through pointers from the TLB entries the engine filled (always within one
         // mapped page), and calls the helpers below with the pointers it was given.
         unsafe { (self.entry)(cpu, code as *const u8, tlb) }
@@ -312,8 +313,9 @@ extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32
     }
     cpu.stats.fallbacks[m] += 1;
     let base = cpu.r.rip;
-    cpu.r.rip = base.wrapping_add(offset);
-    cpu.next_rip = cpu.r.rip.wrapping_add(insn.len as u64);
+    let mask = if cpu.long64 { u64::MAX } else { 0xffff_ffff };
+    cpu.r.rip = base.wrapping_add(offset) & mask;
+    cpu.next_rip = cpu.r.rip.wrapping_add(insn.len as u64) & mask;
     let status = match (insn.exec)(cpu, insn) {
         Ok(Flow::Next) => {
             cpu.stats.instructions += 1;

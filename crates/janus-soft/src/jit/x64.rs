@@ -211,6 +211,28 @@ impl Asm {
         self.u8(imm);
     }
 
+    /// `mov dword [m], imm32`
+    pub fn store32_imm(&mut self, m: Mem, imm: i32) {
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0xc7);
+        self.modrm_mem(0, &m);
+        self.i32(imm);
+    }
+
+    /// `op dword [m], simm32`
+    pub fn alu_mi32(&mut self, op: Alu, m: Mem, imm: i32) {
+        self.rex_mem(false, 0, &m, false);
+        if (-128..=127).contains(&imm) {
+            self.u8(0x83);
+            self.modrm_mem(op as u8, &m);
+            self.u8(imm as i8 as u8);
+        } else {
+            self.u8(0x81);
+            self.modrm_mem(op as u8, &m);
+            self.i32(imm);
+        }
+    }
+
     /// `mov qword [m], simm32`
     pub fn store64_imm(&mut self, m: Mem, imm: i32) {
         self.rex_mem(true, 0, &m, false);
@@ -510,6 +532,14 @@ mod tests {
             "movdqu [r15+310h],xmm12"
         );
         assert_eq!(one(|a| a.ldmxcsr(Mem::at(R15, 8))), "ldmxcsr [r15+8]");
+        assert_eq!(
+            one(|a| a.store32_imm(Mem::at(R11, 0), -2)),
+            "mov dword ptr [r11],0FFFFFFFEh"
+        );
+        assert_eq!(
+            one(|a| a.alu_mi32(Alu::Add, Mem::at(R15, 0x80), 0x1234)),
+            "add dword ptr [r15+80h],1234h"
+        );
         assert_eq!(one(|a| a.stmxcsr(Mem::at(RAX, 0))), "stmxcsr [rax]");
     }
 
