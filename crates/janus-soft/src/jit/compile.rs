@@ -99,6 +99,15 @@ pub struct Native {
     pub sse: Option<Sse>,
     /// It names AH..BH, so the host pointer must be a register that needs no REX prefix.
     pub high_byte: bool,
+    /// DIV or IDIV: what must hold for it not to fault (else the interpreter runs it).
+    pub div: Option<Div>,
+}
+
+/// A DIV or IDIV of `size` bytes (4 or 8) by its operand.
+#[derive(Clone, Copy)]
+pub struct Div {
+    pub signed: bool,
+    pub size: u8,
 }
 
 #[derive(Clone, Copy)]
@@ -416,8 +425,26 @@ impl Compiler {
         let encoded = self.enc.encode(&trial, 0);
         let _ = self.enc.take_buffer();
         encoded.ok()?;
+        let div = match i.mnemonic() {
+            Mnemonic::Div | Mnemonic::Idiv => {
+                let size = if has_mem {
+                    i.memory_size().size()
+                } else {
+                    i.op0_register().size()
+                };
+                if !matches!(size, 4 | 8) {
+                    return None;
+                }
+                Some(Div {
+                    signed: i.mnemonic() == Mnemonic::Idiv,
+                    size: size as u8,
+                })
+            }
+            _ => None,
+        };
         let f = flags_of(i);
         Some(Native {
+            div,
             ins,
             identity,
             floating,
@@ -483,6 +510,8 @@ fn native_mnemonic(m: Mnemonic) -> bool {
             | Cdq
             | Cqo
             | Popcnt
+            | Div
+            | Idiv
             | Clc
             | Stc
             | Cmc

@@ -16,7 +16,7 @@
 //! **Flags.** The guest's arithmetic flags are either in the host's RFLAGS or saved in
 //! `Flags::res` (`Op::Native`), or both; `host_valid` and `saved` track which.
 
-use super::compile::{Native, Plan, Site, Targets};
+use super::compile::{Div, Native, Plan, Site, Targets};
 use super::layout as lay;
 use super::x64::{cc, reg::*, Alu, Asm, Fixup, Mem};
 use crate::exec::{Insn, NONE, RIP};
@@ -742,6 +742,65 @@ impl Gen {
         });
     }
 
+    /// Sends a DIV or IDIV to the interpreter (which raises #DE, or divides what the host
+    /// cannot here) unless it cannot fault: the divisor (in host register `Ok(h)`, or at the
+    /// host pointer `Err(p)`) is not zero, and the quotient fits: for DIV the high half of the
+    /// dividend is below the divisor; for IDIV the dividend is its sign-extended low half and
+    /// the divisor is not -1.
+    fn div_check(&mut self, s: &Site, d: Div, src: Result<u8, u8>, resume: Resume) {
+        self.clobber(s.live_in);
+        let t = self.pick(false);
+        let wide = d.size == 8;
+        match (src, wide) {
+            (Ok(h), true) => self.a.mov_rr(t, h),
+            (Ok(h), false) => self.a.mov_rr32(t, h),
+            (Err(p), true) => self.a.load64(t, Mem::at(p, 0)),
+            (Err(p), false) => self.a.load32(t, Mem::at(p, 0)),
+        }
+        let mut from = Vec::new();
+        self.a.test_rr64(t, t);
+        from.push(self.a.jcc(cc::E));
+        // RAX and RDX are implicit operands, pinned in their own host registers.
+        if !d.signed {
+            if wide {
+                self.a.alu_rr(Alu::Cmp, RDX, t);
+            } else {
+                self.a.alu_rr32(Alu::Cmp, RDX, t);
+            }
+            from.push(self.a.jcc(cc::AE));
+        } else {
+            let u = self.pick(false);
+            if wide {
+                self.a.mov_rr(u, RAX);
+                self.a.sar_ri(u, 63);
+                self.a.alu_rr(Alu::Cmp, u, RDX);
+                from.push(self.a.jcc(cc::NE));
+                self.a.alu_ri(Alu::Cmp, t, -1);
+                from.push(self.a.jcc(cc::E));
+            } else {
+                self.a.mov_rr32(u, RAX);
+                self.a.sar_ri32(u, 31);
+                self.a.alu_rr32(Alu::Cmp, u, RDX);
+                from.push(self.a.jcc(cc::NE));
+                // The divisor is -1 when its low half plus one is zero.
+                self.a.lea(u, Mem::at(t, 1));
+                self.a.test_rr32(u, u);
+                from.push(self.a.jcc(cc::E));
+            }
+            self.release(u);
+        }
+        self.release(t);
+        let snap = self.snap();
+        self.cold.push(Cold::Interpret {
+            from,
+            snap,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
     /// Sends the instruction to the interpreter unless CPL is 0 (it raises #GP, or checks
     /// IOPL for CLI and STI).
     fn cpl0_or_interpret(&mut self, s: &Site, resume: Resume) {
@@ -1136,11 +1195,23 @@ impl Gen {
         } else {
             None
         };
+        let mut ok = true;
+        if let Some(d) = n.div {
+            // The divisor: at the host pointer, or in the host register its guest register
+            // was pinned to.
+            let src = match ptr {
+                Some(p) => Some(Err(p)),
+                None => self.home[n.ins.op0_register().full_register().number() & 15].map(Ok),
+            };
+            match src {
+                Some(src) => self.div_check(s, d, src, resume),
+                None => ok = false,
+            }
+        }
         if n.flags_in && s.flags_needed {
             self.need();
         }
         let mut ins = n.ins;
-        let mut ok = true;
         for &(k, g, size) in &n.renames {
             let h = self.guest(g);
             match sized(h, size) {
@@ -1184,7 +1255,7 @@ impl Gen {
                 self.saved = false;
             }
         }
-        if n.mem.is_some() {
+        if n.mem.is_some() || n.div.is_some() {
             self.busy = 0;
             self.resolve();
         }

@@ -45,6 +45,7 @@ impl Mem {
 
 /// Condition codes (the low nibble of Jcc/SETcc/CMOVcc).
 pub mod cc {
+    pub const AE: u8 = 3;
     pub const E: u8 = 4;
     pub const NE: u8 = 5;
     pub const A: u8 = 7;
@@ -335,6 +336,21 @@ impl Asm {
         self.u8(imm);
     }
 
+    /// `sar r32, imm8`
+    pub fn sar_ri32(&mut self, dst: u8, imm: u8) {
+        self.rex(false, 0, 0, dst, false);
+        self.u8(0xc1);
+        self.modrm_reg(7, dst);
+        self.u8(imm);
+    }
+
+    /// `op r32, r32`
+    pub fn alu_rr32(&mut self, op: Alu, dst: u8, src: u8) {
+        self.rex(false, src, 0, dst, false);
+        self.u8((op as u8) << 3 | 1);
+        self.modrm_reg(src, dst);
+    }
+
     /// `op r64, r64`
     pub fn alu_rr(&mut self, op: Alu, dst: u8, src: u8) {
         self.rex(true, src, 0, dst, false);
@@ -532,6 +548,8 @@ mod tests {
             "movdqu [r15+310h],xmm12"
         );
         assert_eq!(one(|a| a.ldmxcsr(Mem::at(R15, 8))), "ldmxcsr [r15+8]");
+        assert_eq!(one(|a| a.sar_ri32(R9, 31)), "sar r9d,1Fh");
+        assert_eq!(one(|a| a.alu_rr32(Alu::Cmp, RDX, R10)), "cmp edx,r10d");
         assert_eq!(
             one(|a| a.store32_imm(Mem::at(R11, 0), -2)),
             "mov dword ptr [r11],0FFFFFFFEh"
