@@ -94,6 +94,9 @@ pub struct Native {
     pub xregs: Vec<(u8, bool)>,
     pub mem: Option<MemAccess>,
     pub flags_in: bool,
+    /// The arithmetic flags it needs valid before it runs (those it reads, and those it
+    /// leaves as they were), as RflagsBits.
+    pub flags_kept: u32,
     pub flags_out: bool,
     /// An SSE instruction: it needs the SSE checks and, for floating point, the guest's MXCSR.
     pub sse: Option<Sse>,
@@ -453,6 +456,12 @@ impl Compiler {
             sse,
             mem: mem.map(|(size, write)| MemAccess { size, write }),
             flags_in: f.reads || f.partial,
+            // A shift or rotate by CL keeps every flag when the count is 0.
+            flags_kept: if f.reads && i.rflags_read() & ARITH == 0 {
+                ARITH
+            } else {
+                (i.rflags_read() | (ARITH & !i.rflags_modified())) & ARITH
+            },
             flags_out: f.writes_any,
             high_byte,
         })

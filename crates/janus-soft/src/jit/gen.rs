@@ -400,6 +400,21 @@ impl Gen {
         }
     }
 
+    /// The next host instruction needs the guest's flags in `mask` (RflagsBits) in RFLAGS.
+    /// Carry alone comes from the saved image with BT, far cheaper than POPFQ (INC and DEC
+    /// keep only CF; ADC, SBB, JB and SETB read only CF); the other flags are then not the
+    /// guest's, so `host_valid` stays as it is.
+    fn need_flags(&mut self, mask: u32) {
+        if self.host_valid {
+            return;
+        }
+        if mask & !iced_x86::RflagsBits::CF == 0 {
+            self.a.bt_mi(cpu(lay::flags_res()), 0);
+        } else {
+            self.need();
+        }
+    }
+
     /// Ends the SSE session before a call out or an exit: the guest's MXCSR (with the
     /// exception flags raised since it was loaded) back to the CPU struct and the host's into
     /// MXCSR. Leaves RFLAGS alone.
@@ -886,7 +901,7 @@ impl Gen {
             Plan::Jcc(cond) => {
                 self.spill();
                 self.sse_end();
-                self.need();
+                self.need_flags(s.insn.i.rflags_read());
                 self.save();
                 let taken = self.a.jcc(*cond);
                 self.exit_rel(s.next, s.index + 1);
@@ -1209,7 +1224,7 @@ impl Gen {
             }
         }
         if n.flags_in && s.flags_needed {
-            self.need();
+            self.need_flags(n.flags_kept);
         }
         let mut ins = n.ins;
         for &(k, g, size) in &n.renames {

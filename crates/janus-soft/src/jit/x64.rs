@@ -212,6 +212,15 @@ impl Asm {
         self.u8(imm);
     }
 
+    /// `bt qword [m], imm8`: CF = that bit.
+    pub fn bt_mi(&mut self, m: Mem, bit: u8) {
+        self.rex_mem(true, 0, &m, false);
+        self.u8(0x0f);
+        self.u8(0xba);
+        self.modrm_mem(4, &m);
+        self.u8(bit);
+    }
+
     /// `mov dword [m], imm32`
     pub fn store32_imm(&mut self, m: Mem, imm: i32) {
         self.rex_mem(false, 0, &m, false);
@@ -549,6 +558,10 @@ mod tests {
         );
         assert_eq!(one(|a| a.ldmxcsr(Mem::at(R15, 8))), "ldmxcsr [r15+8]");
         assert_eq!(one(|a| a.sar_ri32(R9, 31)), "sar r9d,1Fh");
+        assert_eq!(
+            one(|a| a.bt_mi(Mem::at(R15, 0x530), 0)),
+            "bt qword ptr [r15+530h],0"
+        );
         assert_eq!(one(|a| a.alu_rr32(Alu::Cmp, RDX, R10)), "cmp edx,r10d");
         assert_eq!(
             one(|a| a.store32_imm(Mem::at(R11, 0), -2)),
