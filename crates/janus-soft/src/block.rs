@@ -67,12 +67,18 @@ impl Default for BlockCache {
     }
 }
 
-/// Does executing `i` end the straight-line run a block covers? Branches do, and so do the
-/// instructions whose handlers return `Flow::Resync` (the executor leaves the block there, so
-/// decoding past them would be wasted).
+/// Does executing `i` end the run of code a block covers? Unconditional branches, calls,
+/// returns and interrupts do, and so do the instructions whose handlers return
+/// `Flow::Resync` (the executor leaves the block there, so decoding past them would be
+/// wasted). A conditional branch does not: the block goes on with the path where it is not
+/// taken, and leaves where it is (the interpreter's handler returns `Flow::Jump` then, and
+/// translated code leaves through a side exit).
 fn ends_block(i: &Instruction) -> bool {
     use Mnemonic::*;
-    if i.flow_control() != FlowControl::Next {
+    if !matches!(
+        i.flow_control(),
+        FlowControl::Next | FlowControl::ConditionalBranch
+    ) {
         return true;
     }
     match i.mnemonic() {

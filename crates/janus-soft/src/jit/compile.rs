@@ -186,6 +186,7 @@ impl Compiler {
             let live_in = u.reads || (live_after[k] && !u.writes_all);
             let at = Site {
                 index: k as u32,
+                last: k + 1 == insns.len(),
                 off,
                 next: off + insn.len as u64,
                 live_in,
@@ -705,6 +706,8 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
 /// Where in the block an instruction is.
 pub struct Site<'a> {
     pub index: u32,
+    /// The block's last instruction.
+    pub last: bool,
     pub off: u64,
     pub next: u64,
     /// Flags are live before the instruction (it or a later one reads them).

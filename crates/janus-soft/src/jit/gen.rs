@@ -123,6 +123,16 @@ enum Cold {
     /// A fallback on the main path ended the block or stopped: count what retired, return
     /// its status.
     Leave { from: Fixup, index: u32 },
+    /// A conditional branch in the middle of the block was taken: leave for block offset
+    /// `to` with `retired` instructions done, from main-path state `snap` (`saved`: the
+    /// guest's flags are in the CPU struct already).
+    SideExit {
+        from: Fixup,
+        snap: Snap,
+        saved: bool,
+        to: u64,
+        retired: u32,
+    },
     /// A branch target or return address is not canonical, a 16-byte SSE operand is not
     /// aligned, or the SSE checks failed: the interpreter runs the instruction (and raises
     /// the fault).
@@ -485,12 +495,18 @@ impl Gen {
         self.spill();
         self.sse_end();
         self.save();
+        self.exit_tail(to, retired);
+    }
+
+    /// `exit_rel` once the guest state is in the CPU struct (it leaves `Gen`'s state alone, so
+    /// cold code can use it).
+    fn exit_tail(&mut self, to: u64, retired: u32) {
         if to != 0 {
             self.add_rip(to as i64);
         }
         let target = self.page_off as i64 + to as i64;
         if !(0..4096).contains(&target) {
-            self.exit_lookup(retired);
+            self.lookup_tail(retired);
             return;
         }
         if retired != 0 {
@@ -528,6 +544,11 @@ impl Gen {
         self.spill();
         self.sse_end();
         self.save();
+        self.lookup_tail(retired);
+    }
+
+    /// `exit_lookup` once the guest state is in the CPU struct.
+    fn lookup_tail(&mut self, retired: u32) {
         if retired != 0 {
             self.a
                 .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
@@ -898,6 +919,21 @@ impl Gen {
                 self.fallback(s);
                 false
             }
+            Plan::Jcc(cond) if !s.last => {
+                // A branch out of the middle of the block: the taken side leaves through cold
+                // code, the main path goes on with the rest of the block.
+                self.need_flags(s.insn.i.rflags_read());
+                let from = self.a.jcc(*cond);
+                let snap = self.snap();
+                self.cold.push(Cold::SideExit {
+                    from,
+                    snap,
+                    saved: self.saved,
+                    to: (s.next as i64 + s.insn.rel) as u64,
+                    retired: s.index + 1,
+                });
+                false
+            }
             Plan::Jcc(cond) => {
                 self.spill();
                 self.sse_end();
@@ -1025,7 +1061,7 @@ impl Gen {
         for c in self.cold.iter_mut().rev() {
             let r = match c {
                 Cold::Miss { resume, .. } | Cold::Interpret { resume, .. } => resume,
-                Cold::Leave { .. } => continue,
+                Cold::Leave { .. } | Cold::SideExit { .. } => continue,
             };
             match r {
                 Resume::At {
@@ -1345,6 +1381,24 @@ impl Gen {
                     let here = self.a.len();
                     self.a.patch(from, here);
                     self.leave_status(index);
+                }
+                Cold::SideExit {
+                    from,
+                    snap,
+                    saved,
+                    to,
+                    retired,
+                } => {
+                    let here = self.a.len();
+                    self.a.patch(from, here);
+                    // The branch consumed the flags: RFLAGS still holds them if the main path
+                    // had them there.
+                    if snap.flags && !saved {
+                        self.a.save_flags(cpu(lay::flags_res()));
+                        self.a.store8_imm(cpu(lay::flags_op()), Op::Native as u8);
+                    }
+                    self.leave_main(&snap);
+                    self.exit_tail(to, retired);
                 }
             }
         }

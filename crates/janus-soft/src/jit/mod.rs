@@ -36,9 +36,11 @@ pub const STOPPED: u32 = 2;
 /// Status the fallback helper returns for an instruction that completed normally.
 const CONTINUE: u32 = 0;
 
-/// How big the code buffer is. A Linux boot translates about 20 MiB of host code; when the
-/// buffer fills, every translation is dropped and hot blocks are translated again.
-const BUFFER_SIZE: usize = 64 << 20;
+/// How big the code buffer is. A Linux boot translates about 40 MiB of host code (blocks go
+/// on past conditional branches, each with its cold paths); when the buffer fills, every
+/// translation is dropped and hot blocks are translated again. Pages the translator never
+/// writes cost nothing (the mapping reserves no memory up front).
+const BUFFER_SIZE: usize = 256 << 20;
 
 type Entry = unsafe extern "C" fn(*mut Cpu, *const u8, *const TlbEntry) -> u32;
 
