@@ -74,6 +74,8 @@ pub enum Plan {
     Cli,
     Sti,
     Swapgs,
+    /// REP MOVS (`true`) or REP STOS of elements of this many bytes.
+    RepString(bool, u8),
     Fallback,
 }
 
@@ -263,6 +265,20 @@ impl Compiler {
             Cli => Plan::Cli,
             Sti => Plan::Sti,
             Swapgs if bits == 64 => Plan::Swapgs,
+            Movsb | Movsq | Stosb | Stosq
+                if bits == 64
+                    && i.has_rep_prefix()
+                    && insn.asize == 8
+                    && i.segment_prefix() == Register::None =>
+            {
+                let movs = matches!(i.mnemonic(), Movsb | Movsq);
+                let size = if matches!(i.mnemonic(), Movsb | Stosb) {
+                    1
+                } else {
+                    8
+                };
+                Plan::RepString(movs, size)
+            }
             Ja | Jae | Jb | Jbe | Je | Jg | Jge | Jl | Jle | Jne | Jno | Jnp | Jns | Jo | Jp
             | Js if i.op0_kind() == near => Plan::Jcc(i.condition_code() as u8 - 1),
             _ if crate::exec::sse::host_kind(insn).is_some() => match self.native(insn) {
@@ -688,6 +704,7 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::Cli
         | Plan::Sti
         | Plan::Swapgs
+        | Plan::RepString(..)
         | Plan::JmpInd => observes,
         Plan::Lea | Plan::Nop | Plan::JmpRel => FlagUse::default(),
         Plan::Native(n) => FlagUse {

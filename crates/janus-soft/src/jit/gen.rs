@@ -758,6 +758,144 @@ impl Gen {
         ptr
     }
 
+    /// A probe for `len` bytes (a register, 1 to 4096) at the linear address in `lin`, whose
+    /// miss sends the instruction to the interpreter; the host pointer goes to `ptr` (`t` is
+    /// scratch).
+    #[allow(clippy::too_many_arguments)]
+    fn probe_len(
+        &mut self,
+        s: &Site,
+        lin: u8,
+        len: u8,
+        write: bool,
+        resume: Resume,
+        t: u8,
+        ptr: u8,
+    ) {
+        let a = &mut self.a;
+        a.lea(
+            t,
+            Mem {
+                base: lin,
+                index: Some((len, 0)),
+                disp: -1,
+            },
+        );
+        a.shr_ri(t, 12);
+        a.mov_rr(ptr, lin);
+        a.shr_ri(ptr, 12);
+        a.alu_ri(Alu::And, ptr, crate::mmu::TLB_SIZE as i32 - 1);
+        a.shl_ri(ptr, lay::TLB_ENTRY_SHIFT);
+        let tag = if write {
+            lay::tlb_tag_w()
+        } else {
+            lay::tlb_tag_r()
+        };
+        let entry = |disp| Mem {
+            base: R14,
+            index: Some((ptr, 0)),
+            disp,
+        };
+        a.alu_rm(Alu::Cmp, t, entry(tag));
+        let from = a.jcc(cc::NE);
+        a.load64(ptr, entry(lay::tlb_addend()));
+        a.lea(
+            ptr,
+            Mem {
+                base: ptr,
+                index: Some((lin, 0)),
+                disp: 0,
+            },
+        );
+        let snap = self.snap();
+        self.cold.push(Cold::Interpret {
+            from: vec![from],
+            snap,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+    }
+
+    /// REP MOVS or REP STOS (64-bit addresses, no segment override) of `size`-byte elements
+    /// run by the host's own string instruction when DF is clear and every element lies on
+    /// one page of RAM on each side; anything else (a long or backward copy, page crossings,
+    /// MMIO, a fault) goes to the interpreter. Flags are not affected.
+    fn rep_string(&mut self, s: &Site, movs: bool, size: u8) {
+        let resume = self.resume_after();
+        let regs: &[u8] = if movs {
+            &[RSI, RDI, RCX]
+        } else {
+            &[RAX, RDI, RCX]
+        };
+        self.pin(regs);
+        self.clobber(s.live_in);
+        // Every scratch register first: taking one may write a guest register back, which
+        // must happen on the path that skips the copy too.
+        let t = self.pick(false);
+        let n = self.pick(false);
+        let dst = self.pick(false);
+        let new_di = self.pick(false);
+        let src = movs.then(|| (self.pick(false), self.pick(false)));
+        self.a.test_rr64(RCX, RCX);
+        let nothing = self.a.jcc(cc::E);
+        let mut from = Vec::new();
+        self.a.load64(t, cpu(lay::flags_bits()));
+        self.a.alu_ri(Alu::And, t, crate::flags::DF as i32);
+        from.push(self.a.jcc(cc::NE));
+        self.a.alu_ri(Alu::Cmp, RCX, 4096 / size as i32);
+        from.push(self.a.jcc(cc::A));
+        let snap = self.snap();
+        self.cold.push(Cold::Interpret {
+            from,
+            snap,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+        // The byte count.
+        self.a.mov_rr(n, RCX);
+        if size == 8 {
+            self.a.shl_ri(n, 3);
+        }
+        self.probe_len(s, RDI, n, true, resume, t, dst);
+        if let Some((p, _)) = src {
+            self.probe_len(s, RSI, n, false, resume, t, p);
+        }
+        // The host instruction works on RSI, RDI and RCX, where the guest's values are: keep
+        // their values afterwards aside, point RSI and RDI at the host addresses.
+        let sum = |base| Mem {
+            base,
+            index: Some((n, 0)),
+            disp: 0,
+        };
+        self.a.lea(new_di, sum(RDI));
+        self.a.mov_rr(RDI, dst);
+        if let Some((p, new_si)) = src {
+            self.a.lea(new_si, sum(RSI));
+            self.a.mov_rr(RSI, p);
+        }
+        self.a.bytes(match (movs, size) {
+            (true, 1) => &[0xf3, 0xa4],
+            (true, _) => &[0xf3, 0x48, 0xa5],
+            (false, 1) => &[0xf3, 0xaa],
+            (false, _) => &[0xf3, 0x48, 0xab],
+        });
+        self.a.mov_rr(RDI, new_di);
+        if let Some((_, new_si)) = src {
+            self.a.mov_rr(RSI, new_si);
+            self.wrote(RSI);
+        }
+        self.wrote(RDI);
+        self.wrote(RCX);
+        let here = self.a.len();
+        self.a.patch(nothing, here);
+        self.busy = 0;
+        self.resolve();
+    }
+
     /// Sends the instruction to the interpreter (which raises #GP) if the linear address in
     /// `lin` is not 16-byte aligned. (Guest RAM is mapped page-aligned, so the host pointer
     /// would be misaligned too and the host instruction would fault.)
@@ -1026,6 +1164,10 @@ impl Gen {
                 self.release(t);
                 self.exit_to_dispatcher(s.next, s.index + 1);
                 true
+            }
+            Plan::RepString(movs, size) => {
+                self.rep_string(s, *movs, *size);
+                false
             }
             Plan::Swapgs => {
                 let resume = self.resume_after();
