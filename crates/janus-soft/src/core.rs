@@ -254,6 +254,9 @@ pub struct Cpu {
     pub jit_host_mxcsr: u32,
     /// Where translated code keeps values of its own across a call out (cold paths only).
     pub jit_slots: [u64; 4],
+    /// The address of the guest TSC's offset from the host's (`Tsc::offset_ptr`), which lives
+    /// as long as `tsc`: translated RDTSC reads the host's TSC and adds it.
+    pub jit_tsc_offset: u64,
     /// MSRs the VMM implements (KVM's para-virtual ones, in para mode), consulted after the
     /// interrupt controller's and before the CPU's own.
     pub msr_handler: Option<Arc<dyn janus_engine::MsrHandler>>,
@@ -284,8 +287,10 @@ impl Cpu {
             jit_table: 0,
             jit_host_mxcsr: 0x1f80,
             jit_slots: [0; 4],
+            jit_tsc_offset: 0,
             msr_handler: None,
         };
+        cpu.jit_tsc_offset = cpu.tsc.offset_ptr() as u64;
         cpu.sync_mode();
         cpu
     }

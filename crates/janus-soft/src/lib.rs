@@ -62,6 +62,11 @@ pub struct Tsc {
 }
 
 impl Tsc {
+    /// Where the offset from the host's TSC is kept (translated RDTSC adds it itself).
+    pub fn offset_ptr(&self) -> *const AtomicI64 {
+        &self.offset
+    }
+
     /// A TSC that reads 0 now.
     pub fn new() -> Tsc {
         Tsc {

@@ -445,3 +445,50 @@ fn thirty_two_bit_code_with_a_non_flat_segment_is_interpreted() {
         assert_eq!(m.vcpu.exec_stats().expect("stats").translated_blocks, 0);
     }
 }
+
+#[test]
+fn translated_rdtsc_reads_the_guests_tsc() {
+    // WRMSR sets the guest TSC to 0x1234_5678 << 32; RDTSC and RDTSCP read it back a little
+    // later, split into EDX:EAX (upper halves clear), with TSC_AUX in ECX.
+    let code = common::asm(64, CODE, |a| {
+        a.mov(ecx, 0x10u32)?;
+        a.mov(edx, 0x1234_5678u32)?;
+        a.xor(eax, eax)?;
+        a.wrmsr()?;
+        a.mov(ecx, 0xc000_0103u32)?;
+        a.mov(eax, 7u32)?;
+        a.xor(edx, edx)?;
+        a.wrmsr()?;
+        a.mov(rax, -1i64)?;
+        a.mov(rdx, -1i64)?;
+        a.rdtsc()?;
+        a.mov(r8, rax)?;
+        a.mov(r9, rdx)?;
+        a.rdtscp()?;
+        a.hlt()
+    });
+    for mode in [JitMode::Off, JitMode::After(0)] {
+        let mut m = TestMachine::long_mode(&code);
+        m.vcpu.set_jit(mode);
+        assert_eq!(m.run_with(100, |a| panic!("unexpected {a:?}")), End::Halt);
+        let g = m.regs().gpr;
+        let first = g[9] << 32 | g[8];
+        let second = g[2] << 32 | g[0];
+        assert_eq!(g[9] >> 32, 0, "{mode:?}");
+        assert_eq!(
+            g[2], 0x1234_5678,
+            "{mode:?}: EDX, no more than a second later"
+        );
+        assert!(first >= 0x1234_5678 << 32 && second >= first, "{mode:?}");
+        assert!(second - (0x1234_5678 << 32) < 1 << 32, "{mode:?}");
+        assert_eq!(g[1], 7, "{mode:?}: TSC_AUX");
+    }
+    let mut m = TestMachine::long_mode(&code);
+    m.vcpu.set_jit(JitMode::After(0));
+    m.run_with(100, |a| panic!("unexpected {a:?}"));
+    let x = m.vcpu.exec_stats().expect("stats");
+    assert!(
+        !x.fallbacks.iter().any(|(n, _)| n.starts_with("rdtsc")),
+        "RDTSC ran translated: {x:?}"
+    );
+}

@@ -74,6 +74,8 @@ pub enum Plan {
     Cli,
     Sti,
     Swapgs,
+    /// RDTSC, or RDTSCP (`true`).
+    Rdtsc(bool),
     /// REP MOVS (`true`) or REP STOS of elements of this many bytes.
     RepString(bool, u8),
     Fallback,
@@ -265,6 +267,8 @@ impl Compiler {
             Cli => Plan::Cli,
             Sti => Plan::Sti,
             Swapgs if bits == 64 => Plan::Swapgs,
+            Rdtsc => Plan::Rdtsc(false),
+            Rdtscp => Plan::Rdtsc(true),
             Movsb | Movsq | Stosb | Stosq
                 if bits == 64
                     && i.has_rep_prefix()
@@ -705,6 +709,7 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::Sti
         | Plan::Swapgs
         | Plan::RepString(..)
+        | Plan::Rdtsc(_)
         | Plan::JmpInd => observes,
         Plan::Lea | Plan::Nop | Plan::JmpRel => FlagUse::default(),
         Plan::Native(n) => FlagUse {

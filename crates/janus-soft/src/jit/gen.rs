@@ -758,6 +758,48 @@ impl Gen {
         ptr
     }
 
+    /// RDTSC (and RDTSCP with `aux`): the host's TSC plus the guest's offset, which is what the
+    /// interpreter computes; with CR4.TSD set the interpreter runs it (it checks CPL).
+    fn rdtsc(&mut self, s: &Site, aux: bool) {
+        let resume = self.resume_after();
+        if aux {
+            self.pin(&[RAX, RDX, RCX]);
+        } else {
+            self.pin(&[RAX, RDX]);
+        }
+        self.clobber(s.live_in);
+        let t = self.pick(false);
+        self.a.load64(t, cpu(lay::cr4()));
+        self.a.alu_ri(Alu::And, t, crate::cpu::CR4_TSD as i32);
+        let tsd = self.a.jcc(cc::NE);
+        let snap = self.snap();
+        self.cold.push(Cold::Interpret {
+            from: vec![tsd],
+            snap,
+            insn: s.insn,
+            off: s.off,
+            index: s.index,
+            resume,
+        });
+        self.a.load64(t, cpu(lay::tsc_offset()));
+        self.a.load64(t, Mem::at(t, 0));
+        self.a.bytes(&[0x0f, 0x31]); // rdtsc
+        self.a.shl_ri(RDX, 32);
+        self.a.alu_rr(Alu::Or, RAX, RDX);
+        self.a.alu_rr(Alu::Add, RAX, t);
+        self.a.mov_rr(RDX, RAX);
+        self.a.shr_ri(RDX, 32);
+        self.a.mov_rr32(RAX, RAX);
+        self.wrote(RAX);
+        self.wrote(RDX);
+        if aux {
+            self.a.load32(RCX, cpu(lay::tsc_aux()));
+            self.wrote(RCX);
+        }
+        self.busy = 0;
+        self.resolve();
+    }
+
     /// A probe for `len` bytes (a register, 1 to 4096) at the linear address in `lin`, whose
     /// miss sends the instruction to the interpreter; the host pointer goes to `ptr` (`t` is
     /// scratch).
@@ -1164,6 +1206,10 @@ impl Gen {
                 self.release(t);
                 self.exit_to_dispatcher(s.next, s.index + 1);
                 true
+            }
+            Plan::Rdtsc(aux) => {
+                self.rdtsc(s, *aux);
+                false
             }
             Plan::RepString(movs, size) => {
                 self.rep_string(s, *movs, *size);

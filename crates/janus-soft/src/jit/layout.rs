@@ -92,6 +92,16 @@ pub fn int_shadow() -> i32 {
     i32_of(offset_of!(Cpu, int_shadow))
 }
 
+/// `Cpu::jit_tsc_offset`.
+pub fn tsc_offset() -> i32 {
+    i32_of(offset_of!(Cpu, jit_tsc_offset))
+}
+
+/// IA32_TSC_AUX.
+pub fn tsc_aux() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, msr) + offset_of!(Msrs, tsc_aux))
+}
+
 /// `Cpu::chain_budget`.
 pub fn chain_budget() -> i32 {
     i32_of(offset_of!(Cpu, chain_budget))
