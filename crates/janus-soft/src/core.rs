@@ -240,9 +240,9 @@ pub struct Cpu {
     pub intc: Option<Arc<dyn janus_engine::InterruptController>>,
     /// Why translated code stopped (it returns a status; the reason waits here).
     pub jit_stop: Option<Stop>,
-    /// Direct jumps translated code may still take between blocks before it must return to
-    /// the dispatcher (which takes interrupts).
-    pub chain_budget: u64,
+    /// Instructions translated code may still retire before it must return to the dispatcher
+    /// (which takes interrupts); what it spent is what it retired.
+    pub chain_budget: i64,
     /// Set by a translated block leaving through an exit that can be chained: the address just
     /// after its patchable `jmp rel32`.
     pub jit_exit: u64,

@@ -50,9 +50,11 @@ impl JitMode {
 
 const DEFAULT_THRESHOLD: u32 = 2;
 
-/// Blocks translated code may chain through before it returns to the dispatcher, which is
-/// where interrupts are taken: a few microseconds of guest time.
-const CHAIN_BUDGET: u64 = 256;
+/// Instructions translated code may retire, chaining from block to block, before it returns
+/// to the dispatcher, which is where interrupts are taken: a few microseconds of guest time.
+/// Translated code counts its instructions by spending this budget (`Cpu::chain_budget`), and
+/// the dispatcher adds what was spent to the CPU's count.
+const CHAIN_BUDGET: i64 = 4096;
 
 /// The translator, made when the first block is due for translation.
 enum JitSlot {
@@ -318,6 +320,8 @@ impl SoftVcpu {
                 self.cpu.chain_budget = CHAIN_BUDGET;
                 self.cpu.jit_exit = 0;
                 let status = jit.run(&mut self.cpu, b.code);
+                self.cpu.stats.instructions +=
+                    CHAIN_BUDGET.wrapping_sub(self.cpu.chain_budget) as u64;
                 if status == jit::STOPPED {
                     return self.cpu.jit_stop.take();
                 }

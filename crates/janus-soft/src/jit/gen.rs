@@ -489,8 +489,9 @@ impl Gen {
     /// A target on the block's own page may be chained: the exit ends in a `jmp rel32` that
     /// first leads to the dispatcher and that the dispatcher points at the target block's
     /// translation once there is one (both blocks are then on one physical page, so writing
-    /// that page drops them together). Each chained jump spends one unit of
-    /// `Cpu::chain_budget`, so control returns to the dispatcher regularly.
+    /// that page drops them together). Every exit lowers
+    /// `Cpu::chain_budget` by the instructions it retired, so control returns to the dispatcher
+    /// regularly.
     pub fn exit_rel(&mut self, to: u64, retired: u32) {
         self.spill();
         self.sse_end();
@@ -509,12 +510,11 @@ impl Gen {
             self.lookup_tail(retired);
             return;
         }
-        if retired != 0 {
-            self.a
-                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
-        }
-        self.a.alu_mi(Alu::Sub, cpu(lay::chain_budget()), 1);
-        let spent = self.a.jcc(cc::E);
+        // The budget counts the instructions retired (the dispatcher adds what was spent to
+        // the CPU's count), so one subtraction both counts and bounds the chain.
+        self.a
+            .alu_mi(Alu::Sub, cpu(lay::chain_budget()), retired as i32);
+        let spent = self.a.jcc(cc::LE);
         let site = self.a.jmp();
         let unchained = self.a.len();
         self.a.patch(site, unchained);
@@ -539,7 +539,8 @@ impl Gen {
 
     /// Leaves the block for RIP (already stored), which is known only at run time: through
     /// the jump table straight to its translation when the dispatcher has run it under the
-    /// current mappings (spending one unit of `Cpu::chain_budget`), else to the dispatcher.
+    /// current mappings (spending `Cpu::chain_budget` as `exit_rel` does), else to the
+    /// dispatcher.
     fn exit_lookup(&mut self, retired: u32) {
         self.spill();
         self.sse_end();
@@ -549,10 +550,9 @@ impl Gen {
 
     /// `exit_lookup` once the guest state is in the CPU struct.
     fn lookup_tail(&mut self, retired: u32) {
-        if retired != 0 {
-            self.a
-                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
-        }
+        self.a
+            .alu_mi(Alu::Sub, cpu(lay::chain_budget()), retired as i32);
+        let spent = self.a.jcc(cc::LE);
         let a = &mut self.a;
         a.load64(RAX, cpu(lay::rip()));
         // The tag: RIP ^ exec_key << 48.
@@ -580,8 +580,6 @@ impl Gen {
         );
         a.alu_rm(Alu::Cmp, RAX, Mem::at(RCX, 16));
         let miss_gen = a.jcc(cc::NE);
-        a.alu_mi(Alu::Sub, cpu(lay::chain_budget()), 1);
-        let spent = a.jcc(cc::E);
         a.jmp_m(Mem::at(RCX, 24));
         let here = a.len();
         for f in [miss_tag, miss_gen, spent] {
@@ -1656,7 +1654,7 @@ impl Gen {
     fn leave_normally(&mut self, retired: u32) {
         if retired != 0 {
             self.a
-                .alu_mi(Alu::Add, cpu(lay::instructions()), retired as i32);
+                .alu_mi(Alu::Sub, cpu(lay::chain_budget()), retired as i32);
         }
         self.a.mov_ri(RAX, 0);
         let here = self.base;
@@ -1667,7 +1665,7 @@ impl Gen {
     fn leave_status(&mut self, index: u32) {
         if index != 0 {
             self.a
-                .alu_mi(Alu::Add, cpu(lay::instructions()), index as i32);
+                .alu_mi(Alu::Sub, cpu(lay::chain_budget()), index as i32);
         }
         let here = self.base;
         self.a.jmp_abs(here, self.t.exit);

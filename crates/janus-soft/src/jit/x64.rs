@@ -49,6 +49,7 @@ pub mod cc {
     pub const E: u8 = 4;
     pub const NE: u8 = 5;
     pub const A: u8 = 7;
+    pub const LE: u8 = 0xe;
 }
 
 /// ALU operations in their ModRM /digit order.
