@@ -42,7 +42,9 @@ pub fn exec_line(x: &janus_engine::ExecStats, total: u64) -> String {
         .collect();
     let [i16, i32, i64] = x.interpreted;
     let mut line = format!(
-        "soft engine: {:.1}% of instructions ran translated ({} blocks, {} bytes of host code, {} flushes); {:.1}% in the interpreter (16-bit {}, 32-bit {}, 64-bit {}); {:.1}% one by one from translated code",
+        "soft engine: {} blocks decoded ({} dropped by writes to their page); {:.1}% of instructions ran translated ({} blocks, {} bytes of host code, {} flushes); {:.1}% in the interpreter (16-bit {}, 32-bit {}, 64-bit {}); {:.1}% one by one from translated code",
+        thousands(x.blocks_decoded),
+        thousands(x.blocks_invalidated),
         pct(translated),
         thousands(x.translated_blocks),
         thousands(x.code_bytes),

@@ -18,6 +18,9 @@ pub use exit::{ExitCounters, ExitKind, VmExit};
 /// to its interpreter (the gaps in its translator).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecStats {
+    /// Blocks of guest code decoded, and dropped because their page was written.
+    pub blocks_decoded: u64,
+    pub blocks_invalidated: u64,
     /// Blocks translated to host code, the bytes of host code, and the times the code buffer
     /// filled and every translation was dropped.
     pub translated_blocks: u64,

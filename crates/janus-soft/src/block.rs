@@ -11,6 +11,7 @@ use crate::core::{Cpu, Stop};
 use crate::cpu::CS;
 use crate::decode;
 use crate::exec::Insn;
+use crate::mmu::TLB_SIZE;
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
 use std::collections::HashMap;
 
@@ -32,38 +33,74 @@ pub struct Block {
     pub code_epoch: u32,
 }
 
+/// A jump-cache entry: the block for linear PC `pc` run with `mode`, found when `pc` was on
+/// physical page `ppage`. It stays valid across address-space switches: a hit also needs
+/// the TLB to map `pc`'s page to `ppage` for execution now.
 #[derive(Clone, Copy)]
 struct JumpEntry {
     pc: u64,
-    /// bitness | mmu_idx << 8
+    ppage: u64,
+    /// `Cpu::exec_key`
     mode: u32,
     id: u32,
 }
 
 const NO_JUMP: JumpEntry = JumpEntry {
     pc: u64::MAX,
+    ppage: u64::MAX,
     mode: 0,
     id: 0,
 };
 
-/// How many non-global jump-cache slots are remembered before a flush falls back to clearing
-/// the whole cache.
-const NONGLOBAL_JUMPS_TRACKED: usize = JUMP_SIZE / 2;
-
 pub struct BlockCache {
     blocks: Vec<Option<Block>>,
     free: Vec<u32>,
-    map: HashMap<(u64, u32), u32>,
-    by_page: HashMap<u64, Vec<u32>>,
+    map: HashMap<(u64, u32), u32, AddrHash>,
+    by_page: HashMap<u64, Vec<u32>, AddrHash>,
     jump: Vec<JumpEntry>,
-    /// Jump-cache slots whose code is not on one global page (a CR3 write may remap it), or
-    /// `None` once more were filled than are tracked.
-    nonglobal_jumps: Option<Vec<u16>>,
 }
 
 impl Default for BlockCache {
     fn default() -> Self {
         BlockCache::new()
+    }
+}
+
+/// A hash for the block maps' keys (guest-physical addresses and a bitness): one multiply
+/// per word instead of SipHash, which cost more than the rest of a block lookup. A guest that
+/// placed its code to make keys collide would slow down only its own lookups.
+#[derive(Clone, Copy, Default)]
+struct AddrHash;
+
+impl std::hash::BuildHasher for AddrHash {
+    type Hasher = AddrHasher;
+    fn build_hasher(&self) -> AddrHasher {
+        AddrHasher(0)
+    }
+}
+
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing: the multiply spreads the page-number bits into the high bits
+        // hashbrown uses for its control bytes, the rotation keeps the low ones for the index.
+        self.0 = (self.0.rotate_left(26) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 ^= self.0 >> 29;
     }
 }
 
@@ -107,10 +144,9 @@ impl BlockCache {
         BlockCache {
             blocks: Vec::new(),
             free: Vec::new(),
-            map: HashMap::new(),
-            by_page: HashMap::new(),
+            map: HashMap::default(),
+            by_page: HashMap::default(),
             jump: vec![NO_JUMP; JUMP_SIZE],
-            nonglobal_jumps: Some(Vec::new()),
         }
     }
 
@@ -127,22 +163,6 @@ impl BlockCache {
 
     pub fn flush_jump_cache(&mut self) {
         self.jump.fill(NO_JUMP);
-        self.nonglobal_jumps = Some(Vec::new());
-    }
-
-    /// Drops the jump-cache entries a CR3 write may invalidate: all but those for blocks on a
-    /// single global page (the kernel's text, which every address space maps alike).
-    pub fn flush_nonglobal_jumps(&mut self) {
-        match self.nonglobal_jumps.take() {
-            Some(mut slots) => {
-                for &s in &slots {
-                    self.jump[s as usize] = NO_JUMP;
-                }
-                slots.clear();
-                self.nonglobal_jumps = Some(slots);
-            }
-            None => self.flush_jump_cache(),
-        }
     }
 
     fn jump_slot(pc: u64) -> usize {
@@ -160,7 +180,11 @@ impl BlockCache {
         };
         let j = self.jump[Self::jump_slot(pc)];
         if j.pc == pc && j.mode == mode {
-            return Ok(j.id);
+            // Still the same code at that address (the TLB entry says where it is now)?
+            let e = &cpu.tlb.e[cpu.mmu_idx & 1][((pc >> 12) as usize) & (TLB_SIZE - 1)];
+            if e.tag_x == pc >> 12 && e.ppage == j.ppage {
+                return Ok(j.id);
+            }
         }
         self.lookup_slow(cpu, pc, mode)
     }
@@ -169,20 +193,22 @@ impl BlockCache {
     fn lookup_slow(&mut self, cpu: &mut Cpu, pc: u64, mode: u32) -> Result<u32, Stop> {
         let bitness = mode & 0xff;
         let slot = Self::jump_slot(pc);
-        let mut first = [0u8; 16];
-        let (phys, _) = cpu.fetch(pc, &mut first[..1])?;
+        // The page walk (for a TLB miss) checks that the code may run here now.
+        let phys = cpu.code_address(pc)?;
+        let j = self.jump[slot];
+        if j.pc == pc && j.mode == mode && j.ppage == phys >> 12 {
+            return Ok(j.id);
+        }
         let id = match self.map.get(&(phys, bitness)) {
             Some(&id) => id,
             None => self.decode(cpu, pc, phys, bitness)?,
         };
-        self.jump[slot] = JumpEntry { pc, mode, id };
-        let global = self.get(id).one_page() && cpu.code_page_is_global(pc);
-        if !global {
-            match &mut self.nonglobal_jumps {
-                Some(v) if v.len() < NONGLOBAL_JUMPS_TRACKED => v.push(slot as u16),
-                _ => self.nonglobal_jumps = None,
-            }
-        }
+        self.jump[slot] = JumpEntry {
+            pc,
+            ppage: phys >> 12,
+            mode,
+            id,
+        };
         Ok(id)
     }
 

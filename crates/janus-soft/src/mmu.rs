@@ -642,6 +642,17 @@ impl Cpu {
 
     /// Reads instruction bytes at linear `lin` (up to the end of its page) for the decoder.
     /// Returns the physical address of the first byte and how many bytes were copied.
+    /// The physical address of the code at `lin`, walking the page tables (and raising #PF)
+    /// on a TLB miss.
+    pub fn code_address(&mut self, lin: u64) -> Result<u64, Stop> {
+        let e = &self.tlb.e[self.mmu_idx & 1][((lin >> 12) as usize) & (TLB_SIZE - 1)];
+        if e.tag_x == lin >> 12 {
+            return Ok((e.ppage << 12) | (lin & 0xfff));
+        }
+        let user = self.mmu_idx == 1;
+        Ok(self.translate(lin, Acc::Exec, user)?)
+    }
+
     pub fn fetch(&mut self, lin: u64, buf: &mut [u8]) -> Result<(u64, usize), Stop> {
         let user = self.mmu_idx == 1;
         let pa = {

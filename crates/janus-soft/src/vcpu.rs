@@ -73,8 +73,6 @@ pub struct SoftVcpu {
     pending: Option<Exit>,
     /// The data of the exit being handled: one element, or a string I/O exit's page.
     io_buf: Box<[u8; 4096]>,
-    jump_generation: u64,
-    jump_global_generation: u64,
     halted: bool,
     dma: Arc<DmaLog>,
 }
@@ -96,8 +94,6 @@ impl SoftVcpu {
             chain_from: None,
             pending: None,
             io_buf: Box::new([0; 4096]),
-            jump_generation: 0,
-            jump_global_generation: 0,
             halted: false,
             dma,
         }
@@ -224,15 +220,6 @@ impl SoftVcpu {
     /// Runs guest code until something needs the VMM.
     fn execute(&mut self) -> Stop {
         loop {
-            if self.cpu.tlb.generation != self.jump_generation {
-                if self.cpu.tlb.global_generation != self.jump_global_generation {
-                    self.cache.flush_jump_cache();
-                    self.jump_global_generation = self.cpu.tlb.global_generation;
-                } else {
-                    self.cache.flush_nonglobal_jumps();
-                }
-                self.jump_generation = self.cpu.tlb.generation;
-            }
             // An instruction that exited for I/O finishes first: the access has happened, so
             // the interrupt comes after it (taken here, it would return to the instruction and
             // repeat the access: a device register written twice).
@@ -537,6 +524,8 @@ impl Vcpu for SoftVcpu {
             .collect();
         fallbacks.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Some(janus_engine::ExecStats {
+            blocks_decoded: self.cpu.stats.blocks_decoded,
+            blocks_invalidated: self.cpu.stats.blocks_invalidated,
             translated_blocks: j.blocks,
             code_bytes: j.code_bytes,
             flushes: j.flushes,
