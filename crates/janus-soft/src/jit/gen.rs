@@ -458,15 +458,7 @@ impl Gen {
             a.alu_ri(Alu::Cmp, t, MXCSR_MASKS as i32);
             from.push(a.jcc(cc::NE));
             self.release(t);
-            let snap = self.snap();
-            self.cold.push(Cold::Interpret {
-                from,
-                snap,
-                insn: s.insn,
-                off: s.off,
-                index: s.index,
-                resume: Resume::Exit { next: s.next },
-            });
+            self.send_to_interpreter(from, s, Resume::Exit { next: s.next });
             self.sse_checked = true;
         }
         if float && !self.mxcsr_loaded {
@@ -696,16 +688,13 @@ impl Gen {
         a
     }
 
-    /// The inline TLB probe for a `size`-byte access at the linear address in `lin`: returns
-    /// the register holding the host address (a register that needs no REX prefix if `low`).
-    /// A miss goes to cold code that fills the entry and comes back, or runs the instruction
-    /// in the interpreter and resumes at `resume`. The flags must have been dealt with
-    /// (`clobber`): the probe changes them.
-    fn probe(&mut self, s: &Site, lin: u8, size: u8, write: bool, low: bool, resume: Resume) -> u8 {
-        let t = self.pick(false);
-        let ptr = self.pick(low);
+    /// The TLB check both probes share: `ptr` = the host address of the linear address in
+    /// `lin` if the TLB's read (or write) entry for its page covers the access's last byte,
+    /// whose address is `last` (so a page crossing misses too); else a branch, returned, to
+    /// be patched to the miss path. `t` is scratch.
+    fn tlb_probe(&mut self, lin: u8, last: Mem, write: bool, t: u8, ptr: u8) -> Fixup {
         let a = &mut self.a;
-        a.lea(t, Mem::at(lin, size as i32 - 1));
+        a.lea(t, last);
         a.shr_ri(t, 12);
         a.mov_rr(ptr, lin);
         a.shr_ri(ptr, 12);
@@ -732,7 +721,19 @@ impl Gen {
                 disp: 0,
             },
         );
-        let back = a.len();
+        from
+    }
+
+    /// The inline TLB probe for a `size`-byte access at the linear address in `lin`: returns
+    /// the register holding the host address (a register that needs no REX prefix if `low`).
+    /// A miss goes to cold code that fills the entry and comes back, or runs the instruction
+    /// in the interpreter and resumes at `resume`. The flags must have been dealt with
+    /// (`clobber`): the probe changes them.
+    fn probe(&mut self, s: &Site, lin: u8, size: u8, write: bool, low: bool, resume: Resume) -> u8 {
+        let t = self.pick(false);
+        let ptr = self.pick(low);
+        let from = self.tlb_probe(lin, Mem::at(lin, size as i32 - 1), write, t, ptr);
+        let back = self.a.len();
         self.release(t);
         // Scratch values still needed after the probe (an address to keep, a branch target).
         let occupied = (0..16u8)
@@ -770,15 +771,7 @@ impl Gen {
         self.a.load64(t, cpu(lay::cr4()));
         self.a.alu_ri(Alu::And, t, crate::cpu::CR4_TSD as i32);
         let tsd = self.a.jcc(cc::NE);
-        let snap = self.snap();
-        self.cold.push(Cold::Interpret {
-            from: vec![tsd],
-            snap,
-            insn: s.insn,
-            off: s.off,
-            index: s.index,
-            resume,
-        });
+        self.send_to_interpreter(vec![tsd], s, resume);
         self.a.load64(t, cpu(lay::tsc_offset()));
         self.a.load64(t, Mem::at(t, 0));
         self.a.bytes(&[0x0f, 0x31]); // rdtsc
@@ -812,50 +805,13 @@ impl Gen {
         t: u8,
         ptr: u8,
     ) {
-        let a = &mut self.a;
-        a.lea(
-            t,
-            Mem {
-                base: lin,
-                index: Some((len, 0)),
-                disp: -1,
-            },
-        );
-        a.shr_ri(t, 12);
-        a.mov_rr(ptr, lin);
-        a.shr_ri(ptr, 12);
-        a.alu_ri(Alu::And, ptr, crate::mmu::TLB_SIZE as i32 - 1);
-        a.shl_ri(ptr, lay::TLB_ENTRY_SHIFT);
-        let tag = if write {
-            lay::tlb_tag_w()
-        } else {
-            lay::tlb_tag_r()
+        let last = Mem {
+            base: lin,
+            index: Some((len, 0)),
+            disp: -1,
         };
-        let entry = |disp| Mem {
-            base: R14,
-            index: Some((ptr, 0)),
-            disp,
-        };
-        a.alu_rm(Alu::Cmp, t, entry(tag));
-        let from = a.jcc(cc::NE);
-        a.load64(ptr, entry(lay::tlb_addend()));
-        a.lea(
-            ptr,
-            Mem {
-                base: ptr,
-                index: Some((lin, 0)),
-                disp: 0,
-            },
-        );
-        let snap = self.snap();
-        self.cold.push(Cold::Interpret {
-            from: vec![from],
-            snap,
-            insn: s.insn,
-            off: s.off,
-            index: s.index,
-            resume,
-        });
+        let from = self.tlb_probe(lin, last, write, t, ptr);
+        self.send_to_interpreter(vec![from], s, resume);
     }
 
     /// REP MOVS or REP STOS (64-bit addresses, no segment override) of `size`-byte elements
@@ -886,15 +842,7 @@ impl Gen {
         from.push(self.a.jcc(cc::NE));
         self.a.alu_ri(Alu::Cmp, RCX, 4096 / size as i32);
         from.push(self.a.jcc(cc::A));
-        let snap = self.snap();
-        self.cold.push(Cold::Interpret {
-            from,
-            snap,
-            insn: s.insn,
-            off: s.off,
-            index: s.index,
-            resume,
-        });
+        self.send_to_interpreter(from, s, resume);
         // The byte count.
         self.a.mov_rr(n, RCX);
         if size == 8 {
@@ -945,9 +893,15 @@ impl Gen {
         self.a.alu_ri(Alu::And, t, 15);
         let from = self.a.jcc(cc::NE);
         self.release(t);
+        self.send_to_interpreter(vec![from], s, resume);
+    }
+
+    /// Cold: where the branches `from` go, the interpreter runs the instruction at `s` from
+    /// the main path's state here, and execution resumes at `resume`.
+    fn send_to_interpreter(&mut self, from: Vec<Fixup>, s: &Site, resume: Resume) {
         let snap = self.snap();
         self.cold.push(Cold::Interpret {
-            from: vec![from],
+            from,
             snap,
             insn: s.insn,
             off: s.off,
@@ -1004,15 +958,7 @@ impl Gen {
             self.release(u);
         }
         self.release(t);
-        let snap = self.snap();
-        self.cold.push(Cold::Interpret {
-            from,
-            snap,
-            insn: s.insn,
-            off: s.off,
-            index: s.index,
-            resume,
-        });
+        self.send_to_interpreter(from, s, resume);
     }
 
     /// Sends the instruction to the interpreter unless CPL is 0 (it raises #GP, or checks
@@ -1024,15 +970,7 @@ impl Gen {
         self.a.alu_ri(Alu::And, t, 0x60);
         let from = self.a.jcc(cc::NE);
         self.release(t);
-        let snap = self.snap();
-        self.cold.push(Cold::Interpret {
-            from: vec![from],
-            snap,
-            insn: s.insn,
-            off: s.off,
-            index: s.index,
-            resume,
-        });
+        self.send_to_interpreter(vec![from], s, resume);
     }
 
     /// Sends the instruction to the interpreter (which raises #GP) if `r` is not canonical.
@@ -1046,15 +984,7 @@ impl Gen {
         self.a.alu_rr(Alu::Cmp, t, r);
         let from = self.a.jcc(cc::NE);
         self.release(t);
-        let snap = self.snap();
-        self.cold.push(Cold::Interpret {
-            from: vec![from],
-            snap,
-            insn: s.insn,
-            off: s.off,
-            index: s.index,
-            resume,
-        });
+        self.send_to_interpreter(vec![from], s, resume);
     }
 
     // ---------------------------------------------------------------- instructions

@@ -232,16 +232,7 @@ impl Asm {
 
     /// `op dword [m], simm32`
     pub fn alu_mi32(&mut self, op: Alu, m: Mem, imm: i32) {
-        self.rex_mem(false, 0, &m, false);
-        if (-128..=127).contains(&imm) {
-            self.u8(0x83);
-            self.modrm_mem(op as u8, &m);
-            self.u8(imm as i8 as u8);
-        } else {
-            self.u8(0x81);
-            self.modrm_mem(op as u8, &m);
-            self.i32(imm);
-        }
+        self.alu_m(false, op, m, imm);
     }
 
     /// `mov qword [m], simm32`
@@ -305,7 +296,12 @@ impl Asm {
 
     /// `op qword [m], simm32`
     pub fn alu_mi(&mut self, op: Alu, m: Mem, imm: i32) {
-        self.rex_mem(true, 0, &m, false);
+        self.alu_m(true, op, m, imm);
+    }
+
+    /// `op qword/dword [m], simm32`, with the short form for an 8-bit immediate.
+    fn alu_m(&mut self, wide: bool, op: Alu, m: Mem, imm: i32) {
+        self.rex_mem(wide, 0, &m, false);
         if (-128..=127).contains(&imm) {
             self.u8(0x83);
             self.modrm_mem(op as u8, &m);
