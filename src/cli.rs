@@ -70,7 +70,8 @@ pub struct RunArgs {
     /// What the guest is shown.
     #[arg(long, value_enum, default_value = "full")]
     pub mode: ModeArg,
-    /// Guest kernel: an x86-64 ELF with a 64-bit entry point. Default: the embedded demo guest.
+    /// Guest kernel: a Linux bzImage, or an x86-64 ELF (a vmlinux with a PVH note, or a 64-bit
+    /// entry point). Default: the embedded demo guest.
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// Initial ramdisk (needs the Linux boot protocol).

@@ -130,3 +130,37 @@ fn bench_kernel_needs_an_initramfs() {
     let o = janus(&["bench", "--kernel", "/nonexistent/vmlinuz"]);
     assert_one_line_error(&o, "--initramfs");
 }
+
+#[test]
+fn the_demo_guest_runs_without_a_note_on_the_test_image() {
+    // No --disk: the demo guest reads the built-in test image, which is read-only by design;
+    // that is no news to the user.
+    let o = janus(&["run", "--engine", "soft"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("read-only"), "{err}");
+}
+
+#[test]
+fn a_closed_console_gives_a_plain_warning() {
+    // stdout closed before the guest prints: the UART's output fails with EPIPE, and the
+    // warning says so in words, without terminal colour codes (stderr is a pipe here).
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(["run", "--engine", "soft"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("janus starts");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("janus ends");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("uart: console output failed"), "{err}");
+    assert!(err.contains("Broken pipe"), "{err}");
+    assert!(!err.contains("Os {"), "a Rust debug form: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escape in piped stderr: {err}"
+    );
+}

@@ -60,7 +60,7 @@ impl Uart16550 {
             Ok(n) => n,
             Err(vm_superio::serial::Error::FullFifo) => 0,
             Err(e) => {
-                tracing::warn!("uart: input interrupt failed: {e:?}");
+                tracing::warn!("uart: input interrupt failed: {e}");
                 0
             }
         }
@@ -86,7 +86,7 @@ impl BusDevice for Uart16550 {
             let reg = (offset as u8).wrapping_add(i as u8) & 7;
             if let Err(e) = self.serial.write(reg, *b) {
                 if !self.output_failed {
-                    tracing::warn!("uart: console output failed, further output is dropped: {e:?}");
+                    tracing::warn!("uart: console output failed, further output is dropped: {e}");
                     self.output_failed = true;
                 }
             }

@@ -281,7 +281,11 @@ impl Machine {
                     .then(|| Arc::new(DiskImage::test_image()))
             })
             .filter(|_| policy.disk_attachment() == DiskAttachment::Ide);
-        if let Some(d) = ide_disk.as_ref().filter(|d| d.read_only()) {
+        // Only a disk the user gave: the built-in test image is read-only by design.
+        if let Some(d) = disk
+            .as_ref()
+            .filter(|d| d.read_only() && ide_disk.is_some())
+        {
             notes.push(format!(
                 "disk {} is read-only here: the guest's writes to it will fail",
                 d.name()
