@@ -164,3 +164,46 @@ fn a_closed_console_gives_a_plain_warning() {
         "ANSI escape in piped stderr: {err}"
     );
 }
+
+#[test]
+fn kernel_and_initramfs_that_are_not_regular_files_or_too_big() {
+    // A device and a FIFO are refused before they are read (reading /dev/zero would never
+    // end, opening a FIFO would block); a sparse file larger than the guest's RAM is refused
+    // without reading it.
+    let o = janus(&["run", "--kernel", "/dev/zero"]);
+    assert_one_line_error(&o, "kernel /dev/zero is not a regular file");
+    let dir = std::env::temp_dir().join(format!("janus-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let o = janus(&["run", "--kernel", fifo.to_str().unwrap()]);
+        assert_one_line_error(&o, "is not a regular file");
+    }
+    let big = dir.join("sparse");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(20 << 30).unwrap();
+    let o = janus(&[
+        "run",
+        "--memory",
+        "size=64M",
+        "--kernel",
+        big.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, "more than the guest's 67108864 bytes of RAM");
+    // The initramfs is checked the same way (the kernel here only needs to look like a
+    // bzImage: the initramfs is read before the kernel is parsed).
+    let mut header = vec![0u8; 0x400];
+    header[0x202..0x206].copy_from_slice(b"HdrS");
+    let kernel = temp_file("kernel-for-initramfs", &header);
+    let o = janus(&[
+        "run",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--initramfs",
+        big.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, "is 21474836480 bytes, more than the guest's");
+    let _ = std::fs::remove_dir_all(&dir);
+}

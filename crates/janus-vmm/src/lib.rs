@@ -30,11 +30,6 @@ pub use run_loop::{Outcome, RunReport};
 pub enum VmmError {
     #[error("{0}")]
     Config(String),
-    #[error("cannot read kernel {path}: {source}")]
-    KernelRead {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Boot(#[from] janus_boot::BootError),
     #[error(transparent)]

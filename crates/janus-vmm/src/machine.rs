@@ -130,14 +130,45 @@ enum BootKind {
     Elf,
 }
 
-fn read_kernel(source: &KernelSource) -> Result<(Cow<'static, [u8]>, BootKind)> {
+/// Reads a file the guest is loaded from, checking first that it is a regular file no larger
+/// than the guest's RAM (`limit`): a device, a FIFO or a huge sparse file is refused before
+/// anything is read, and a file that grows meanwhile is not read past the limit.
+fn read_bounded(path: &std::path::Path, what: &str, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |e: std::io::Error| format!("cannot read {what} {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| VmmError::Config(io(e)))?;
+    if !meta.is_file() {
+        return Err(VmmError::Config(format!(
+            "{what} {} is not a regular file",
+            path.display()
+        )));
+    }
+    if meta.len() > limit {
+        return Err(VmmError::Config(format!(
+            "{what} {} is {} bytes, more than the guest's {} bytes of RAM",
+            path.display(),
+            meta.len(),
+            limit
+        )));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut data))
+        .map_err(|e| VmmError::Config(io(e)))?;
+    if data.len() as u64 > limit {
+        return Err(VmmError::Config(format!(
+            "{what} {} grew past the guest's {limit} bytes of RAM while it was read",
+            path.display()
+        )));
+    }
+    Ok(data)
+}
+
+fn read_kernel(source: &KernelSource, limit: u64) -> Result<(Cow<'static, [u8]>, BootKind)> {
     match source {
         KernelSource::EmbeddedDemo => Ok((Cow::Borrowed(janus_guests::DEMO_ELF), BootKind::Elf)),
         KernelSource::File(path) => {
-            let image = std::fs::read(path).map_err(|source| VmmError::KernelRead {
-                path: path.clone(),
-                source,
-            })?;
+            let image = read_bounded(path, "kernel", limit)?;
             let linux =
                 image.get(0x202..0x206) == Some(b"HdrS") || janus_boot::elf::has_pvh_note(&image);
             let kind = if linux {
@@ -150,23 +181,22 @@ fn read_kernel(source: &KernelSource) -> Result<(Cow<'static, [u8]>, BootKind)> 
     }
 }
 
-fn read_initramfs(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| VmmError::Config(format!("cannot read initramfs {}: {e}", path.display())))
+fn read_initramfs(path: &std::path::Path, limit: u64) -> Result<Vec<u8>> {
+    read_bounded(path, "initramfs", limit)
 }
 
 impl Machine {
     /// Builds the VM `config` describes, with console output going to `console`.
     pub fn build(config: &VmConfig, console: ConsoleOut) -> Result<Machine> {
         config.validate()?;
-        let (image, boot) = read_kernel(&config.kernel)?;
+        let (image, boot) = read_kernel(&config.kernel, config.memory_bytes)?;
         let initramfs = match &config.initramfs {
             Some(_) if boot == BootKind::Elf => {
                 return Err(VmmError::Config(
                     "--initramfs: the kernel is not Linux (no bzImage header or PVH note), so it cannot take an initramfs".into(),
                 ))
             }
-            Some(p) => Some(read_initramfs(p)?),
+            Some(p) => Some(read_initramfs(p, config.memory_bytes)?),
             None => None,
         };
         let disk = match &config.disk {
