@@ -43,6 +43,8 @@ const ARITH: u32 = RflagsBits::OF
 /// Addresses of what translated code calls or jumps to.
 #[derive(Clone, Copy, Debug)]
 pub struct Targets {
+    /// The host has LAHF/SAHF in 64-bit mode (every x86-64 CPU since 2006).
+    pub lahf: bool,
     pub fallback: u64,
     pub tlb_fill: u64,
     /// The epilogue that returns to the dispatcher (status in EAX).

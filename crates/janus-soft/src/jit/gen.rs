@@ -394,6 +394,36 @@ impl Gen {
         }
     }
 
+    /// `save` where nothing needs RAX, RCX or RFLAGS afterwards (exits and calls out, once
+    /// the guest registers are written back): LAHF and SETO instead of PUSHFQ, a few times
+    /// cheaper, storing the same image.
+    fn save_destroying(&mut self) {
+        if !self.saved {
+            self.capture_flags();
+            self.saved = true;
+        }
+        self.host_valid = false;
+    }
+
+    /// The guest's flags from RFLAGS into `Flags::res` as `Op::Native` expects them (the
+    /// arithmetic bits in their places, bit 1 set), using RAX and RCX.
+    fn capture_flags(&mut self) {
+        if !self.t.lahf {
+            self.a.save_flags(cpu(lay::flags_res()));
+        } else {
+            self.a.bytes(&[
+                0x9f, // lahf: AH = SF ZF 0 AF 0 PF 1 CF
+                0x0f, 0x90, 0xc1, // seto cl
+                0x0f, 0xb6, 0xc9, // movzx ecx, cl
+                0xc1, 0xe1, 0x0b, // shl ecx, 11 (OF's place)
+                0x0f, 0xb6, 0xc4, // movzx eax, ah
+                0x09, 0xc8, // or eax, ecx
+            ]);
+            self.a.store(8, cpu(lay::flags_res()), RAX);
+        }
+        self.a.store8_imm(cpu(lay::flags_op()), Op::Native as u8);
+    }
+
     /// Host code that changes RFLAGS follows: keep the guest's flags if they are live.
     fn clobber(&mut self, live: bool) {
         if live {
@@ -487,7 +517,7 @@ impl Gen {
     pub fn exit_rel(&mut self, to: u64, retired: u32) {
         self.spill();
         self.sse_end();
-        self.save();
+        self.save_destroying();
         self.exit_tail(to, retired);
     }
 
@@ -524,7 +554,7 @@ impl Gen {
     fn exit_to_dispatcher(&mut self, to: u64, retired: u32) {
         self.spill();
         self.sse_end();
-        self.save();
+        self.save_destroying();
         self.add_rip(to as i64);
         self.leave_normally(retired);
     }
@@ -536,7 +566,7 @@ impl Gen {
     fn exit_lookup(&mut self, retired: u32) {
         self.spill();
         self.sse_end();
-        self.save();
+        self.save_destroying();
         self.lookup_tail(retired);
     }
 
@@ -999,7 +1029,7 @@ impl Gen {
     /// Runs the instruction in the interpreter on the main path.
     fn fallback(&mut self, s: &Site) {
         self.forget_all();
-        self.save();
+        self.save_destroying();
         self.fallback_call(s.insn, s.off);
         self.host_valid = false;
         self.a.test_rr32(RAX, RAX);
@@ -1046,9 +1076,11 @@ impl Gen {
                 self.spill();
                 self.sse_end();
                 self.need_flags(s.insn.i.rflags_read());
-                self.save();
+                // Each side saves the flags after the branch (saving destroys them).
+                let (host_valid, saved) = (self.host_valid, self.saved);
                 let taken = self.a.jcc(*cond);
                 self.exit_rel(s.next, s.index + 1);
+                (self.host_valid, self.saved) = (host_valid, saved);
                 let here = self.a.len();
                 self.a.patch(taken, here);
                 self.exit_rel((s.next as i64 + s.insn.rel) as u64, s.index + 1);
@@ -1508,12 +1540,11 @@ impl Gen {
                     let here = self.a.len();
                     self.a.patch(from, here);
                     // The branch consumed the flags: RFLAGS still holds them if the main path
-                    // had them there.
-                    if snap.flags && !saved {
-                        self.a.save_flags(cpu(lay::flags_res()));
-                        self.a.store8_imm(cpu(lay::flags_op()), Op::Native as u8);
-                    }
+                    // had them there. The registers go back first: the capture uses RAX.
                     self.leave_main(&snap);
+                    if snap.flags && !saved {
+                        self.capture_flags();
+                    }
                     self.exit_tail(to, retired);
                 }
             }

@@ -155,6 +155,7 @@ impl Jit {
             entry,
             stubs,
             targets: Targets {
+                lahf: host_has_lahf(),
                 fallback: jit_fallback as *const () as u64,
                 tlb_fill: jit_tlb_fill as *const () as u64,
                 exit,
@@ -250,6 +251,12 @@ impl Jit {
         // mapped page), and calls the helpers below with the pointers it was given.
         unsafe { (self.entry)(cpu, code as *const u8, tlb) }
     }
+}
+
+/// Whether the host runs LAHF and SAHF in 64-bit mode (CPUID 0x8000_0001 ECX bit 0).
+fn host_has_lahf() -> bool {
+    let r = std::arch::x86_64::__cpuid(0x8000_0001);
+    r.ecx & 1 != 0
 }
 
 /// The MXCSR the calling thread runs with (translated code restores it after guest floating
