@@ -71,6 +71,8 @@ pub enum Plan {
     JmpInd,
     CallInd,
     Push,
+    /// PUSHF of the code size's width.
+    Pushf,
     Pop,
     Leave,
     Cli,
@@ -264,6 +266,7 @@ impl Compiler {
                 0
             }),
             Push if stack_op && push_ok(i, bits) => Plan::Push,
+            Pushfq | Pushfd if stack_op => Plan::Pushf,
             Pop if stack_op && reg0 && i.op0_kind() == OpKind::Register => Plan::Pop,
             Leave if stack_op => Plan::Leave,
             Cli => Plan::Cli,
@@ -705,6 +708,7 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::Ret(_)
         | Plan::CallInd
         | Plan::Push
+        | Plan::Pushf
         | Plan::Pop
         | Plan::Leave
         | Plan::Cli

@@ -1131,7 +1131,11 @@ impl Gen {
                 true
             }
             Plan::Push => {
-                self.push(s);
+                self.push(s, false);
+                false
+            }
+            Plan::Pushf => {
+                self.push(s, true);
                 false
             }
             Plan::Pop => {
@@ -1226,9 +1230,10 @@ impl Gen {
     }
 
     /// PUSH of a 64-bit register, an immediate or a 64-bit memory operand.
-    fn push(&mut self, s: &Site) {
+    fn push(&mut self, s: &Site, flags: bool) {
         let resume = self.resume_after();
         let value = match s.insn.i.op0_kind() {
+            _ if flags => Some(self.flags_image()),
             OpKind::Register => {
                 let r = s.insn.i.op0_register().number() as u8;
                 self.pin(&[r, RSP]);
@@ -1256,16 +1261,40 @@ impl Gen {
         self.wrap(a);
         self.clobber(s.live_in);
         let p = self.probe(s, a, w, true, false, resume);
-        let imm = s.insn.i.immediate(0) as i64 as i32;
         match value {
             // PUSH RSP stores the value before the decrement.
             Some(v) => self.a.store(w, Mem::at(p, 0), v),
-            None if w == 8 => self.a.store64_imm(Mem::at(p, 0), imm),
-            None => self.a.store32_imm(Mem::at(p, 0), imm),
+            None => {
+                let imm = s.insn.i.immediate(0) as i64 as i32;
+                if w == 8 {
+                    self.a.store64_imm(Mem::at(p, 0), imm);
+                } else {
+                    self.a.store32_imm(Mem::at(p, 0), imm);
+                }
+            }
         }
         self.a.mov_rr(sp, a);
         self.wrote(RSP);
         self.resolve();
+    }
+
+    /// The guest's RFLAGS as PUSHF stores them (RF and VM clear), in a scratch register: the
+    /// arithmetic flags from the saved image, the others from `Flags::bits`.
+    fn flags_image(&mut self) -> u8 {
+        use crate::flags::{ARITH, FIXED1, RF, VM};
+        self.save();
+        self.host_valid = false;
+        self.pin(&[RSP]);
+        let v = self.pick(false);
+        let t = self.pick(false);
+        self.a.load64(v, cpu(lay::flags_res()));
+        self.a.alu_ri(Alu::And, v, ARITH as i32);
+        self.a.load64(t, cpu(lay::flags_bits()));
+        self.a.alu_ri(Alu::And, t, !(ARITH | RF | VM) as i32);
+        self.a.alu_rr(Alu::Or, v, t);
+        self.a.alu_ri(Alu::Or, v, FIXED1 as i32);
+        self.release(t);
+        v
     }
 
     /// POP into a 64-bit register.
