@@ -492,3 +492,45 @@ fn translated_rdtsc_reads_the_guests_tsc() {
         "RDTSC ran translated: {x:?}"
     );
 }
+
+#[test]
+fn bit_tests_with_a_register_offset_reach_the_right_word() {
+    // BTS/BTR/BTC/BT on memory with the bit offset in a register address the operand the
+    // offset lands in, forwards and backwards from the base (the offset is signed).
+    let code = common::asm(64, CODE, |a| {
+        let mut top = a.create_label();
+        a.mov(rbx, DATA + 0x800)?;
+        a.mov(rcx, -700i64)?;
+        a.xor(edx, edx)?;
+        a.set_label(&mut top)?;
+        a.bts(qword_ptr(rbx), rcx)?;
+        a.adc(edx, 0)?;
+        a.btc(dword_ptr(rbx + 8), ecx)?;
+        a.adc(edx, 0)?;
+        a.bt(word_ptr(rbx), cx)?;
+        a.adc(edx, 0)?;
+        a.btr(qword_ptr(rbx + 16), rcx)?;
+        a.adc(edx, 0)?;
+        a.add(rcx, 37)?;
+        a.cmp(rcx, 900)?;
+        a.jl(top)?;
+        a.hlt()
+    });
+    let mut results = Vec::new();
+    for mode in [JitMode::Off, JitMode::After(0)] {
+        let mut m = TestMachine::long_mode(&code);
+        m.vcpu.set_jit(mode);
+        m.write(DATA, &[0x5a; 0x1000]);
+        assert_eq!(m.run_with(100, |a| panic!("unexpected {a:?}")), End::Halt);
+        let x = m.vcpu.exec_stats().expect("stats");
+        results.push((m.regs().gpr, m.read(DATA, 0x1000), x));
+    }
+    assert_eq!(results[0].0, results[1].0);
+    assert_eq!(results[0].1, results[1].1);
+    assert_eq!(
+        results[1].2.fallbacks,
+        vec![("hlt".to_string(), 1)],
+        "{:?}",
+        results[1].2
+    );
+}

@@ -112,6 +112,10 @@ pub struct Native {
     pub high_byte: bool,
     /// DIV or IDIV: what must hold for it not to fault (else the interpreter runs it).
     pub div: Option<Div>,
+    /// BT/BTS/BTR/BTC with a memory operand and the bit offset in a register: the offset
+    /// (signed, operand-sized) moves the address by whole operands, and the instruction runs
+    /// on the operand it lands in with the offset reduced to it.
+    pub bit_offset: bool,
 }
 
 /// A DIV or IDIV of `size` bytes (4 or 8) by its operand.
@@ -340,7 +344,12 @@ impl Compiler {
         // (it becomes MOV r, r/m below); in 64-bit code it is a 64-bit one the probe does not
         // take. 16-bit addressing is left to the interpreter.
         let moffs = is_moffs(i.code());
-        if has_mem && ((moffs && self.bits == 64) || bit_offset_in_register(i) || insn.asize == 2) {
+        // BT/BTS/BTR/BTC m, r address the word the offset picks (`Native::bit_offset`): in
+        // 64-bit addressing only.
+        let bit_offset = has_mem && bit_offset_in_register(i);
+        if has_mem
+            && ((moffs && self.bits == 64) || (bit_offset && insn.asize != 8) || insn.asize == 2)
+        {
             return None;
         }
         let mem_regs = [i.memory_base(), i.memory_index()].map(|r| {
@@ -474,6 +483,7 @@ impl Compiler {
         let f = flags_of(i);
         Some(Native {
             div,
+            bit_offset,
             ins,
             identity,
             floating,

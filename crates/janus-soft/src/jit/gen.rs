@@ -940,6 +940,41 @@ impl Gen {
         });
     }
 
+    /// For BT/BTS/BTR/BTC m, r: the address of the `size`-byte operand the bit offset (the
+    /// register operand, signed at its own size) lands in, from the operand's address in
+    /// `lin`, and the offset within that operand; both in new scratch registers. Flags are
+    /// clobbered.
+    fn bit_offset(&mut self, s: &Site, lin: u8, size: u8) -> (u8, u8) {
+        let r = s.insn.i.op1_register();
+        let g = self.guest(r.full_register().number() as u8 & 15);
+        let off = self.pick(false);
+        let moved = self.pick(false);
+        // The offset, sign-extended from its size.
+        match r.size() {
+            8 => self.a.mov_rr(off, g),
+            4 => self.a.movsxd(off, g),
+            _ => self.a.movsx16(off, g),
+        }
+        let shift = match size {
+            8 => 6,
+            4 => 5,
+            _ => 4,
+        };
+        self.a.mov_rr(moved, off);
+        self.a.sar_ri(moved, shift);
+        self.a.lea(
+            moved,
+            Mem {
+                base: lin,
+                index: Some((moved, shift - 3)),
+                disp: 0,
+            },
+        );
+        self.a.alu_ri(Alu::And, off, (size as i32) * 8 - 1);
+        self.release(lin);
+        (moved, off)
+    }
+
     /// Sends a DIV or IDIV to the interpreter (which raises #DE, or divides what the host
     /// cannot here) unless it cannot fault: the divisor (in host register `Ok(h)`, or at the
     /// host pointer `Err(p)`) is not zero, and the quotient fits: for DIV the high half of the
@@ -1411,9 +1446,15 @@ impl Gen {
         if let Some(sse) = n.sse {
             self.sse_begin(s, sse.float);
         }
+        let mut bit_reg = None;
         let ptr = if let Some(m) = n.mem {
-            let lin = self.ea(s, true);
+            let mut lin = self.ea(s, true);
             self.clobber(s.live_in);
+            if n.bit_offset {
+                let (moved, reduced) = self.bit_offset(s, lin, m.size);
+                lin = moved;
+                bit_reg = Some(reduced);
+            }
             if n.sse.is_some_and(|x| x.align) {
                 self.misaligned_or_interpret(s, lin, resume);
             }
@@ -1450,6 +1491,12 @@ impl Gen {
         if let Some(p) = ptr {
             match sized(p, 8) {
                 Some(r) => ins.set_memory_base(r),
+                None => ok = false,
+            }
+        }
+        if let Some(b) = bit_reg {
+            match sized(b, n.ins.op1_register().size()) {
+                Some(r) => ins.set_op1_register(r),
                 None => ok = false,
             }
         }

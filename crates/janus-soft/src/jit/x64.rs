@@ -222,6 +222,21 @@ impl Asm {
         self.u8(bit);
     }
 
+    /// `movsxd r64, r32`
+    pub fn movsxd(&mut self, dst: u8, src: u8) {
+        self.rex(true, dst, 0, src, false);
+        self.u8(0x63);
+        self.modrm_reg(dst, src);
+    }
+
+    /// `movsx r64, r16`
+    pub fn movsx16(&mut self, dst: u8, src: u8) {
+        self.rex(true, dst, 0, src, false);
+        self.u8(0x0f);
+        self.u8(0xbf);
+        self.modrm_reg(dst, src);
+    }
+
     /// `mov dword [m], imm32`
     pub fn store32_imm(&mut self, m: Mem, imm: i32) {
         self.rex_mem(false, 0, &m, false);
@@ -555,6 +570,8 @@ mod tests {
         );
         assert_eq!(one(|a| a.ldmxcsr(Mem::at(R15, 8))), "ldmxcsr [r15+8]");
         assert_eq!(one(|a| a.sar_ri32(R9, 31)), "sar r9d,1Fh");
+        assert_eq!(one(|a| a.movsxd(RAX, R10)), "movsxd rax,r10d");
+        assert_eq!(one(|a| a.movsx16(R11, RCX)), "movsx r11,cx");
         assert_eq!(
             one(|a| a.bt_mi(Mem::at(R15, 0x530), 0)),
             "bt qword ptr [r15+530h],0"
