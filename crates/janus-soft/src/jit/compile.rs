@@ -77,6 +77,8 @@ pub enum Plan {
     Leave,
     Cli,
     Sti,
+    /// CLD, or STD (`true`): DF lives in `Flags::bits`, never in the host's RFLAGS.
+    SetDf(bool),
     Swapgs,
     /// RDTSC, or RDTSCP (`true`).
     Rdtsc(bool),
@@ -274,6 +276,8 @@ impl Compiler {
             Pop if stack_op && reg0 && i.op0_kind() == OpKind::Register => Plan::Pop,
             Leave if stack_op => Plan::Leave,
             Cli => Plan::Cli,
+            Cld => Plan::SetDf(false),
+            Std => Plan::SetDf(true),
             Sti => Plan::Sti,
             Swapgs if bits == 64 => Plan::Swapgs,
             Rdtsc => Plan::Rdtsc(false),
@@ -555,6 +559,9 @@ fn native_mnemonic(m: Mnemonic) -> bool {
             | Cdq
             | Cqo
             | Popcnt
+            | Lfence
+            | Mfence
+            | Sfence
             | Div
             | Idiv
             | Clc
@@ -727,7 +734,8 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::RepString(..)
         | Plan::Rdtsc(_)
         | Plan::JmpInd => observes,
-        Plan::Lea | Plan::Nop | Plan::JmpRel => FlagUse::default(),
+        // CLD/STD change no arithmetic flag and cannot fault.
+        Plan::Lea | Plan::Nop | Plan::JmpRel | Plan::SetDf(_) => FlagUse::default(),
         Plan::Native(n) => FlagUse {
             reads: flags_of(&insn.i).reads || n.mem.is_some() || n.sse.is_some(),
             partial: flags_of(&insn.i).partial,

@@ -1189,6 +1189,16 @@ impl Gen {
                 self.resolve();
                 false
             }
+            Plan::SetDf(set) => {
+                self.clobber(s.live_in);
+                let df = crate::flags::DF as i32;
+                if *set {
+                    self.a.alu_mi(Alu::Or, cpu(lay::flags_bits()), df);
+                } else {
+                    self.a.alu_mi(Alu::And, cpu(lay::flags_bits()), !df);
+                }
+                false
+            }
             Plan::Sti => {
                 // STI sets IF and, if it was clear, blocks interrupts for one instruction; the
                 // block ends so that the dispatcher sees both.
