@@ -114,6 +114,9 @@ pub struct Native {
     pub high_byte: bool,
     /// DIV or IDIV: what must hold for it not to fault (else the interpreter runs it).
     pub div: Option<Div>,
+    /// A 16-byte memory operand that must be aligned (#GP otherwise): aligned SSE forms and
+    /// CMPXCHG16B.
+    pub align16: bool,
     /// BT/BTS/BTR/BTC with a memory operand and the bit offset in a register: the offset
     /// (signed, operand-sized) moves the address by whole operands, and the instruction runs
     /// on the operand it lands in with the offset reduced to it.
@@ -401,7 +404,8 @@ impl Compiler {
                     | OpAccess::ReadCondWrite
             );
             let size = m.memory_size().size();
-            let fits = matches!(size, 1 | 2 | 4 | 8) || size == 16 && sse.is_some();
+            let wide = sse.is_some() || i.mnemonic() == Mnemonic::Cmpxchg16b;
+            let fits = matches!(size, 1 | 2 | 4 | 8) || size == 16 && wide;
             if !fits {
                 return None;
             }
@@ -486,6 +490,7 @@ impl Compiler {
         };
         let f = flags_of(i);
         Some(Native {
+            align16: sse.is_some_and(|x| x.align) || i.mnemonic() == Mnemonic::Cmpxchg16b,
             div,
             bit_offset,
             ins,
@@ -552,6 +557,8 @@ fn native_mnemonic(m: Mnemonic) -> bool {
             | Xchg
             | Cmpxchg
             | Xadd
+            | Cmpxchg8b
+            | Cmpxchg16b
             | Cbw
             | Cwde
             | Cdqe

@@ -1465,7 +1465,7 @@ impl Gen {
                 lin = moved;
                 bit_reg = Some(reduced);
             }
-            if n.sse.is_some_and(|x| x.align) {
+            if n.align16 {
                 self.misaligned_or_interpret(s, lin, resume);
             }
             let p = self.probe(s, lin, m.size, m.write, n.high_byte, resume);
