@@ -76,6 +76,35 @@ fn flat(selector: u16, code: bool) -> Segment {
     }
 }
 
+/// CPL 0 at [`CODE`] with the stack at [`STACK_TOP`], the GDT at `GDT`, code segment `cs`
+/// and every data segment `data`, a TSS and no LDT: what both test modes share.
+fn flat_state(cs: Segment, data: Segment) -> CpuState {
+    let mut s = CpuState {
+        rip: CODE,
+        rflags: 2,
+        cs,
+        ds: data,
+        es: data,
+        fs: data,
+        gs: data,
+        ss: data,
+        tr: Segment {
+            type_: 0xb,
+            present: true,
+            limit: 0x67,
+            ..Default::default()
+        },
+        ldt: Segment {
+            unusable: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    s.gdt.base = GDT;
+    s.gprs[4] = STACK_TOP;
+    s
+}
+
 impl TestMachine {
     /// A machine with `mem_size` bytes of RAM starting in `state`.
     pub fn new(state: &CpuState, mem_size: usize) -> TestMachine {
@@ -97,24 +126,6 @@ impl TestMachine {
     /// 64-bit mode at CPL 0 with `code` at [`CODE`].
     pub fn long_mode(code: &[u8]) -> TestMachine {
         let mut s = CpuState {
-            rip: CODE,
-            rflags: 2,
-            cs: flat(0x08, true),
-            ds: flat(0x10, false),
-            es: flat(0x10, false),
-            fs: flat(0x10, false),
-            gs: flat(0x10, false),
-            ss: flat(0x10, false),
-            tr: Segment {
-                type_: 0xb,
-                present: true,
-                limit: 0x67,
-                ..Default::default()
-            },
-            ldt: Segment {
-                unusable: true,
-                ..Default::default()
-            },
             cr0: bits::CR0_PE
                 | bits::CR0_MP
                 | bits::CR0_ET
@@ -124,11 +135,9 @@ impl TestMachine {
             cr3: PML4,
             cr4: bits::CR4_PAE | bits::CR4_PGE | bits::CR4_OSFXSR | bits::CR4_OSXMMEXCPT,
             efer: bits::EFER_SCE | bits::EFER_LME | bits::EFER_LMA | bits::EFER_NXE,
-            ..Default::default()
+            ..flat_state(flat(0x08, true), flat(0x10, false))
         };
-        s.gdt.base = GDT;
         s.gdt.limit = 0x2f;
-        s.gprs[4] = STACK_TOP;
         let m = TestMachine::new(&s, RAM);
         // Upper levels allow user access (as OSes set them); the 2 MiB leaves are supervisor
         // pages, so a test opens a page to CPL 3 by setting U/S on its leaf.
@@ -164,31 +173,11 @@ impl TestMachine {
             ..flat(selector, code)
         };
         let mut s = CpuState {
-            rip: CODE,
-            rflags: 2,
-            cs: flat32(0x08, true),
-            ds: flat32(0x10, false),
-            es: flat32(0x10, false),
-            fs: flat32(0x10, false),
-            gs: flat32(0x10, false),
-            ss: flat32(0x10, false),
-            tr: Segment {
-                type_: 0xb,
-                present: true,
-                limit: 0x67,
-                ..Default::default()
-            },
-            ldt: Segment {
-                unusable: true,
-                ..Default::default()
-            },
             cr0: bits::CR0_PE | bits::CR0_MP | bits::CR0_ET | bits::CR0_NE,
             cr4: bits::CR4_OSFXSR | bits::CR4_OSXMMEXCPT,
-            ..Default::default()
+            ..flat_state(flat32(0x08, true), flat32(0x10, false))
         };
-        s.gdt.base = GDT;
         s.gdt.limit = 0x17;
-        s.gprs[4] = STACK_TOP;
         let m = TestMachine::new(&s, RAM);
         for (i, d) in [0u64, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff]
             .iter()

@@ -10,7 +10,7 @@
 use crate::{Result, VmmError};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -231,16 +231,54 @@ pub(crate) fn parse_instructions(stderr: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn janus_column(opts: &LinuxBenchOptions) -> std::result::Result<LinuxColumn, String> {
-    let mut cmd = Command::new(&opts.janus);
+/// The Linux guest (`kernel`, `initramfs`, `cmdline`, `memory_mib` MiB) fully virtualized on
+/// Janus's soft engine, with `janus` the janus binary.
+pub(crate) fn janus_command(
+    janus: &Path,
+    memory_mib: u64,
+    kernel: &Path,
+    initramfs: &Path,
+    cmdline: &str,
+) -> Command {
+    let mut cmd = Command::new(janus);
     cmd.args(["run", "--engine", "soft", "--mode", "full"])
         .arg("--memory")
-        .arg(format!("size={}M", opts.memory_mib))
+        .arg(format!("size={memory_mib}M"))
         .arg("--kernel")
-        .arg(&opts.kernel)
+        .arg(kernel)
         .arg("--initramfs")
-        .arg(&opts.initramfs)
-        .args(["--cmdline", &cmdline()]);
+        .arg(initramfs)
+        .args(["--cmdline", cmdline]);
+    cmd
+}
+
+/// The same guest on QEMU's TCG (`-M pc`), with `qemu` the emulator.
+pub(crate) fn qemu_command(
+    qemu: &Path,
+    memory_mib: u64,
+    kernel: &Path,
+    initramfs: &Path,
+    cmdline: &str,
+) -> Command {
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-M", "pc", "-accel", "tcg", "-m"])
+        .arg(memory_mib.to_string())
+        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", cmdline]);
+    cmd
+}
+
+fn janus_column(opts: &LinuxBenchOptions) -> std::result::Result<LinuxColumn, String> {
+    let cmd = janus_command(
+        &opts.janus,
+        opts.memory_mib,
+        &opts.kernel,
+        &opts.initramfs,
+        &cmdline(),
+    );
     let t = run_timed(cmd)?;
     column("janus-soft", "--engine soft --mode full".into(), &t)
 }
@@ -259,14 +297,13 @@ pub(crate) fn qemu_version(qemu: &PathBuf) -> std::result::Result<String, String
 
 fn qemu_column(opts: &LinuxBenchOptions) -> std::result::Result<LinuxColumn, String> {
     let version = qemu_version(&opts.qemu)?;
-    let mut cmd = Command::new(&opts.qemu);
-    cmd.args(["-M", "pc", "-accel", "tcg", "-m"])
-        .arg(opts.memory_mib.to_string())
-        .args(["-nographic", "-no-reboot", "-kernel"])
-        .arg(&opts.kernel)
-        .arg("-initrd")
-        .arg(&opts.initramfs)
-        .args(["-append", &cmdline()]);
+    let cmd = qemu_command(
+        &opts.qemu,
+        opts.memory_mib,
+        &opts.kernel,
+        &opts.initramfs,
+        &cmdline(),
+    );
     let t = run_timed(cmd)?;
     column("qemu-tcg", format!("{version}, -M pc -accel tcg"), &t)
 }

@@ -11,7 +11,8 @@
 //! machine, or the suite fails. Boot to init is timed from the host, as `bench_linux` does.
 
 use crate::bench_linux::{
-    base64, parse_instructions, qemu_version, run_timed_within, Transcript, INIT_MARKER,
+    base64, janus_command, parse_instructions, qemu_command, qemu_version, run_timed_within,
+    Transcript, INIT_MARKER,
 };
 use crate::{Result, VmmError};
 use serde::Serialize;
@@ -423,15 +424,13 @@ fn janus_run(
     opts: &SuiteOptions,
     workloads: &[&Workload],
 ) -> std::result::Result<MachineRun, String> {
-    let mut cmd = Command::new(&opts.janus);
-    cmd.args(["run", "--engine", "soft", "--mode", "full"])
-        .arg("--memory")
-        .arg(format!("size={}M", opts.memory_mib))
-        .arg("--kernel")
-        .arg(&opts.kernel)
-        .arg("--initramfs")
-        .arg(&opts.initramfs)
-        .args(["--cmdline", &cmdline(workloads, opts.scale)]);
+    let cmd = janus_command(
+        &opts.janus,
+        opts.memory_mib,
+        &opts.kernel,
+        &opts.initramfs,
+        &cmdline(workloads, opts.scale),
+    );
     guest_run(
         "janus-soft",
         "--engine soft --mode full".into(),
@@ -445,14 +444,13 @@ fn qemu_run(
     workloads: &[&Workload],
 ) -> std::result::Result<MachineRun, String> {
     let version = qemu_version(&opts.qemu)?;
-    let mut cmd = Command::new(&opts.qemu);
-    cmd.args(["-M", "pc", "-accel", "tcg", "-m"])
-        .arg(opts.memory_mib.to_string())
-        .args(["-nographic", "-no-reboot", "-kernel"])
-        .arg(&opts.kernel)
-        .arg("-initrd")
-        .arg(&opts.initramfs)
-        .args(["-append", &cmdline(workloads, opts.scale)]);
+    let cmd = qemu_command(
+        &opts.qemu,
+        opts.memory_mib,
+        &opts.kernel,
+        &opts.initramfs,
+        &cmdline(workloads, opts.scale),
+    );
     guest_run(
         "qemu-tcg",
         format!("{version}, -M pc -accel tcg"),

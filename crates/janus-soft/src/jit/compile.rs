@@ -1,28 +1,14 @@
-//! Translation of one decoded block (64-bit code) into host code.
+//! Planning the translation of one decoded block (64-bit code, or 32-bit code with flat
+//! segments): what each guest instruction becomes (`Plan`), and the flag liveness the code
+//! generator (`gen.rs`) uses to save the guest's flags only where they are live.
 //!
-//! Guest and host are both x86-64, so most guest instructions run as themselves: the guest
-//! registers an instruction uses are loaded from the CPU struct into host registers of the same
-//! number (RSP, R14 and R15, which the host needs, are renamed), the instruction is re-encoded
-//! with its memory operand replaced by a host pointer, run, and the registers it wrote are
-//! stored back. Its flags come out of the host's RFLAGS exactly as the guest's would, which is
-//! why this is exact: the host CPU is the reference the differential suite compares against.
-//!
-//! Memory operands go through an inline probe of the software TLB (the same entries the
-//! interpreter fills); a miss calls `jit_tlb_fill`, and anything that is not a plain RAM access
-//! within one page (MMIO, a fault, a page crossing, a store to a page holding code) is left to
-//! the interpreter's handler for that one instruction (`jit_fallback`), which also runs every
-//! instruction the translator has no template for. Branches, calls, returns, pushes and pops
-//! have templates; each block ends by adding to RIP (or storing it) and returning to the
-//! dispatcher.
-//!
-//! Invariants inside a translated block: `cpu.r.rip` holds the block's start (exits add the
-//! offset of where execution goes); a guest register lives in the CPU struct, or in the host
-//! register of the same number once an instruction has loaded it there (`Gen::cached`, and
-//! `Gen::dirty` when the host copy is newer), so a run of register instructions loads and
-//! stores each register once; everything is written back before anything that reads the CPU
-//! struct (the interpreter, an exit) or clobbers host registers (a call, a template). The
-//! guest's arithmetic flags are either in the host's RFLAGS or saved in `Flags::res`
-//! (`Op::Native`), or both; `Gen::host_valid` and `Gen::saved` track which.
+//! Guest and host are both x86-64, so most guest instructions run as themselves (`Native`):
+//! re-encoded with their memory operand replaced by a host pointer and RSP, R14 and R15
+//! renamed to the host registers they live in. Their flags come out of the host's RFLAGS
+//! exactly as the guest's would, which is why this is exact: the host CPU is the reference the
+//! differential suite compares against. Stack operations, branches and a few system and string
+//! instructions have templates; everything else runs in the interpreter, one instruction at a
+//! time (`Plan::Fallback`).
 
 use super::gen::{bit, sized, Gen, FLOATING};
 use super::x64::reg::*;
@@ -134,8 +120,6 @@ pub struct Div {
 pub struct Sse {
     /// Floating point: runs under the guest's MXCSR.
     pub float: bool,
-    /// A 16-byte memory operand that must be aligned (#GP otherwise).
-    pub align: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -248,9 +232,17 @@ impl Compiler {
         } else {
             OpKind::NearBranch32
         };
-        // A CS override in 32-bit code would need CS's own checks.
+        // In 32-bit code only the flat segments (CS, DS, ES, SS as the block key says) go
+        // without checks; a CS, FS or GS operand needs its segment's limit checked, and a
+        // linear address that wraps at 4 GiB after its base is added: the interpreter does it.
         let has_mem = (0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Memory);
-        if bits == 32 && has_mem && i.memory_segment() == Register::CS {
+        if bits == 32
+            && has_mem
+            && matches!(
+                i.memory_segment(),
+                Register::CS | Register::FS | Register::GS
+            )
+        {
             return Plan::Fallback;
         }
         match i.mnemonic() {
@@ -316,10 +308,7 @@ impl Compiler {
     /// Plans running `insn` on the host, if it can run there exactly.
     fn native(&mut self, insn: &Insn) -> Option<Native> {
         let i = &insn.i;
-        let sse = crate::exec::sse::host_kind(insn).map(|float| Sse {
-            float,
-            align: crate::exec::sse::must_align(insn, i.memory_size().size()),
-        });
+        let sse = crate::exec::sse::host_kind(insn).map(|float| Sse { float });
         let mut has_mem = false;
         let mut explicit = [false; 16];
         for k in 0..i.op_count() {
@@ -490,7 +479,8 @@ impl Compiler {
         };
         let f = flags_of(i);
         Some(Native {
-            align16: sse.is_some_and(|x| x.align) || i.mnemonic() == Mnemonic::Cmpxchg16b,
+            align16: (sse.is_some() && crate::exec::sse::must_align(insn, i.memory_size().size()))
+                || i.mnemonic() == Mnemonic::Cmpxchg16b,
             div,
             bit_offset,
             ins,

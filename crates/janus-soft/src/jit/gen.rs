@@ -570,6 +570,12 @@ impl Gen {
         self.lookup_tail(retired);
     }
 
+    /// Leaves the block for the branch target in `v` (after the instruction at `s`).
+    fn leave_for(&mut self, v: u8, s: &Site) {
+        self.a.store(8, cpu(lay::rip()), v);
+        self.exit_lookup(s.index + 1);
+    }
+
     /// `exit_lookup` once the guest state is in the CPU struct.
     fn lookup_tail(&mut self, retired: u32) {
         self.a
@@ -650,14 +656,7 @@ impl Gen {
             (Some(b), None, Some(d)) => self.a.lea(a, Mem::at(b, d)),
             (None, Some(i), Some(d)) if m.base == NONE => {
                 self.a.mov_ri(a, d as u64);
-                self.a.lea(
-                    a,
-                    Mem {
-                        base: a,
-                        index: Some((i, m.scale)),
-                        disp: 0,
-                    },
-                );
+                self.a.add_scaled(a, i, m.scale);
             }
             (None, None, Some(d)) if m.base == NONE => self.a.mov_ri(a, d as u64),
             (None, _, Some(d)) => self.a.lea(a, Mem::at(a, d)),
@@ -669,33 +668,12 @@ impl Gen {
                     self.a.mov_ri(a, 0);
                 }
                 if let Some(b) = base {
-                    self.a.lea(
-                        a,
-                        Mem {
-                            base: a,
-                            index: Some((b, 0)),
-                            disp: 0,
-                        },
-                    );
+                    self.a.add_scaled(a, b, 0);
                 }
                 if let Some(i) = index {
-                    self.a.lea(
-                        a,
-                        Mem {
-                            base: a,
-                            index: Some((i, m.scale)),
-                            disp: 0,
-                        },
-                    );
+                    self.a.add_scaled(a, i, m.scale);
                 }
-                self.a.lea(
-                    a,
-                    Mem {
-                        base: a,
-                        index: Some((t, 0)),
-                        disp: 0,
-                    },
-                );
+                self.a.add_scaled(a, t, 0);
                 self.release(t);
             }
         }
@@ -705,14 +683,7 @@ impl Gen {
         if add_seg {
             let t = self.pick(false);
             self.a.load64(t, cpu(lay::seg_base(seg)));
-            self.a.lea(
-                a,
-                Mem {
-                    base: a,
-                    index: Some((t, 0)),
-                    disp: 0,
-                },
-            );
+            self.a.add_scaled(a, t, 0);
             self.release(t);
         }
         a
@@ -743,14 +714,7 @@ impl Gen {
         a.alu_rm(Alu::Cmp, t, entry(tag));
         let from = a.jcc(cc::NE);
         a.load64(ptr, entry(lay::tlb_addend()));
-        a.lea(
-            ptr,
-            Mem {
-                base: ptr,
-                index: Some((lin, 0)),
-                disp: 0,
-            },
-        );
+        a.add_scaled(ptr, lin, 0);
         from
     }
 
@@ -1146,23 +1110,20 @@ impl Gen {
                 self.a.lea(sp, Mem::at(sp, w as i32 + *pop as i32));
                 self.wrap(sp);
                 self.wrote(RSP);
-                self.a.store(8, cpu(lay::rip()), v);
-                self.exit_lookup(s.index + 1);
+                self.leave_for(v, s);
                 true
             }
             Plan::JmpInd => {
                 let resume = Resume::Exit { next: s.next };
                 let v = self.branch_target(s, resume);
-                self.a.store(8, cpu(lay::rip()), v);
-                self.exit_lookup(s.index + 1);
+                self.leave_for(v, s);
                 true
             }
             Plan::CallInd => {
                 let resume = Resume::Exit { next: s.next };
                 let v = self.branch_target(s, resume);
                 self.push_return_address(s, resume);
-                self.a.store(8, cpu(lay::rip()), v);
-                self.exit_lookup(s.index + 1);
+                self.leave_for(v, s);
                 true
             }
             Plan::Push => {

@@ -1,7 +1,7 @@
 //! Where translated code finds the guest state: byte offsets from the CPU pointer (host R15)
 //! and inside a TLB entry, taken from the Rust structs themselves so they cannot drift.
 
-use crate::core::{Cpu, Stats};
+use crate::core::Cpu;
 use crate::cpu::{Msrs, Regs, Seg};
 use crate::flags::Flags;
 use crate::fpu::Fpu;
@@ -132,11 +132,6 @@ pub fn tlb_generation(global: bool) -> i32 {
     i32_of(offset_of!(Cpu, tlb) + g)
 }
 
-/// The retired-instruction counter.
-pub fn instructions() -> i32 {
-    i32_of(offset_of!(Cpu, stats) + offset_of!(Stats, instructions))
-}
-
 pub fn tlb_tag_r() -> i32 {
     i32_of(offset_of!(TlbEntry, tag_r))
 }
@@ -165,7 +160,6 @@ mod tests {
             flags_res(),
             flags_op(),
             seg_base(5),
-            instructions(),
             xmm(15),
             mxcsr(),
             host_mxcsr(),

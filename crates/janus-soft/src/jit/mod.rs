@@ -1,11 +1,13 @@
-//! The binary translator: hot blocks of 64-bit guest code become host code.
+//! The binary translator: hot blocks of 64-bit guest code, and of 32-bit code with flat
+//! segments, become host code.
 //!
 //! The interpreter runs a block until it has run [`Jit::threshold`] times; then the block is
-//! translated ([`compile`]) into a [`CodeBuffer`] and the dispatcher calls the translation
-//! instead. Translated code keeps every guest-visible effect of the interpreter: the same TLB,
-//! the same exits, the same exceptions (anything unusual is handed to the interpreter's handler
-//! for that one instruction), the same instruction count. Blocks of 16- and 32-bit code, and
-//! blocks started inside an interrupt shadow, are always interpreted.
+//! translated ([`compile`] plans it, [`gen`] emits it) into a [`CodeBuffer`] and the dispatcher
+//! calls the translation instead. Translated code keeps every guest-visible effect of the
+//! interpreter: the same TLB, the same exits, the same exceptions (anything unusual is handed
+//! to the interpreter's handler for that one instruction), the same instruction count. Blocks
+//! of 16-bit code, of 32-bit code with other segments, and blocks started inside an interrupt
+//! shadow, are always interpreted.
 //!
 //! Entering translated code goes through a small prologue generated at start-up: it saves the
 //! host's callee-saved registers, puts the CPU pointer in R15 and the current TLB set in R14,

@@ -263,6 +263,18 @@ impl Asm {
         self.op_rm64(0x8d, dst, &m);
     }
 
+    /// `lea dst, [dst + r << scale]`: adds a scaled register without touching RFLAGS.
+    pub fn add_scaled(&mut self, dst: u8, r: u8, scale: u8) {
+        self.lea(
+            dst,
+            Mem {
+                base: dst,
+                index: Some((r, scale)),
+                disp: 0,
+            },
+        );
+    }
+
     /// `mov r64, r64`
     pub fn mov_rr(&mut self, dst: u8, src: u8) {
         self.rex(true, src, 0, dst, false);
