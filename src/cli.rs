@@ -1,7 +1,7 @@
 //! Command-line syntax (Cloud Hypervisor's where it applies).
 
 use clap::{Parser, Subcommand, ValueEnum};
-use janus_vmm::{EngineChoice, Mode};
+use janus_vmm::{CpuModel, EngineChoice, Mode};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -62,6 +62,23 @@ impl From<ModeArg> for Mode {
     }
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CpuArg {
+    Host,
+    V1,
+    V2,
+}
+
+impl From<CpuArg> for CpuModel {
+    fn from(c: CpuArg) -> CpuModel {
+        match c {
+            CpuArg::Host => CpuModel::Host,
+            CpuArg::V1 => CpuModel::V1,
+            CpuArg::V2 => CpuModel::V2,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// CPU engine.
@@ -86,6 +103,11 @@ pub struct RunArgs {
     /// vCPUs, as boot=1.
     #[arg(long, default_value = "boot=1")]
     pub cpus: String,
+    /// CPU model the guest sees: an x86-64 level (v1: SSE2 baseline; v2: adds SSE3, SSSE3,
+    /// SSE4.1, SSE4.2; soft engine), or host (soft: the highest level the host runs; kvm: what
+    /// KVM supports).
+    #[arg(long, value_enum, default_value = "host")]
+    pub cpu: CpuArg,
     /// Disk image, as path=FILE[,readonly=on] (virtio-blk in para mode).
     #[arg(long)]
     pub disk: Option<String>,

@@ -63,16 +63,18 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         cmdline: args.cmdline,
         memory_bytes: config::parse_memory(&args.memory)?,
         vcpus: config::parse_cpus(&args.cpus)?,
+        cpu: args.cpu.into(),
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
         net: args.net.as_deref().map(config::parse_net).transpose()?,
     };
     let mut machine = Machine::build(&config, ConsoleOut::new(Box::new(std::io::stdout())))?;
     let sel = &machine.selection;
     eprintln!(
-        "janus: engine {} ({}), mode {}",
+        "janus: engine {} ({}), mode {}, cpu {}",
         sel.kind.name(),
         sel.reason,
-        machine.mode.name()
+        machine.mode.name(),
+        machine.cpu_model
     );
     if let Some(w) = &sel.warning {
         eprintln!("janus: note: {w}");

@@ -89,6 +89,7 @@ fn unknown_option_values() {
         "unknown key 'hugepages'",
     );
     assert_one_line_error(&janus(&["run", "--cpus", "boot=zero"]), "not a vCPU count");
+    assert_one_line_error(&janus(&["run", "--cpu", "v9"]), "invalid value 'v9'");
     assert_one_line_error(
         &janus(&["run", "--disk", "path=x.img,cache=none"]),
         "unknown key 'cache'",
@@ -102,6 +103,13 @@ fn limits_are_explained() {
     assert_one_line_error(&janus(&["run", "--memory", "size=1M"]), "too small");
     assert_one_line_error(&janus(&["run", "--memory", "size=1024G"]), "more than");
     assert_one_line_error(&janus(&["run", "--cpus", "boot=2"]), "1 vCPU");
+    // x86-64 levels are the soft engine's model; kvm presents the host's CPU.
+    if std::path::Path::new("/dev/kvm").exists() {
+        assert_one_line_error(
+            &janus(&["run", "--engine", "kvm", "--cpu", "v1"]),
+            "--cpu v1: the kvm engine presents the host's CPU",
+        );
+    }
 }
 
 #[test]

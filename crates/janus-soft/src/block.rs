@@ -257,12 +257,12 @@ impl BlockCache {
             if incomplete {
                 if insns.is_empty() {
                     // Cannot even decode one instruction (bytes run out of RAM): #UD.
-                    insns.push(decode::lower(&i, bitness));
+                    insns.push(decode::lower(&i, bitness, cpu.isa));
                 }
                 break;
             }
             let len = i.len();
-            insns.push(decode::lower(&i, bitness));
+            insns.push(decode::lower(&i, bitness, cpu.isa));
             offset += len;
             if ends_block(&i) || insns.len() >= MAX_INSNS || offset >= n {
                 break;

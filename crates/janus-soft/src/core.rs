@@ -215,6 +215,8 @@ pub struct Cpu {
     pub tlb: Tlb,
     pub io: IoLog,
     pub cpuid: Vec<CpuidEntry>,
+    /// The instruction-set extensions `cpuid` advertises, which the decoder lets run.
+    pub isa: crate::cpuid::Isa,
     pub stats: Stats,
     /// RIP of the instruction after the one executing.
     pub next_rip: u64,
@@ -269,6 +271,7 @@ impl Cpu {
             mem,
             tlb: Tlb::new(),
             io: IoLog::default(),
+            isa: crate::cpuid::Isa::from_cpuid(&cpuid),
             cpuid,
             stats: Stats::default(),
             next_rip: 0,

@@ -24,8 +24,105 @@ const L1_EDX: u32 = (1 << 0) // FPU
     | (1 << 25) // SSE
     | (1 << 26); // SSE2
 
-/// Leaf 1 ECX features implemented: CMPXCHG16B, POPCNT.
+/// Leaf 1 ECX features of every level: CMPXCHG16B, POPCNT.
 const L1_ECX: u32 = (1 << 13) | (1 << 23);
+/// Leaf 1 ECX features `v2` adds: SSE3, SSSE3, SSE4.1, SSE4.2.
+const L1_ECX_V2: u32 = SSE3 | SSSE3 | SSE4_1 | SSE4_2;
+
+pub const SSE3: u32 = 1 << 0;
+pub const SSSE3: u32 = 1 << 9;
+pub const SSE4_1: u32 = 1 << 19;
+pub const SSE4_2: u32 = 1 << 20;
+
+/// The x86-64 micro-architecture level the soft CPU presents (`--cpu`): `V1` is the
+/// baseline (SSE2, with CMPXCHG16B, POPCNT and LAHF/SAHF in 64-bit mode), `V2` adds SSE3,
+/// SSSE3, SSE4.1 and SSE4.2. The engine runs what a level adds on the host's own vector unit,
+/// so a level is offered only where the host has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    V1,
+    V2,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 2] = [Level::V1, Level::V2];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::V1 => "v1",
+            Level::V2 => "v2",
+        }
+    }
+
+    /// The host CPU has every instruction the level adds.
+    pub fn host_runs(self) -> bool {
+        match self {
+            Level::V1 => true,
+            Level::V2 => {
+                std::arch::is_x86_feature_detected!("sse3")
+                    && std::arch::is_x86_feature_detected!("ssse3")
+                    && std::arch::is_x86_feature_detected!("sse4.1")
+                    && std::arch::is_x86_feature_detected!("sse4.2")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+            }
+        }
+    }
+
+    /// The highest level the host runs: the soft engine's default.
+    pub fn host_max() -> Level {
+        *Level::ALL
+            .iter()
+            .rev()
+            .find(|l| l.host_runs())
+            .unwrap_or(&Level::V1)
+    }
+
+    fn leaf1_ecx(self) -> u32 {
+        match self {
+            Level::V1 => L1_ECX,
+            Level::V2 => L1_ECX | L1_ECX_V2,
+        }
+    }
+}
+
+/// Instruction-set extensions beyond the baseline that a CPUID table advertises: what the
+/// decoder lets the guest execute (the rest raise #UD, as on a CPU without them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Isa {
+    /// CPUID.1:ECX bits among [`SSE3`], [`SSSE3`], [`SSE4_1`], [`SSE4_2`].
+    pub leaf1_ecx: u32,
+}
+
+impl Isa {
+    /// Everything the engine implements.
+    pub const ALL: Isa = Isa {
+        leaf1_ecx: L1_ECX_V2,
+    };
+
+    /// What `table` advertises.
+    pub fn from_cpuid(table: &[CpuidEntry]) -> Isa {
+        let (_, _, ecx, _) = query(table, 1, 0);
+        Isa {
+            leaf1_ecx: ecx & L1_ECX_V2,
+        }
+    }
+
+    /// Whether the guest may execute `i` (every extension it belongs to is advertised).
+    pub fn allows(self, i: &iced_x86::Instruction) -> bool {
+        use iced_x86::CpuidFeature as F;
+        i.cpuid_features().iter().all(|f| {
+            let bit = match f {
+                F::SSE3 => SSE3,
+                F::SSSE3 => SSSE3,
+                F::SSE4_1 => SSE4_1,
+                F::SSE4_2 => SSE4_2,
+                _ => return true,
+            };
+            self.leaf1_ecx & bit != 0
+        })
+    }
+}
 
 /// Leaf 0x8000_0001 EDX: SYSCALL, NX, 1 GiB pages, RDTSCP, long mode.
 const X1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
@@ -52,7 +149,7 @@ fn regs(s: &[u8; 16]) -> [u32; 4] {
 
 /// The soft CPU's CPUID leaves, before the mode policy adds or hides hypervisor leaves.
 /// `tsc_hz` is reported through leaf 0x15 (TSC/crystal ratio) and 0x16 (base MHz).
-pub fn supported(tsc_hz: u64) -> Vec<CpuidEntry> {
+pub fn supported(tsc_hz: u64, level: Level) -> Vec<CpuidEntry> {
     let vendor = b"GenuineIntel";
     let v = |i: usize| u32::from_le_bytes([vendor[i], vendor[i + 1], vendor[i + 2], vendor[i + 3]]);
     // Family 6, model 15, stepping 11 (a Core 2): old enough that Linux applies no
@@ -72,7 +169,7 @@ pub fn supported(tsc_hz: u64) -> Vec<CpuidEntry> {
     let crystal = janus_abi::pc::LAPIC_TIMER_HZ as u32;
     vec![
         leaf(0, 0x16, v(0), v(8), v(4)),
-        leaf(1, signature, l1_ebx, L1_ECX, L1_EDX),
+        leaf(1, signature, l1_ebx, level.leaf1_ecx(), L1_EDX),
         // EDX[29]: IA32_ARCH_CAPABILITIES, which says the CPU has none of the speculative
         // execution flaws Linux mitigates (`msr::ARCH_CAPABILITIES`).
         leaf(7, 0, 0, 0, 1 << 29),
@@ -120,7 +217,7 @@ mod tests {
 
     #[test]
     fn vendor_and_features() {
-        let t = supported(2_600_000_000);
+        let t = supported(2_600_000_000, Level::V1);
         let (a, b, c, d) = query(&t, 0, 0);
         assert_eq!(a, 0x16);
         let mut v = Vec::new();
@@ -133,5 +230,21 @@ mod tests {
         let (a, b, c, _) = query(&t, 0x15, 0);
         assert_eq!(c as u64 * b as u64 / a as u64, 2_600_000_000);
         assert_eq!(query(&t, 0x4000_0000, 0), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn levels_gate_instructions() {
+        let pshufb = iced_x86::Decoder::new(64, &[0x66, 0x0f, 0x38, 0x00, 0xc1], 0).decode();
+        let paddb = iced_x86::Decoder::new(64, &[0x66, 0x0f, 0xfc, 0xc1], 0).decode();
+        let v1 = Isa::from_cpuid(&supported(1_000_000_000, Level::V1));
+        let v2 = Isa::from_cpuid(&supported(1_000_000_000, Level::V2));
+        assert!(!v1.allows(&pshufb) && v1.allows(&paddb));
+        assert!(v2.allows(&pshufb) && v2.allows(&paddb));
+        assert_eq!(v2, Isa::ALL);
+        let (_, _, ecx, _) = query(&supported(1_000_000_000, Level::V2), 1, 0);
+        assert_eq!(
+            ecx & (SSE3 | SSSE3 | SSE4_1 | SSE4_2),
+            SSE3 | SSSE3 | SSE4_1 | SSE4_2
+        );
     }
 }

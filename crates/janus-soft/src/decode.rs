@@ -1,6 +1,7 @@
 //! From iced-x86's decoded instruction to an [`Insn`]: operands in a cheap form and the
 //! handler that implements the instruction, chosen once.
 
+use crate::cpuid::Isa;
 use crate::exec::{
     self, alu, control, data, string, system, Handler, Insn, MemRef, Opnd, NONE, RIP,
 };
@@ -95,8 +96,20 @@ fn operand_size(i: &Instruction, k: u32) -> Option<u8> {
     }
 }
 
-/// Builds the executable form of `i`, decoded at `bitness`.
-pub fn lower(i: &Instruction, bitness: u32) -> Insn {
+/// Makes `i`'s memory operand `[base]`, with no index, displacement or segment override: how
+/// an instruction is re-encoded to run on the host with its operand at a host pointer.
+pub fn rebase_memory(i: &mut Instruction, base: Register) {
+    i.set_memory_base(base);
+    i.set_memory_index(Register::None);
+    i.set_memory_index_scale(1);
+    i.set_memory_displacement64(0);
+    i.set_memory_displ_size(0);
+    i.set_segment_prefix(Register::None);
+}
+
+/// Builds the executable form of `i`, decoded at `bitness`, for a CPU that advertises `isa`
+/// (an instruction of an extension it does not advertise raises #UD, as on such a CPU).
+pub fn lower(i: &Instruction, bitness: u32, isa: Isa) -> Insn {
     let op = [
         if i.op_count() > 0 {
             operand(i, 0)
@@ -183,9 +196,15 @@ pub fn lower(i: &Instruction, bitness: u32) -> Insn {
         op,
         mem,
         rel,
+        aux: 0,
         implemented: true,
         i: *i,
     };
+    if !isa.allows(i) {
+        insn.implemented = false;
+        insn.exec = exec::invalid;
+        return insn;
+    }
     insn.exec = match handler(&mut insn) {
         Some(h) => h,
         None => {

@@ -112,15 +112,18 @@ impl IrqLine for RoutedLine {
 /// A VM on the soft engine.
 pub struct SoftVm {
     memory: GuestMemory,
+    level: cpuid::Level,
     router: Option<Arc<dyn IrqRouter>>,
     controller: Option<Arc<dyn InterruptController>>,
     dma: Arc<vcpu::DmaLog>,
 }
 
 impl SoftVm {
-    pub fn new(memory: &GuestMemory) -> SoftVm {
+    /// A VM whose vCPUs present the x86-64 micro-architecture `level`.
+    pub fn new(memory: &GuestMemory, level: cpuid::Level) -> SoftVm {
         SoftVm {
             memory: memory.clone(),
+            level,
             router: None,
             controller: None,
             dma: Arc::new(vcpu::DmaLog::default()),
@@ -153,7 +156,7 @@ impl Vm for SoftVm {
     }
 
     fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>> {
-        Ok(cpuid::supported(host_tsc_hz()))
+        Ok(cpuid::supported(host_tsc_hz(), self.level))
     }
 
     fn in_kernel_devices(&self) -> InKernelDevices {

@@ -109,7 +109,7 @@ impl TestMachine {
     /// A machine with `mem_size` bytes of RAM starting in `state`.
     pub fn new(state: &CpuState, mem_size: usize) -> TestMachine {
         let mem = GuestMemory::from_ranges(&[(GuestAddress(0), mem_size)]).expect("guest memory");
-        let cpuid = crate::cpuid::supported(crate::host_tsc_hz());
+        let cpuid = crate::cpuid::supported(crate::host_tsc_hz(), crate::cpuid::Level::host_max());
         let cpu = Cpu::new(
             Regs::from_state(state),
             PhysMem::new(&mem),

@@ -309,6 +309,14 @@ fn run_family(family: Family, region: u64, jit: bool) {
         no_host.len(),
         pending
     );
+    if pending > 0 {
+        let names: Vec<String> = all
+            .iter()
+            .filter(|f| !f.implemented)
+            .map(|f| format!("{:?}", f.code))
+            .collect();
+        eprintln!("  not implemented yet: {}", names.join(" "));
+    }
     if !no_host.is_empty() {
         let names: Vec<String> = no_host.iter().map(|f| format!("{:?}", f.code)).collect();
         eprintln!("  not run (host CPU lacks a feature): {}", names.join(" "));

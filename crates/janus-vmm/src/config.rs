@@ -13,6 +13,29 @@ pub enum EngineChoice {
     Soft,
 }
 
+/// `--cpu`: the CPU model the guest sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuModel {
+    /// `host`, the default: on kvm what KVM supports; on the soft engine the highest
+    /// x86-64 level it implements that the host CPU runs.
+    #[default]
+    Host,
+    /// x86-64-v1: the baseline (soft engine only).
+    V1,
+    /// x86-64-v2: adds SSE3, SSSE3, SSE4.1, SSE4.2 (soft engine only).
+    V2,
+}
+
+impl CpuModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuModel::Host => "host",
+            CpuModel::V1 => "v1",
+            CpuModel::V2 => "v2",
+        }
+    }
+}
+
 /// What the guest is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -67,6 +90,7 @@ pub struct VmConfig {
     pub cmdline: String,
     pub memory_bytes: u64,
     pub vcpus: u32,
+    pub cpu: CpuModel,
     pub disk: Option<DiskConfig>,
     pub net: Option<NetConfig>,
 }
@@ -86,6 +110,7 @@ impl Default for VmConfig {
             cmdline: String::new(),
             memory_bytes: DEFAULT_MEMORY,
             vcpus: 1,
+            cpu: CpuModel::Host,
             disk: None,
             net: None,
         }

@@ -1,9 +1,10 @@
 //! Choosing the CPU engine, and saying why.
 
-use crate::config::EngineChoice;
+use crate::config::{CpuModel, EngineChoice};
 use crate::{Result, VmmError};
 use janus_devices::irqchip::PcIrqChip;
 use janus_engine::{EngineKind, GuestMemory, Vm};
+use janus_soft::cpuid::Level;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -69,17 +70,50 @@ pub fn select(choice: EngineChoice) -> Result<Selection> {
     }
 }
 
+/// The soft engine's x86-64 level for `model`: `host` is the highest the host CPU runs (the
+/// engine executes a level's vector instructions on the host's own unit); a level the host
+/// lacks is refused.
+pub fn soft_level(model: CpuModel) -> Result<Level> {
+    let level = match model {
+        CpuModel::Host => return Ok(Level::host_max()),
+        CpuModel::V1 => Level::V1,
+        CpuModel::V2 => Level::V2,
+    };
+    if !level.host_runs() {
+        return Err(VmmError::Config(format!(
+            "--cpu {}: this host's CPU lacks instructions of that level, which the soft engine runs on the host (highest here: {})",
+            model.name(),
+            Level::host_max().name()
+        )));
+    }
+    Ok(level)
+}
+
+/// What the guest's CPU presents on engine `kind`, in words (for the start line), or why
+/// `model` cannot be had there.
+pub fn cpu_model(kind: EngineKind, model: CpuModel) -> Result<String> {
+    match kind {
+        EngineKind::Soft => Ok(format!("x86-64-{}", soft_level(model)?.name())),
+        EngineKind::Kvm if model == CpuModel::Host => Ok("host (what KVM supports)".into()),
+        EngineKind::Kvm => Err(VmmError::Config(format!(
+            "--cpu {}: the kvm engine presents the host's CPU as KVM supports it (--cpu host); x86-64 levels are a soft-engine model",
+            model.name()
+        ))),
+    }
+}
+
 /// Creates the VM for the selected engine. The soft engine gets `irqchip` as its interrupt
-/// controllers (KVM has its own in the kernel).
+/// controllers (KVM has its own in the kernel) and presents `model`.
 pub fn create_vm(
     kind: EngineKind,
+    model: CpuModel,
     memory: &GuestMemory,
     irqchip: Option<Arc<PcIrqChip>>,
 ) -> Result<Box<dyn Vm>> {
     match kind {
         EngineKind::Kvm => Ok(Box::new(janus_kvm::KvmVm::new(memory)?)),
         EngineKind::Soft => {
-            let mut vm = janus_soft::SoftVm::new(memory);
+            let mut vm = janus_soft::SoftVm::new(memory, soft_level(model)?);
             if let Some(chip) = irqchip {
                 vm.set_interrupt_controllers(chip.clone(), chip);
             }

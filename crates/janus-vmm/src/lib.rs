@@ -21,7 +21,7 @@ pub mod stdin;
 pub mod timers;
 pub mod virtio;
 
-pub use config::{EngineChoice, KernelSource, Mode, VmConfig};
+pub use config::{CpuModel, EngineChoice, KernelSource, Mode, VmConfig};
 pub use machine::Machine;
 pub use run_loop::{Outcome, RunReport};
 

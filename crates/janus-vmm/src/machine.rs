@@ -42,6 +42,8 @@ const SYSTEM_CONTROL_A: u16 = 0x92;
 pub struct Machine {
     pub selection: Selection,
     pub mode: Mode,
+    /// The CPU model the guest sees, in words (`x86-64-v2`).
+    pub cpu_model: String,
     /// Things the user should know about this VM (printed by the CLI).
     pub notes: Vec<String>,
     pub(crate) vcpu: Box<dyn Vcpu>,
@@ -210,6 +212,7 @@ impl Machine {
             None => None,
         };
         let selection = engine::select(config.engine)?;
+        let cpu_model = engine::cpu_model(selection.kind, config.cpu)?;
         let policy = ModePolicy::new(config.mode);
         let para = policy.para_devices(selection.kind);
         let mut notes = Vec::new();
@@ -246,7 +249,7 @@ impl Machine {
         let mono = move || pit8254::host_mono_clock(start);
         // On the soft engine Janus emulates the interrupt controllers itself.
         let chip = (selection.kind == EngineKind::Soft).then(|| PcIrqChip::new(mono()));
-        let mut vm = engine::create_vm(selection.kind, &mem, chip.clone())?;
+        let mut vm = engine::create_vm(selection.kind, config.cpu, &mem, chip.clone())?;
         let cpuid = policy.cpuid(vm.kind(), &vm.supported_cpuid()?, 0);
         let mut vcpu = vm.create_vcpu(0, &cpuid, &entry)?;
         let kvmclock = if para.kvm_msrs {
@@ -376,6 +379,7 @@ impl Machine {
         Ok(Machine {
             selection,
             mode: config.mode,
+            cpu_model,
             notes,
             vcpu,
             bus,

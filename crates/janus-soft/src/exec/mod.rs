@@ -62,7 +62,11 @@ pub struct Insn {
     pub mem: MemRef,
     /// Branch displacement relative to the next instruction.
     pub rel: i64,
-    /// Janus implements this instruction (false: it raises #UD and is counted by name).
+    /// A datum the handler chose at decode time (the host stub's plan and registers for the
+    /// instructions `sse::stub` runs).
+    pub aux: u64,
+    /// Janus implements this instruction (false: it raises #UD, counted by name unless the CPU
+    /// model leaves its extension out).
     pub implemented: bool,
     /// The iced-x86 instruction, for handlers that need more than the above.
     pub i: iced_x86::Instruction,

@@ -445,12 +445,7 @@ impl Compiler {
         }
         let mut ins = host_form(i)?;
         if has_mem {
-            ins.set_memory_base(Register::RSI);
-            ins.set_memory_index(Register::None);
-            ins.set_memory_index_scale(1);
-            ins.set_memory_displacement64(0);
-            ins.set_memory_displ_size(0);
-            ins.set_segment_prefix(Register::None);
+            crate::decode::rebase_memory(&mut ins, Register::RSI);
         }
         // Encodable with registers like the ones it will get?
         let mut trial = ins;

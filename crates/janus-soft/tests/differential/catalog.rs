@@ -530,7 +530,8 @@ pub fn catalog() -> &'static [Form] {
                 code,
                 template: t,
                 family: family(&t),
-                implemented: janus_soft::decode::lower(&t, 64).implemented,
+                implemented: janus_soft::decode::lower(&t, 64, janus_soft::cpuid::Isa::ALL)
+                    .implemented,
                 excluded: exclusion(&t),
                 host_ok: code.cpuid_features().iter().all(|f| host_has(*f)),
                 fixed,

@@ -122,7 +122,10 @@ impl Engine {
             m,
             jit,
             regs0,
-            cpuid: janus_soft::cpuid::supported(janus_soft::host_tsc_hz()),
+            cpuid: janus_soft::cpuid::supported(
+                janus_soft::host_tsc_hz(),
+                janus_soft::cpuid::Level::host_max(),
+            ),
             tsc: Arc::new(Tsc::new()),
             lay,
         }

@@ -32,6 +32,10 @@ thread_local! {
     static ALT_STACK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The dispositions `install_handlers` replaced.
+static PREVIOUS: std::sync::OnceLock<Vec<(libc::c_int, libc::sigaction)>> =
+    std::sync::OnceLock::new();
+
 const SIGNALS: [libc::c_int; 5] = [
     libc::SIGSEGV,
     libc::SIGBUS,
@@ -74,9 +78,23 @@ pub fn signal_name(sig: u64) -> &'static str {
 extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let base = RUNNING.with(|r| r.get());
     if base == 0 {
-        // Not a body of ours: let the fault happen again with the default action.
-        // SAFETY: resetting a signal's disposition has no memory-safety preconditions.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // Not a body of ours: the handler that was there before (the engine's, for a trap in
+        // one of its host stubs), or the fault happens again with the default action.
+        let prev = PREVIOUS
+            .get()
+            .and_then(|p| p.iter().find(|(s, _)| *s == sig));
+        match prev {
+            Some((_, p)) if p.sa_flags & libc::SA_SIGINFO != 0 && p.sa_sigaction > 1 => {
+                // SAFETY: a SA_SIGINFO handler has this signature.
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    unsafe { std::mem::transmute(p.sa_sigaction) };
+                f(sig, _info, ctx);
+            }
+            // SAFETY: resetting a signal's disposition has no memory-safety preconditions.
+            _ => unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+            },
+        }
         return;
     }
     // A fault in the recovery path must not loop: the next one is fatal.
@@ -106,6 +124,9 @@ extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut
 fn install_handlers() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // The engine's handler for its host stubs must be there first, to be chained to.
+        janus_soft::exec::sse::prepare_host_stubs();
+        let mut previous = Vec::new();
         for sig in SIGNALS {
             // SAFETY: an all-zero sigaction is a valid starting value; the fields are then
             // filled in, and `on_signal` has the SA_SIGINFO signature.
@@ -114,10 +135,13 @@ fn install_handlers() {
                 sa.sa_sigaction = on_signal as *const () as usize;
                 sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
                 libc::sigemptyset(&mut sa.sa_mask);
-                let rc = libc::sigaction(sig, &sa, std::ptr::null_mut());
+                let mut old: libc::sigaction = std::mem::zeroed();
+                let rc = libc::sigaction(sig, &sa, &mut old);
                 assert_eq!(rc, 0, "sigaction({sig})");
+                previous.push((sig, old));
             }
         }
+        let _ = PREVIOUS.set(previous);
     });
     // Faults happen with RSP in the test stack: handle them on a stack of our own.
     ALT_STACK.with(|done| {

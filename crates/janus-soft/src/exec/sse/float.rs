@@ -64,7 +64,7 @@ pub struct FpOp {
 
 /// The fault for an unmasked SIMD floating-point exception: #XM, or #UD without
 /// CR4.OSXMMEXCPT.
-fn simd_fault(cpu: &Cpu) -> Stop {
+pub fn simd_fault(cpu: &Cpu) -> Stop {
     if cpu.r.cr4 & CR4_OSXMMEXCPT != 0 {
         Fault::new(vector::XM).into()
     } else {

@@ -3,8 +3,8 @@
 //! Floating point runs on the host's SSE unit (`host`), so results and exception flags are
 //! bit-exact with hardware; `float` applies the guest's MXCSR around it. Integer SIMD, moves
 //! and shuffles are plain Rust (`int`, `moves`). MMX registers live in the x87 register file
-//! (`operand::mm_get`/`mm_put`). Nothing beyond SSE2 is implemented: VEX forms and SSE3+ have
-//! their own mnemonics and fall through to #UD.
+//! (`operand::mm_get`/`mm_put`). SSE3, SSSE3, SSE4.1 and SSE4.2 run as themselves on the host
+//! (`stub`); VEX forms fall through to #UD.
 
 mod float;
 mod host;
@@ -12,6 +12,7 @@ mod int;
 mod moves;
 mod operand;
 mod state;
+mod stub;
 #[cfg(test)]
 mod tests;
 
@@ -32,9 +33,11 @@ pub fn handler(insn: &mut Insn) -> Option<Handler> {
         .or_else(|| float_handler(insn))
         .or_else(|| int_handler(insn))
         .or_else(|| state_handler(insn))
+        .or_else(|| stub::handler(insn))
 }
 
 pub use operand::must_align;
+pub use stub::prepare as prepare_host_stubs;
 
 /// Whether the translator may run `insn` as itself on the host, with the guest's XMM
 /// registers in the host's: `Some(true)` for floating point, which must run under the guest's
@@ -50,6 +53,7 @@ pub fn host_kind(insn: &Insn) -> Option<bool> {
         Maskmovq | Maskmovdqu | Movnti | Movq2dq | Movdq2q => None,
         _ if float_handler(insn).is_some() => Some(true),
         _ if move_handler(insn).is_some() || int_handler(insn).is_some() => Some(false),
+        _ if stub::covers(&insn.i) => Some(stub::is_float(&insn.i)),
         _ => None,
     }
 }

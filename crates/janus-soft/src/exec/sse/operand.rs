@@ -113,10 +113,23 @@ pub fn mem_size(insn: &Insn) -> usize {
 }
 
 /// Legacy SSE 16-byte memory operands must be 16-byte aligned, except for the explicitly
-/// unaligned moves.
+/// unaligned moves and loads and SSE4.2's string compares.
 pub fn must_align(insn: &Insn, size: usize) -> bool {
     use Mnemonic::*;
-    size == 16 && !matches!(insn.i.mnemonic(), Movups | Movupd | Movdqu)
+    size == 16
+        && !matches!(
+            insn.i.mnemonic(),
+            Movups
+                | Movupd
+                | Movdqu
+                | Lddqu
+                | Pcmpestri
+                | Pcmpestri64
+                | Pcmpestrm
+                | Pcmpestrm64
+                | Pcmpistri
+                | Pcmpistrm
+        )
 }
 
 /// #GP(0) unless the linear address of `seg:off` is 16-byte aligned (segment checks first,

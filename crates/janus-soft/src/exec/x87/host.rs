@@ -328,8 +328,12 @@ pub const M16INT: usize = 2;
 pub const M32INT: usize = 3;
 pub const M64INT: usize = 4;
 pub const M80BCD: usize = 5;
+/// FISTTP's integer stores (SSE3), which truncate whatever the rounding control says.
+pub const M16INT_TRUNC: usize = 6;
+pub const M32INT_TRUNC: usize = 7;
+pub const M64INT_TRUNC: usize = 8;
 /// Bytes of each kind.
-pub const KIND_SIZE: [usize; 6] = [4, 8, 2, 4, 8, 10];
+pub const KIND_SIZE: [usize; 9] = [4, 8, 2, 4, 8, 10, 2, 4, 8];
 
 /// `st(0) = st(0) op mem`, per kind (m32fp, m64fp, m16int, m32int).
 pub static ARITH_MEM: [[Kernel; 6]; 4] = [
@@ -473,13 +477,16 @@ pub static LOAD: [Kernel; 6] = [
 ];
 
 /// Stores of st(0) to memory (popping the host stack), per kind.
-pub static STORE: [Kernel; 6] = [
+pub static STORE: [Kernel; 9] = [
     kernel!(1 -> 0, "fstp dword ptr [{io} + 80]"),
     kernel!(1 -> 0, "fstp qword ptr [{io} + 80]"),
     kernel!(1 -> 0, "fistp word ptr [{io} + 80]"),
     kernel!(1 -> 0, "fistp dword ptr [{io} + 80]"),
     kernel!(1 -> 0, "fistp qword ptr [{io} + 80]"),
     kernel!(1 -> 0, "fbstp tbyte ptr [{io} + 80]"),
+    kernel!(1 -> 0, "fisttp word ptr [{io} + 80]"),
+    kernel!(1 -> 0, "fisttp dword ptr [{io} + 80]"),
+    kernel!(1 -> 0, "fisttp qword ptr [{io} + 80]"),
 ];
 
 /// FLD1, FLDL2T, FLDL2E, FLDPI, FLDLG2, FLDLN2, FLDZ: rounded by the guest's rounding control.

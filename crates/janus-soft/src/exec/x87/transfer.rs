@@ -2,7 +2,8 @@
 //! bookkeeping instructions (FFREE, FINCSTP, FDECSTP, FNOP).
 
 use super::host::{
-    self, CONSTANT, F80, KIND_SIZE, LOAD, M16INT, M32FP, M32INT, M64FP, M64INT, M80BCD, STORE,
+    self, CONSTANT, F80, KIND_SIZE, LOAD, M16INT, M16INT_TRUNC, M32FP, M32INT, M32INT_TRUNC, M64FP,
+    M64INT, M64INT_TRUNC, M80BCD, STORE,
 };
 use super::{
     check, is_empty, masked_invalid, merged, note, overflow, phys, pop, probe_dest, push,
@@ -54,6 +55,9 @@ fn memory_entry(code: Code) -> Option<(Handler, u16)> {
         Fild_m64int => e!(load::<M64INT>, 0x728),
         Fbstp_m80bcd => e!(store::<M80BCD, true>, 0x730),
         Fistp_m64int => e!(store::<M64INT, true>, 0x738),
+        Fisttp_m16int => e!(store::<M16INT_TRUNC, true>, 0x708),
+        Fisttp_m32int => e!(store::<M32INT_TRUNC, true>, 0x308),
+        Fisttp_m64int => e!(store::<M64INT_TRUNC, true>, 0x508),
         _ => return None,
     })
 }

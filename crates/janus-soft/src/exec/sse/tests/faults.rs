@@ -309,16 +309,24 @@ fn faulting_store_writes_nothing() {
 }
 
 #[test]
-fn nothing_beyond_sse2() {
+fn levels_gate_extensions() {
+    use crate::cpuid::{supported, Isa, Level};
+    // VEX forms are in no level the engine offers.
     let s = State::default();
+    let vex = assemble(|a| a.vaddps(xmm1, xmm2, xmm3));
+    let (vector, _, got) = fault_of(&vex, &s, |_| {});
+    assert_eq!(vector, Some(6));
+    assert_eq!(got, s);
+    // SSE3, SSSE3 and SSE4.1 forms are #UD at v1 and run at v2.
+    let v1 = Isa::from_cpuid(&supported(1_000_000_000, Level::V1));
+    let v2 = Isa::from_cpuid(&supported(1_000_000_000, Level::V2));
     for insn in [
         assemble(|a| a.haddps(xmm1, xmm2)),
         assemble(|a| a.pshufb(xmm1, xmm2)),
         assemble(|a| a.pextrw(word_ptr(rbx), xmm1, 1)),
-        assemble(|a| a.vaddps(xmm1, xmm2, xmm3)),
     ] {
-        let (vector, _, got) = fault_of(&insn, &s, |_| {});
-        assert_eq!(vector, Some(6), "{insn:x?}");
-        assert_eq!(got, s);
+        let i = iced_x86::Decoder::new(64, &insn, iced_x86::DecoderOptions::NONE).decode();
+        assert!(!crate::decode::lower(&i, 64, v1).implemented, "{insn:x?}");
+        assert!(crate::decode::lower(&i, 64, v2).implemented, "{insn:x?}");
     }
 }

@@ -11,7 +11,7 @@ fn check(bitness: u32, code: &[u8]) {
     while decoder.can_decode() {
         let i = decoder.decode();
         let bytes = &code[i.ip() as usize..i.next_ip() as usize];
-        let insn = crate::decode::lower(&i, bitness);
+        let insn = crate::decode::lower(&i, bitness, crate::cpuid::Isa::ALL);
         assert!(insn.implemented, "{i} is implemented");
         let Some(op) = bytes.iter().position(|b| (0xd8..=0xdf).contains(b)) else {
             continue;
