@@ -67,6 +67,7 @@ pub enum CpuArg {
     Host,
     V1,
     V2,
+    V3,
 }
 
 impl From<CpuArg> for CpuModel {
@@ -75,6 +76,7 @@ impl From<CpuArg> for CpuModel {
             CpuArg::Host => CpuModel::Host,
             CpuArg::V1 => CpuModel::V1,
             CpuArg::V2 => CpuModel::V2,
+            CpuArg::V3 => CpuModel::V3,
         }
     }
 }
@@ -104,8 +106,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "boot=1")]
     pub cpus: String,
     /// CPU model the guest sees: an x86-64 level (v1: SSE2 baseline; v2: adds SSE3, SSSE3,
-    /// SSE4.1, SSE4.2; soft engine), or host (soft: the highest level the host runs; kvm: what
-    /// KVM supports).
+    /// SSE4.1, SSE4.2; v3: adds AVX, AVX2, BMI1, BMI2, FMA, F16C, LZCNT, MOVBE, XSAVE; soft
+    /// engine), or host (soft: the highest level the host runs; kvm: what KVM supports).
     #[arg(long, value_enum, default_value = "host")]
     pub cpu: CpuArg,
     /// Disk image, as path=FILE[,readonly=on] (virtio-blk in para mode).

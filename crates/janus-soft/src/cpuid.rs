@@ -24,48 +24,86 @@ const L1_EDX: u32 = (1 << 0) // FPU
     | (1 << 25) // SSE
     | (1 << 26); // SSE2
 
+/// Leaf 0x8000_0001 EDX: SYSCALL, NX, 1 GiB pages, RDTSCP, long mode.
+const X1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
+/// Leaf 0x8000_0001 ECX: LAHF/SAHF in 64-bit mode.
+const X1_ECX: u32 = 1;
+
 /// Leaf 1 ECX features of every level: CMPXCHG16B, POPCNT.
 const L1_ECX: u32 = (1 << 13) | (1 << 23);
 /// Leaf 1 ECX features `v2` adds: SSE3, SSSE3, SSE4.1, SSE4.2.
 const L1_ECX_V2: u32 = SSE3 | SSSE3 | SSE4_1 | SSE4_2;
+/// Leaf 1 ECX features `v3` adds: FMA, MOVBE, XSAVE, AVX, F16C (OSXSAVE follows CR4).
+const L1_ECX_V3: u32 = FMA | MOVBE | XSAVE | AVX | F16C;
+/// Leaf 7 EBX features `v3` adds: BMI1, AVX2, BMI2.
+const L7_EBX_V3: u32 = BMI1 | AVX2 | BMI2;
+/// Leaf 0x8000_0001 ECX features `v3` adds: LZCNT.
+const X1_ECX_V3: u32 = LZCNT;
 
 pub const SSE3: u32 = 1 << 0;
 pub const SSSE3: u32 = 1 << 9;
+pub const FMA: u32 = 1 << 12;
 pub const SSE4_1: u32 = 1 << 19;
 pub const SSE4_2: u32 = 1 << 20;
+pub const MOVBE: u32 = 1 << 22;
+pub const XSAVE: u32 = 1 << 26;
+pub const OSXSAVE: u32 = 1 << 27;
+pub const AVX: u32 = 1 << 28;
+pub const F16C: u32 = 1 << 29;
+pub const BMI1: u32 = 1 << 3;
+pub const AVX2: u32 = 1 << 5;
+pub const BMI2: u32 = 1 << 8;
+pub const LZCNT: u32 = 1 << 5;
+
+/// XCR0 bits the soft CPU supports at `v3`: x87, SSE and AVX state.
+pub const XCR0_V3: u64 = 0b111;
+/// XSAVE area: the legacy region and header, and the AVX component (YMM_Hi128) after them.
+pub const XSAVE_AVX_OFFSET: u32 = 576;
+pub const XSAVE_AVX_SIZE: u32 = 256;
 
 /// The x86-64 micro-architecture level the soft CPU presents (`--cpu`): `V1` is the
 /// baseline (SSE2, with CMPXCHG16B, POPCNT and LAHF/SAHF in 64-bit mode), `V2` adds SSE3,
-/// SSSE3, SSE4.1 and SSE4.2. The engine runs what a level adds on the host's own vector unit,
+/// SSSE3, SSE4.1 and SSE4.2, `V3` adds AVX, AVX2, BMI1, BMI2, FMA, F16C, LZCNT, MOVBE and
+/// XSAVE with the YMM state. The engine runs what a level adds on the host's own vector unit,
 /// so a level is offered only where the host has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     V1,
     V2,
+    V3,
 }
 
 impl Level {
     /// Every level, lowest first.
-    pub const ALL: [Level; 2] = [Level::V1, Level::V2];
+    pub const ALL: [Level; 3] = [Level::V1, Level::V2, Level::V3];
 
     pub fn name(self) -> &'static str {
         match self {
             Level::V1 => "v1",
             Level::V2 => "v2",
+            Level::V3 => "v3",
         }
     }
 
-    /// The host CPU has every instruction the level adds.
+    /// The host CPU (and its kernel, for the AVX state) runs every instruction the level
+    /// adds.
     pub fn host_runs(self) -> bool {
+        use std::arch::is_x86_feature_detected as has;
+        let v2 =
+            has!("sse3") && has!("ssse3") && has!("sse4.1") && has!("sse4.2") && has!("popcnt");
+        let v3 = has!("avx")
+            && has!("avx2")
+            && has!("bmi1")
+            && has!("bmi2")
+            && has!("fma")
+            && has!("f16c")
+            && has!("lzcnt")
+            && has!("movbe")
+            && has!("xsave");
         match self {
             Level::V1 => true,
-            Level::V2 => {
-                std::arch::is_x86_feature_detected!("sse3")
-                    && std::arch::is_x86_feature_detected!("ssse3")
-                    && std::arch::is_x86_feature_detected!("sse4.1")
-                    && std::arch::is_x86_feature_detected!("sse4.2")
-                    && std::arch::is_x86_feature_detected!("popcnt")
-            }
+            Level::V2 => v2,
+            Level::V3 => v2 && v3,
         }
     }
 
@@ -82,6 +120,23 @@ impl Level {
         match self {
             Level::V1 => L1_ECX,
             Level::V2 => L1_ECX | L1_ECX_V2,
+            Level::V3 => L1_ECX | L1_ECX_V2 | L1_ECX_V3,
+        }
+    }
+
+    fn leaf7_ebx(self) -> u32 {
+        if self >= Level::V3 {
+            L7_EBX_V3
+        } else {
+            0
+        }
+    }
+
+    fn ext_ecx(self) -> u32 {
+        if self >= Level::V3 {
+            X1_ECX | X1_ECX_V3
+        } else {
+            X1_ECX
         }
     }
 }
@@ -90,50 +145,82 @@ impl Level {
 /// decoder lets the guest execute (the rest raise #UD, as on a CPU without them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Isa {
-    /// CPUID.1:ECX bits among [`SSE3`], [`SSSE3`], [`SSE4_1`], [`SSE4_2`].
+    /// CPUID.1:ECX bits among the `v2` and `v3` ones.
     pub leaf1_ecx: u32,
+    /// CPUID.7.0:EBX bits among BMI1, AVX2, BMI2.
+    pub leaf7_ebx: u32,
+    /// CPUID.8000_0001:ECX's LZCNT.
+    pub ext_ecx: u32,
 }
 
 impl Isa {
     /// Everything the engine implements.
     pub const ALL: Isa = Isa {
-        leaf1_ecx: L1_ECX_V2,
+        leaf1_ecx: L1_ECX_V2 | L1_ECX_V3,
+        leaf7_ebx: L7_EBX_V3,
+        ext_ecx: X1_ECX_V3,
     };
 
     /// What `table` advertises.
     pub fn from_cpuid(table: &[CpuidEntry]) -> Isa {
         let (_, _, ecx, _) = query(table, 1, 0);
+        let max = query(table, 0, 0).0;
+        let l7 = if max >= 7 { query(table, 7, 0).1 } else { 0 };
+        let x1 = query(table, 0x8000_0001, 0).2;
         Isa {
-            leaf1_ecx: ecx & L1_ECX_V2,
+            leaf1_ecx: ecx & (L1_ECX_V2 | L1_ECX_V3),
+            leaf7_ebx: l7 & L7_EBX_V3,
+            ext_ecx: x1 & X1_ECX_V3,
         }
+    }
+
+    /// XSAVE and the AVX state are advertised.
+    pub fn xsave(self) -> bool {
+        self.leaf1_ecx & XSAVE != 0
     }
 
     /// Whether the guest may execute `i` (every extension it belongs to is advertised).
     pub fn allows(self, i: &iced_x86::Instruction) -> bool {
         use iced_x86::CpuidFeature as F;
         i.cpuid_features().iter().all(|f| {
-            let bit = match f {
-                F::SSE3 => SSE3,
-                F::SSSE3 => SSSE3,
-                F::SSE4_1 => SSE4_1,
-                F::SSE4_2 => SSE4_2,
+            let (word, bit) = match f {
+                F::SSE3 => (self.leaf1_ecx, SSE3),
+                F::SSSE3 => (self.leaf1_ecx, SSSE3),
+                F::SSE4_1 => (self.leaf1_ecx, SSE4_1),
+                F::SSE4_2 => (self.leaf1_ecx, SSE4_2),
+                F::FMA => (self.leaf1_ecx, FMA),
+                F::MOVBE => (self.leaf1_ecx, MOVBE),
+                F::XSAVE | F::XSAVEOPT => (self.leaf1_ecx, XSAVE),
+                F::AVX => (self.leaf1_ecx, AVX),
+                F::F16C => (self.leaf1_ecx, F16C),
+                F::BMI1 => (self.leaf7_ebx, BMI1),
+                F::AVX2 => (self.leaf7_ebx, AVX2),
+                F::BMI2 => (self.leaf7_ebx, BMI2),
+                F::LZCNT => (self.ext_ecx, LZCNT),
                 _ => return true,
             };
-            self.leaf1_ecx & bit != 0
+            word & bit != 0
         })
     }
 }
-
-/// Leaf 0x8000_0001 EDX: SYSCALL, NX, 1 GiB pages, RDTSCP, long mode.
-const X1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
-/// Leaf 0x8000_0001 ECX: LAHF/SAHF in 64-bit mode.
-const X1_ECX: u32 = 1;
 
 fn leaf(function: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidEntry {
     CpuidEntry {
         function,
         index: 0,
         indexed: false,
+        eax,
+        ebx,
+        ecx,
+        edx,
+    }
+}
+
+fn indexed(function: u32, index: u32, [eax, ebx, ecx, edx]: [u32; 4]) -> CpuidEntry {
+    CpuidEntry {
+        function,
+        index,
+        indexed: true,
         eax,
         ebx,
         ecx,
@@ -167,12 +254,12 @@ pub fn supported(tsc_hz: u64, level: Level) -> Vec<CpuidEntry> {
     let mhz = (tsc_hz / 1_000_000) as u32;
     // The "crystal" of leaf 0x15 is the local APIC timer's input clock, as Linux assumes.
     let crystal = janus_abi::pc::LAPIC_TIMER_HZ as u32;
-    vec![
+    let mut table = vec![
         leaf(0, 0x16, v(0), v(8), v(4)),
         leaf(1, signature, l1_ebx, level.leaf1_ecx(), L1_EDX),
         // EDX[29]: IA32_ARCH_CAPABILITIES, which says the CPU has none of the speculative
         // execution flaws Linux mitigates (`msr::ARCH_CAPABILITIES`).
-        leaf(7, 0, 0, 0, 1 << 29),
+        indexed(7, 0, [0, level.leaf7_ebx(), 0, 1 << 29]),
         // TSC = crystal * EBX / EAX. Linux multiplies the crystal's kHz by EBX in 32 bits, so
         // the ratio goes in thousandths, as small as real CPUs report it.
         leaf(
@@ -183,8 +270,18 @@ pub fn supported(tsc_hz: u64, level: Level) -> Vec<CpuidEntry> {
             0,
         ),
         leaf(0x16, mhz, mhz, 0, 0),
+    ];
+    if level >= Level::V3 {
+        // XSAVE: x87, SSE and AVX state (EBX, the size for the XCR0 set now, is filled in
+        // by CPUID itself); XSAVEOPT; the AVX component's size and offset.
+        let full = XSAVE_AVX_OFFSET + XSAVE_AVX_SIZE;
+        table.push(indexed(0xd, 0, [XCR0_V3 as u32, full, full, 0]));
+        table.push(indexed(0xd, 1, [1, 0, 0, 0]));
+        table.push(indexed(0xd, 2, [XSAVE_AVX_SIZE, XSAVE_AVX_OFFSET, 0, 0]));
+    }
+    table.extend([
         leaf(0x8000_0000, 0x8000_0008, 0, 0, 0),
-        leaf(0x8000_0001, 0, 0, X1_ECX, X1_EDX),
+        leaf(0x8000_0001, 0, 0, level.ext_ecx(), X1_EDX),
         leaf(0x8000_0002, b[0][0], b[0][1], b[0][2], b[0][3]),
         leaf(0x8000_0003, b[1][0], b[1][1], b[1][2], b[1][3]),
         leaf(0x8000_0004, b[2][0], b[2][1], b[2][2], b[2][3]),
@@ -192,7 +289,8 @@ pub fn supported(tsc_hz: u64, level: Level) -> Vec<CpuidEntry> {
         leaf(0x8000_0007, 0, 0, 0, 1 << 8),
         // 40 physical, 48 linear address bits.
         leaf(0x8000_0008, (48 << 8) | crate::mmu::PHYS_BITS, 0, 0, 0),
-    ]
+    ]);
+    table
 }
 
 /// Answers CPUID for EAX=`function`, ECX=`index` from `table`, as Intel CPUs do for leaves
@@ -240,7 +338,13 @@ mod tests {
         let v2 = Isa::from_cpuid(&supported(1_000_000_000, Level::V2));
         assert!(!v1.allows(&pshufb) && v1.allows(&paddb));
         assert!(v2.allows(&pshufb) && v2.allows(&paddb));
-        assert_eq!(v2, Isa::ALL);
+        let vpshufb = iced_x86::Decoder::new(64, &[0xc4, 0xe2, 0x75, 0x00, 0xc2], 0).decode();
+        let andn = iced_x86::Decoder::new(64, &[0xc4, 0xe2, 0x70, 0xf2, 0xc2], 0).decode();
+        let v3 = Isa::from_cpuid(&supported(1_000_000_000, Level::V3));
+        assert!(!v2.allows(&vpshufb) && !v2.allows(&andn));
+        assert!(v3.allows(&vpshufb) && v3.allows(&andn) && v3.allows(&pshufb));
+        assert_eq!(v3, Isa::ALL);
+        assert!(v3.xsave() && !v2.xsave());
         let (_, _, ecx, _) = query(&supported(1_000_000_000, Level::V2), 1, 0);
         assert_eq!(
             ecx & (SSE3 | SSSE3 | SSE4_1 | SSE4_2),

@@ -200,7 +200,15 @@ pub fn lower(i: &Instruction, bitness: u32, isa: Isa) -> Insn {
         implemented: true,
         i: *i,
     };
-    if !isa.allows(i) {
+    let count_zeros = matches!(i.mnemonic(), Mnemonic::Tzcnt | Mnemonic::Lzcnt);
+    if count_zeros && isa.allows(i) {
+        // With BMI1/LZCNT, F3 0F BC/BD are TZCNT/LZCNT (the host runs them); without, they
+        // are BSF/BSR with an ignored prefix (`handler`).
+        if let Some(h) = exec::extended(&mut insn) {
+            insn.exec = h;
+            return insn;
+        }
+    } else if !isa.allows(i) && !count_zeros {
         insn.implemented = false;
         insn.exec = exec::invalid;
         return insn;

@@ -17,6 +17,8 @@ pub struct Fpu {
     pub st: [[u8; 16]; 8],
     pub mxcsr: u32,
     pub xmm: [u128; 16],
+    /// Bits 128..256 of YMM0..YMM15 (the AVX state; zero unless AVX instructions wrote them).
+    pub ymm_hi: [u128; 16],
 }
 
 impl Default for Fpu {
@@ -32,6 +34,7 @@ impl Default for Fpu {
             st: [[0; 16]; 8],
             mxcsr: 0x1f80,
             xmm: [0; 16],
+            ymm_hi: [0; 16],
         }
     }
 }

@@ -166,6 +166,7 @@ impl Config {
             Family::String => 2000,
             Family::X87 => 400,
             Family::Sse => 400,
+            Family::Avx => 200,
         };
         // Unoptimised builds are much slower: keep `cargo test` usable there too.
         if cfg!(debug_assertions) {
@@ -409,6 +410,16 @@ fn differential_sse() {
 }
 
 #[test]
+fn differential_avx() {
+    run_family(Family::Avx, 4, false);
+}
+
+#[test]
+fn differential_avx_translated() {
+    run_family(Family::Avx, 10, true);
+}
+
+#[test]
 fn differential_integer_translated() {
     run_family(Family::Integer, 6, true);
 }
@@ -513,6 +524,7 @@ fn harness_sanity() {
         gpr: [0; 16],
         rflags: CF | ZF,
         fx: Fx::init(),
+        ymmh: [0; 16],
         mem: vec![0; layout::CMP_LEN],
     };
     st.gpr[4] = lay.stack_top();

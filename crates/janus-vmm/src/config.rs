@@ -24,6 +24,9 @@ pub enum CpuModel {
     V1,
     /// x86-64-v2: adds SSE3, SSSE3, SSE4.1, SSE4.2 (soft engine only).
     V2,
+    /// x86-64-v3: adds AVX, AVX2, BMI1, BMI2, FMA, F16C, LZCNT, MOVBE, XSAVE (soft engine
+    /// only).
+    V3,
 }
 
 impl CpuModel {
@@ -32,6 +35,7 @@ impl CpuModel {
             CpuModel::Host => "host",
             CpuModel::V1 => "v1",
             CpuModel::V2 => "v2",
+            CpuModel::V3 => "v3",
         }
     }
 }

@@ -78,6 +78,7 @@ pub fn soft_level(model: CpuModel) -> Result<Level> {
         CpuModel::Host => return Ok(Level::host_max()),
         CpuModel::V1 => Level::V1,
         CpuModel::V2 => Level::V2,
+        CpuModel::V3 => Level::V3,
     };
     if !level.host_runs() {
         return Err(VmmError::Config(format!(

@@ -109,7 +109,19 @@ pub fn sti(cpu: &mut Cpu, _: &Insn) -> Step {
 }
 
 pub fn cpuid(cpu: &mut Cpu, _: &Insn) -> Step {
-    let (a, b, c, d) = crate::cpuid::query(&cpu.cpuid, cpu.r.gpr[0] as u32, cpu.r.gpr[1] as u32);
+    let (function, index) = (cpu.r.gpr[0] as u32, cpu.r.gpr[1] as u32);
+    let (a, mut b, mut c, d) = crate::cpuid::query(&cpu.cpuid, function, index);
+    // The bits that follow the CPU's state: OSXSAVE mirrors CR4.OSXSAVE, and XSAVE's leaf
+    // gives the area's size for the components XCR0 enables now.
+    if function == 1 && cpu.isa.xsave() {
+        c &= !crate::cpuid::OSXSAVE;
+        if cpu.r.cr4 & CR4_OSXSAVE != 0 {
+            c |= crate::cpuid::OSXSAVE;
+        }
+    }
+    if function == 0xd && index == 0 && cpu.isa.xsave() {
+        b = crate::exec::sse::xsave_size(cpu.r.xcr0);
+    }
     for (r, v) in [(0u8, a), (3, b), (1, c), (2, d)] {
         reg_put(cpu, r, 8, v as u64);
     }
@@ -195,6 +207,18 @@ pub const CR4_SUPPORTED: u64 = cpu::CR4_TSD
     | cpu::CR4_OSFXSR
     | cpu::CR4_OSXMMEXCPT;
 
+/// CR4.OSXSAVE: XSAVE and the AVX state enabled (accepted only where XSAVE is advertised).
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// The CR4 bits this CPU accepts, with its CPUID model.
+fn cr4_supported(cpu: &Cpu) -> u64 {
+    if cpu.isa.xsave() {
+        CR4_SUPPORTED | CR4_OSXSAVE
+    } else {
+        CR4_SUPPORTED
+    }
+}
+
 /// MOV CRn, r.
 pub fn mov_to_cr(cpu: &mut Cpu, insn: &Insn) -> Step {
     require_cpl0(cpu)?;
@@ -245,7 +269,7 @@ pub fn set_cr(cpu: &mut Cpu, n: u32, v: u64) -> Result<(), Stop> {
             }
         }
         4 => {
-            if v & !CR4_SUPPORTED != 0 || (cpu.r.long_mode_active() && v & CR4_PAE == 0) {
+            if v & !cr4_supported(cpu) != 0 || (cpu.r.long_mode_active() && v & CR4_PAE == 0) {
                 return Err(Fault::gp(0).into());
             }
             let old = cpu.r.cr4;

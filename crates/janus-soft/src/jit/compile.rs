@@ -66,6 +66,8 @@ pub enum Plan {
     /// CLD, or STD (`true`): DF lives in `Flags::bits`, never in the host's RFLAGS.
     SetDf(bool),
     Swapgs,
+    /// VZEROUPPER: the upper halves in the CPU struct become zero.
+    VzeroUpper,
     /// RDTSC, or RDTSCP (`true`).
     Rdtsc(bool),
     /// REP MOVS (`true`) or REP STOS of elements of this many bytes.
@@ -100,9 +102,9 @@ pub struct Native {
     pub high_byte: bool,
     /// DIV or IDIV: what must hold for it not to fault (else the interpreter runs it).
     pub div: Option<Div>,
-    /// A 16-byte memory operand that must be aligned (#GP otherwise): aligned SSE forms and
-    /// CMPXCHG16B.
-    pub align16: bool,
+    /// The alignment (16 or 32 bytes; 0: none) a memory operand must have (#GP otherwise):
+    /// aligned SSE and AVX forms and CMPXCHG16B.
+    pub align: u8,
     /// BT/BTS/BTR/BTC with a memory operand and the bit offset in a register: the offset
     /// (signed, operand-sized) moves the address by whole operands, and the instruction runs
     /// on the operand it lands in with the offset reduced to it.
@@ -120,6 +122,9 @@ pub struct Div {
 pub struct Sse {
     /// Floating point: runs under the guest's MXCSR.
     pub float: bool,
+    /// A VEX form: the AVX checks apply, and the upper halves of its YMM registers go in and
+    /// out of the CPU struct around it.
+    pub avx: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -293,7 +298,12 @@ impl Compiler {
             }
             Ja | Jae | Jb | Jbe | Je | Jg | Jge | Jl | Jle | Jne | Jno | Jnp | Jns | Jo | Jp
             | Js if i.op0_kind() == near => Plan::Jcc(i.condition_code() as u8 - 1),
+            Vzeroupper if insn.implemented => Plan::VzeroUpper,
             _ if crate::exec::sse::host_kind(insn).is_some() => match self.native(insn) {
+                Some(n) => Plan::Native(Box::new(n)),
+                None => Plan::Fallback,
+            },
+            _ if crate::exec::sse::runs_on_host_as_integer(insn) => match self.native(insn) {
                 Some(n) => Plan::Native(Box::new(n)),
                 None => Plan::Fallback,
             },
@@ -308,14 +318,17 @@ impl Compiler {
     /// Plans running `insn` on the host, if it can run there exactly.
     fn native(&mut self, insn: &Insn) -> Option<Native> {
         let i = &insn.i;
-        let sse = crate::exec::sse::host_kind(insn).map(|float| Sse { float });
+        let sse = crate::exec::sse::host_kind(insn).map(|float| Sse {
+            float,
+            avx: crate::exec::sse::is_vex_vector(i),
+        });
         let mut has_mem = false;
         let mut explicit = [false; 16];
         for k in 0..i.op_count() {
             match i.op_kind(k) {
                 OpKind::Register => {
                     let r = i.op_register(k);
-                    if r.is_xmm() && sse.is_some() {
+                    if (r.is_xmm() || r.is_ymm()) && sse.is_some() {
                         continue;
                     }
                     if !r.is_gpr() {
@@ -371,7 +384,9 @@ impl Compiler {
                     | OpAccess::ReadWrite
                     | OpAccess::ReadCondWrite
             );
-            let (list, fam) = if r.is_xmm() && sse.is_some() && r.number() < 16 {
+            // VEX forms zero a register up to the widest one (iced names the ZMM register).
+            let vector = r.is_xmm() || r.is_ymm() || r.is_zmm();
+            let (list, fam) = if vector && sse.is_some() && r.number() < 16 {
                 (&mut xregs, r.number() as u8)
             } else if r.is_gpr() {
                 (&mut used, r.full_register().number() as u8 & 15)
@@ -394,7 +409,8 @@ impl Compiler {
             );
             let size = m.memory_size().size();
             let wide = sse.is_some() || i.mnemonic() == Mnemonic::Cmpxchg16b;
-            let fits = matches!(size, 1 | 2 | 4 | 8) || size == 16 && wide;
+            let avx = sse.is_some_and(|s| s.avx);
+            let fits = matches!(size, 1 | 2 | 4 | 8) || size == 16 && wide || size == 32 && avx;
             if !fits {
                 return None;
             }
@@ -474,8 +490,12 @@ impl Compiler {
         };
         let f = flags_of(i);
         Some(Native {
-            align16: (sse.is_some() && crate::exec::sse::must_align(insn, i.memory_size().size()))
-                || i.mnemonic() == Mnemonic::Cmpxchg16b,
+            align: match sse {
+                Some(s) if s.avx => crate::exec::sse::vex_alignment(i),
+                Some(_) if crate::exec::sse::must_align(insn, i.memory_size().size()) => 16,
+                _ if i.mnemonic() == Mnemonic::Cmpxchg16b => 16,
+                _ => 0,
+            },
             div,
             bit_offset,
             ins,
@@ -723,6 +743,7 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         | Plan::Cli
         | Plan::Sti
         | Plan::Swapgs
+        | Plan::VzeroUpper
         | Plan::RepString(..)
         | Plan::Rdtsc(_)
         | Plan::JmpInd => observes,

@@ -21,11 +21,31 @@ use super::layout as lay;
 use super::x64::{cc, reg::*, Alu, Asm, Fixup, Mem};
 use crate::exec::{Insn, NONE, RIP};
 use crate::flags::Op;
-use iced_x86::{Encoder, OpKind, Register};
+use iced_x86::{Encoder, Instruction, OpKind, Register};
 use janus_engine::cpu::bits;
 
 /// MXCSR's exception mask bits: translated floating point runs only with all of them set.
 const MXCSR_MASKS: u32 = 0x1f80;
+
+/// YMM0..YMM15 by number.
+const YMM: [Register; 16] = [
+    Register::YMM0,
+    Register::YMM1,
+    Register::YMM2,
+    Register::YMM3,
+    Register::YMM4,
+    Register::YMM5,
+    Register::YMM6,
+    Register::YMM7,
+    Register::YMM8,
+    Register::YMM9,
+    Register::YMM10,
+    Register::YMM11,
+    Register::YMM12,
+    Register::YMM13,
+    Register::YMM14,
+    Register::YMM15,
+];
 
 /// Host registers for guest values and scratch values (not RSP, R14 = TLB set, R15 = CPU), in
 /// the order scratch values take them: registers compiled code uses least come first.
@@ -90,6 +110,8 @@ struct Snap {
     dirty: u16,
     xcached: u16,
     xdirty: u16,
+    ycached: u16,
+    ydirty: u16,
     mxcsr: bool,
     /// The host's RFLAGS hold the guest's flags.
     flags: bool,
@@ -183,9 +205,16 @@ pub struct Gen {
     /// there.
     xcached: u16,
     xdirty: u16,
+    /// Guest YMM upper halves held in the host's YMM registers (brought in for a VEX
+    /// instruction; legacy SSE instructions leave them alone), and those newer than the CPU
+    /// struct's.
+    ycached: u16,
+    ydirty: u16,
     /// The SSE checks (CR0.EM/TS, CR4.OSFXSR, every MXCSR exception masked) passed on this
     /// path since the last call out.
     sse_checked: bool,
+    /// The AVX checks (CR4.OSXSAVE, XCR0) passed in this SSE session.
+    avx_checked: bool,
     /// The host's MXCSR holds the guest's (loaded for floating point; the guest's exception
     /// flags accumulate there until `sse_end` stores it).
     mxcsr_loaded: bool,
@@ -209,7 +238,10 @@ impl Gen {
             busy: 0,
             xcached: 0,
             xdirty: 0,
+            ycached: 0,
+            ydirty: 0,
             sse_checked: false,
+            avx_checked: false,
             mxcsr_loaded: false,
             cold: Vec::new(),
         }
@@ -223,6 +255,8 @@ impl Gen {
             dirty: self.dirty,
             xcached: self.xcached,
             xdirty: self.xdirty,
+            ycached: self.ycached,
+            ydirty: self.ydirty,
             mxcsr: self.mxcsr_loaded,
             flags: self.host_valid,
         }
@@ -251,6 +285,10 @@ impl Gen {
             self.a.movdqu_store(cpu(lay::xmm(x)), x);
         }
         self.xdirty = 0;
+        for x in regs_in(self.ydirty) {
+            self.ymm_upper(x, false);
+        }
+        self.ydirty = 0;
     }
 
     /// Before a call out that may read or change any guest state: everything back to the CPU
@@ -260,6 +298,7 @@ impl Gen {
         self.home = [None; 16];
         self.occupant = [None; 16];
         self.xcached = 0;
+        self.ycached = 0;
         self.sse_end();
     }
 
@@ -465,13 +504,63 @@ impl Gen {
             self.mxcsr_loaded = false;
         }
         self.sse_checked = false;
+        self.avx_checked = false;
+    }
+
+    /// Host YMM register `x`'s upper half from (`load`) or to the guest's in the CPU struct,
+    /// around a VEX instruction (the lower half is the cached XMM register).
+    fn ymm_upper(&mut self, x: u8, load: bool) {
+        use iced_x86::{Code, MemoryOperand, Register};
+        let y = YMM[x as usize & 15];
+        let m = MemoryOperand::with_base_displ(Register::R15, lay::ymm_hi(x) as i64);
+        let ins = if load {
+            Instruction::with4(Code::VEX_Vinsertf128_ymm_ymm_xmmm128_imm8, y, y, m, 1)
+        } else {
+            Instruction::with3(Code::VEX_Vextractf128_xmmm128_ymm_imm8, m, y, 1)
+        };
+        let ok = ins.is_ok_and(|ins| self.enc.encode(&ins, 0).is_ok());
+        let bytes = self.enc.take_buffer();
+        debug_assert!(ok, "VINSERTF128/VEXTRACTF128 encode");
+        if ok {
+            self.a.bytes(&bytes);
+        }
+    }
+
+    /// VZEROUPPER: the guest's upper halves (of the registers the mode has) become zero.
+    fn vzeroupper(&mut self, s: &Site) {
+        self.sse_begin(s, false, true);
+        let n = if self.bits == 64 { 16 } else { 8 };
+        for x in 0..n {
+            self.a.store64_imm(cpu(lay::ymm_hi(x)), 0);
+            self.a.store64_imm(cpu(lay::ymm_hi(x) + 8), 0);
+        }
+        // The host's upper halves are stale now: the next VEX instruction reloads them.
+        self.ycached = 0;
+        self.ydirty = 0;
     }
 
     /// Before an SSE instruction: the checks its translation depends on, once per session,
     /// and the guest's MXCSR for floating point. If a check fails, the interpreter runs the
     /// instruction (raising #UD or #NM, or the exception an unmasked MXCSR bit asks for) and
     /// the block ends after it.
-    fn sse_begin(&mut self, s: &Site, float: bool) {
+    fn sse_begin(&mut self, s: &Site, float: bool, avx: bool) {
+        if avx && !self.avx_checked {
+            // VEX forms: CR4.OSXSAVE, and the SSE and AVX state enabled in XCR0.
+            self.clobber(s.live_in);
+            let t = self.pick(false);
+            let mut from = Vec::new();
+            let a = &mut self.a;
+            a.load64(t, cpu(lay::cr4()));
+            a.alu_ri(Alu::And, t, crate::exec::system::CR4_OSXSAVE as i32);
+            from.push(a.jcc(cc::E));
+            a.load64(t, cpu(lay::xcr0()));
+            a.alu_ri(Alu::And, t, 6);
+            a.alu_ri(Alu::Cmp, t, 6);
+            from.push(a.jcc(cc::NE));
+            self.release(t);
+            self.send_to_interpreter(from, s, Resume::Exit { next: s.next });
+            self.avx_checked = true;
+        }
         if !self.sse_checked {
             self.clobber(s.live_in);
             let t = self.pick(false);
@@ -881,10 +970,10 @@ impl Gen {
     /// Sends the instruction to the interpreter (which raises #GP) if the linear address in
     /// `lin` is not 16-byte aligned. (Guest RAM is mapped page-aligned, so the host pointer
     /// would be misaligned too and the host instruction would fault.)
-    fn misaligned_or_interpret(&mut self, s: &Site, lin: u8, resume: Resume) {
+    fn misaligned_or_interpret(&mut self, s: &Site, lin: u8, align: u8, resume: Resume) {
         let t = self.pick(false);
         self.a.mov_rr32(t, lin);
-        self.a.alu_ri(Alu::And, t, 15);
+        self.a.alu_ri(Alu::And, t, align as i32 - 1);
         let from = self.a.jcc(cc::NE);
         self.release(t);
         self.send_to_interpreter(vec![from], s, resume);
@@ -1185,6 +1274,10 @@ impl Gen {
                 self.rep_string(s, *movs, *size);
                 false
             }
+            Plan::VzeroUpper => {
+                self.vzeroupper(s);
+                false
+            }
             Plan::Swapgs => {
                 let resume = self.resume_after();
                 self.cpl0_or_interpret(s, resume);
@@ -1415,7 +1508,7 @@ impl Gen {
         regs.extend(n.identity.iter().chain(&n.floating).map(|(g, _)| *g));
         self.pin(&regs);
         if let Some(sse) = n.sse {
-            self.sse_begin(s, sse.float);
+            self.sse_begin(s, sse.float, sse.avx);
         }
         let mut bit_reg = None;
         let ptr = if let Some(m) = n.mem {
@@ -1426,8 +1519,8 @@ impl Gen {
                 lin = moved;
                 bit_reg = Some(reduced);
             }
-            if n.align16 {
-                self.misaligned_or_interpret(s, lin, resume);
+            if n.align != 0 {
+                self.misaligned_or_interpret(s, lin, n.align, resume);
             }
             let p = self.probe(s, lin, m.size, m.write, n.high_byte, resume);
             self.release(lin);
@@ -1471,10 +1564,15 @@ impl Gen {
                 None => ok = false,
             }
         }
+        let avx = n.sse.is_some_and(|s| s.avx);
         for &(x, _) in &n.xregs {
             if self.xcached & bit(x) == 0 {
                 self.a.movdqu_load(x, cpu(lay::xmm(x)));
                 self.xcached |= bit(x);
+            }
+            if avx && self.ycached & bit(x) == 0 {
+                self.ymm_upper(x, true);
+                self.ycached |= bit(x);
             }
         }
         let encoded = ok && self.enc.encode(&ins, 0).is_ok();
@@ -1494,6 +1592,9 @@ impl Gen {
             for &(x, w) in &n.xregs {
                 if w {
                     self.xdirty |= bit(x);
+                    if avx {
+                        self.ydirty |= bit(x);
+                    }
                 }
             }
             if n.flags_out {
@@ -1609,6 +1710,9 @@ impl Gen {
         for x in regs_in(snap.xdirty) {
             self.a.movdqu_store(cpu(lay::xmm(x)), x);
         }
+        for x in regs_in(snap.ydirty) {
+            self.ymm_upper(x, false);
+        }
         if snap.mxcsr {
             self.a.stmxcsr(cpu(lay::mxcsr()));
             self.a.ldmxcsr(cpu(lay::host_mxcsr()));
@@ -1620,6 +1724,9 @@ impl Gen {
     fn return_to_main(&mut self, snap: &Snap, flags: bool) {
         for x in regs_in(snap.xcached) {
             self.a.movdqu_load(x, cpu(lay::xmm(x)));
+        }
+        for x in regs_in(snap.ycached) {
+            self.ymm_upper(x, true);
         }
         if snap.mxcsr {
             self.a.ldmxcsr(cpu(lay::mxcsr()));

@@ -46,6 +46,21 @@ pub fn xmm(n: u8) -> i32 {
     )
 }
 
+/// Bits 128..256 of guest YMM register `n` (0..=15).
+pub fn ymm_hi(n: u8) -> i32 {
+    i32_of(
+        offset_of!(Cpu, r)
+            + offset_of!(Regs, fpu)
+            + offset_of!(Fpu, ymm_hi)
+            + 16 * (n as usize & 15),
+    )
+}
+
+/// XCR0.
+pub fn xcr0() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, xcr0))
+}
+
 /// The guest's MXCSR (32 bits).
 pub fn mxcsr() -> i32 {
     i32_of(offset_of!(Cpu, r) + offset_of!(Regs, fpu) + offset_of!(Fpu, mxcsr))

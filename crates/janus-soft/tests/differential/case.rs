@@ -115,6 +115,9 @@ fn random_like(r: Register, rng: &mut Rng, avoid: u16) -> Register {
     if r.is_xmm() {
         return reg(Register::XMM0 as usize + rng.below(16) as usize);
     }
+    if r.is_ymm() {
+        return reg(Register::YMM0 as usize + rng.below(16) as usize);
+    }
     if r.is_mm() {
         return reg(Register::MM0 as usize + rng.below(8) as usize);
     }
@@ -184,7 +187,7 @@ fn fixup_regs(i: &Instruction) -> u16 {
         Cmpxchg8b | Cmpxchg16b => m |= bit(0) | bit(2),
         Xlatb => m |= bit(0) | bit(3),
         Enter | Leave => m |= bit(5),
-        Maskmovq | Maskmovdqu => m |= bit(7),
+        Maskmovq | Maskmovdqu | Vmaskmovdqu => m |= bit(7),
         x if is_bit_test(x) => m |= opreg(1),
         x if is_bit_scan(x) => m |= opreg(1),
         _ => {}
@@ -764,7 +767,7 @@ fn base_state(family: Family, rng: &mut Rng, lay: &Layout) -> State {
                 fx.set_mxcsr(mxcsr(rng));
             }
         }
-        Family::Sse => {
+        Family::Sse | Family::Avx => {
             x87_state(&mut fx, rng, 2);
             fx.set_mxcsr(mxcsr(rng));
         }
@@ -778,10 +781,17 @@ fn base_state(family: Family, rng: &mut Rng, lay: &Layout) -> State {
     for k in 0..16 {
         fx.set_xmm(k, xmm_value(rng));
     }
+    // Upper halves for every family: legacy SSE forms must leave them alone.
+    let ymmh = if crate::native::host_avx() {
+        std::array::from_fn(|_| xmm_value(rng))
+    } else {
+        [0; 16]
+    };
     State {
         gpr,
         rflags,
         fx,
+        ymmh,
         mem,
     }
 }
@@ -938,7 +948,7 @@ fn fixups(
                 &v.to_le_bytes()[..if m == Popf { 2 } else { 8 }],
             );
         }
-        Maskmovq | Maskmovdqu => st.gpr[7] = lay.data() + rng.range(0x100, 0xe00),
+        Maskmovq | Maskmovdqu | Vmaskmovdqu => st.gpr[7] = lay.data() + rng.range(0x100, 0xe00),
         x if is_bit_test(x) => {
             if let (Some(r), true) = (op_reg(1), a.is_some()) {
                 set_reg(&mut st.gpr, r, (rng.below(512) as i64 - 256) as u64);
@@ -1260,7 +1270,8 @@ pub fn make(form: &Form, rng: &mut Rng, lay: &Layout) -> Option<Case> {
     });
     let m = decoded.mnemonic();
     let mut ignore_gpr = 0u16;
-    if is_bit_scan(m) && m != Mnemonic::Popcnt {
+    let scans_as_bsf = matches!(m, Mnemonic::Bsf | Mnemonic::Bsr) || native_body.is_some();
+    if is_bit_scan(m) && m != Mnemonic::Popcnt && scans_as_bsf {
         let src = match decoded.op1_kind() {
             OpKind::Register => get_reg(&st.gpr, decoded.op1_register()),
             _ => a.map_or(1, |a| le(&peek(&st, lay, a, decoded.memory_size().size()))),

@@ -198,6 +198,18 @@ pub fn compare(case: &Case, lay: &Layout, n: &Outcome, e: &Outcome) -> Vec<Strin
             d.push(format!("xmm{k}: native {a:#034x} engine {b:#034x}"));
         }
     }
+    for k in 0..16 {
+        let (a, b) = (n.ymmh[k], e.ymmh[k]);
+        let same = match case.approx {
+            Approx::F32Estimate => close_f32_lanes(a, b),
+            _ => a == b,
+        };
+        if !same {
+            d.push(format!(
+                "ymm{k} upper half: native {a:#034x} engine {b:#034x}"
+            ));
+        }
+    }
     d
 }
 
@@ -250,13 +262,18 @@ pub fn describe(form: &Form, case: &Case, lay: &Layout, diffs: &[String]) -> Str
     );
     if matches!(
         form.family,
-        crate::catalog::Family::X87 | crate::catalog::Family::Sse
+        crate::catalog::Family::X87 | crate::catalog::Family::Sse | crate::catalog::Family::Avx
     ) {
         for k in 0..8 {
             s += &format!("\n    st{k}={}", f80_text(&fx.st(k)));
         }
         for k in 0..16 {
             s += &format!("\n    xmm{k}={:#034x}", fx.xmm(k));
+        }
+    }
+    if form.family == crate::catalog::Family::Avx {
+        for k in 0..16 {
+            s += &format!("\n    ymm{k}[255:128]={:#034x}", st.ymmh[k]);
         }
     }
     s += "\n  differences:";

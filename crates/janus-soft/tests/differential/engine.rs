@@ -151,6 +151,13 @@ impl Engine {
         r.flags
             .load((st.rflags & TESTED_FLAGS) | janus_soft::flags::IF | 2);
         fx_to_fpu(&st.fx, &mut r.fpu);
+        r.fpu.ymm_hi = st.ymmh;
+        // As the host's kernel sets it up for user code: XSAVE on, x87/SSE/AVX state enabled
+        // (where the engine's level has them).
+        if janus_soft::cpuid::Isa::from_cpuid(&self.cpuid).xsave() {
+            r.cr4 |= janus_soft::exec::system::CR4_OSXSAVE;
+            r.xcr0 = janus_soft::cpuid::XCR0_V3;
+        }
         let cpu = Cpu::new(
             r,
             PhysMem::new(&m.mem),
@@ -177,6 +184,11 @@ impl Engine {
             gpr: regs.gpr,
             rflags: regs.flags.get(),
             fx: fpu_to_fx(&regs.fpu),
+            ymmh: if crate::native::host_avx() {
+                regs.fpu.ymm_hi
+            } else {
+                [0; 16]
+            },
             mem: m.read(lay.data(), CMP_LEN),
         };
         match end {

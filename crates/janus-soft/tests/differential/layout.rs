@@ -37,6 +37,9 @@ pub mod ctrl {
     pub const HOST_FX: u64 = 0x200;
     pub const IN_FX: u64 = 0x400;
     pub const OUT_FX: u64 = 0x600;
+    /// Upper halves of YMM0-15 in and out (hosts with AVX).
+    pub const IN_YMMH: u64 = 0x800;
+    pub const OUT_YMMH: u64 = 0x900;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -79,15 +82,15 @@ impl Layout {
     }
     /// Native harness: where a faulting run resumes.
     pub fn recover(&self) -> u64 {
-        self.code() + 0x200
+        self.code() + 0x280
     }
     /// Native harness: saves the results (the body ends with a jump here).
     pub fn epilogue(&self) -> u64 {
-        self.code() + 0x300
+        self.code() + 0x400
     }
     /// Where bodies usually start (the same address natively and in the guest).
     pub fn body(&self) -> u64 {
-        self.code() + 0x400
+        self.code() + 0x600
     }
     /// The end of the code page; the page after it is unmapped on both sides, so an
     /// instruction placed across the end faults on fetch.
@@ -95,5 +98,5 @@ impl Layout {
         self.code() + CODE_MAP_LEN as u64
     }
     /// Room for bodies: from `body()` to `code_end()`.
-    pub const BODY_MAX: usize = 0xc00;
+    pub const BODY_MAX: usize = 0xa00;
 }

@@ -23,6 +23,7 @@ pub struct Outcome {
     pub gpr: [u64; 16],
     pub rflags: u64,
     pub fx: Fx,
+    pub ymmh: [u128; 16],
     pub mem: Vec<u8>,
 }
 
@@ -240,13 +241,34 @@ fn load(r: Register, addr: u64) -> Instruction {
     Instruction::with2(Code::Mov_r64_rm64, r, abs(addr)).expect("mov r64, [abs]")
 }
 
+/// YMM0..YMM15.
+fn ymm(n: usize) -> Register {
+    crate::catalog::reg(Register::YMM0 as usize + n)
+}
+
+/// The host runs AVX: the harness moves the YMM upper halves in and out too.
+pub fn host_avx() -> bool {
+    std::arch::is_x86_feature_detected!("avx")
+}
+
 /// Restores the host stack and FPU state, then returns to the Rust caller.
 fn leave_sequence(c: u64) -> Vec<Instruction> {
-    let mut v = vec![
+    let mut v = Vec::new();
+    if host_avx() {
+        for n in 0..16 {
+            let m = abs(c + ctrl::OUT_YMMH + 16 * n as u64);
+            v.push(
+                Instruction::with3(Code::VEX_Vextractf128_xmmm128_ymm_imm8, m, ymm(n), 1)
+                    .expect("vextractf128"),
+            );
+        }
+        v.push(Instruction::with(Code::VEX_Vzeroupper));
+    }
+    v.extend([
         i1(Code::Fxsave64_m512byte, abs(c + ctrl::OUT_FX)),
         i1(Code::Fxrstor64_m512byte, abs(c + ctrl::HOST_FX)),
         Instruction::with(Code::Cld),
-    ];
+    ]);
     for r in SAVED.iter().rev() {
         v.push(i1(Code::Pop_r64, *r));
     }
@@ -303,6 +325,21 @@ impl Native {
         pro.push(store(c + ctrl::HOST_RSP, Register::RSP));
         pro.push(i1(Code::Fxsave64_m512byte, abs(c + ctrl::HOST_FX)));
         pro.push(i1(Code::Fxrstor64_m512byte, abs(c + ctrl::IN_FX)));
+        if host_avx() {
+            for n in 0..16 {
+                let m = abs(c + ctrl::IN_YMMH + 16 * n as u64);
+                pro.push(
+                    Instruction::with4(
+                        Code::VEX_Vinsertf128_ymm_ymm_xmmm128_imm8,
+                        ymm(n),
+                        ymm(n),
+                        m,
+                        1,
+                    )
+                    .expect("vinsertf128"),
+                );
+            }
+        }
         // Flags through the host stack, so the test stack is not touched.
         pro.push(i1(Code::Push_rm64, abs(c + ctrl::IN_FLAGS)));
         pro.push(Instruction::with(Code::Popfq));
@@ -383,6 +420,9 @@ impl Native {
         self.write_u64(c + ctrl::IN_FLAGS, (st.rflags & TESTED_FLAGS) | 0x202);
         self.write_u64(c + ctrl::FAULTED, 0);
         self.write(c + ctrl::IN_FX, &st.fx.0);
+        for (n, v) in st.ymmh.iter().enumerate() {
+            self.write(c + ctrl::IN_YMMH + 16 * n as u64, &v.to_le_bytes());
+        }
         self.write_u64(c + ctrl::BODY_PTR, at);
         let mut code = vec![0xf4u8; Layout::BODY_MAX];
         let end = at + body.len() as u64;
@@ -411,6 +451,14 @@ impl Native {
         }
         let mut fx = Fx([0; 512]);
         self.read(c + ctrl::OUT_FX, &mut fx.0);
+        let mut ymmh = [0u128; 16];
+        if host_avx() {
+            for (n, v) in ymmh.iter_mut().enumerate() {
+                let mut b = [0u8; 16];
+                self.read(c + ctrl::OUT_YMMH + 16 * n as u64, &mut b);
+                *v = u128::from_le_bytes(b);
+            }
+        }
         let mut mem = vec![0u8; CMP_LEN];
         self.read(lay.data(), &mut mem);
         let faulted = self.read_u64(c + ctrl::FAULTED) != 0;
@@ -432,6 +480,7 @@ impl Native {
             gpr,
             rflags: self.read_u64(c + ctrl::OUT_FLAGS),
             fx,
+            ymmh,
             mem,
         }
     }

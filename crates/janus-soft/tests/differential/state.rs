@@ -88,6 +88,8 @@ pub struct State {
     /// Arithmetic flags and DF (the rest is fixed by each side: bit 1, IF).
     pub rflags: u64,
     pub fx: Fx,
+    /// Bits 128..256 of YMM0-15.
+    pub ymmh: [u128; 16],
     /// The compared area: data buffer then stack area.
     pub mem: Vec<u8>,
 }

@@ -3,18 +3,21 @@
 //! Floating point runs on the host's SSE unit (`host`), so results and exception flags are
 //! bit-exact with hardware; `float` applies the guest's MXCSR around it. Integer SIMD, moves
 //! and shuffles are plain Rust (`int`, `moves`). MMX registers live in the x87 register file
-//! (`operand::mm_get`/`mm_put`). SSE3, SSSE3, SSE4.1 and SSE4.2 run as themselves on the host
-//! (`stub`); VEX forms fall through to #UD.
+//! (`operand::mm_get`/`mm_put`). SSE3 to SSE4.2 and the `v3` level's AVX, AVX2, FMA, F16C and
+//! bit-manipulation instructions run as themselves on the host (`stub`), gathers and masked
+//! moves element by element (`masked`); the AVX state is in `xsave`.
 
 mod float;
 mod host;
 mod int;
+mod masked;
 mod moves;
 mod operand;
 mod state;
 mod stub;
 #[cfg(test)]
 mod tests;
+mod xsave;
 
 use super::{data, Handler, Insn};
 use iced_x86::{Mnemonic, OpKind};
@@ -33,11 +36,15 @@ pub fn handler(insn: &mut Insn) -> Option<Handler> {
         .or_else(|| float_handler(insn))
         .or_else(|| int_handler(insn))
         .or_else(|| state_handler(insn))
+        .or_else(|| masked::handler(insn))
         .or_else(|| stub::handler(insn))
 }
 
 pub use operand::must_align;
+pub use stub::general_purpose as runs_on_host_as_integer;
 pub use stub::prepare as prepare_host_stubs;
+pub use stub::{is_vex_vector, vex_alignment};
+pub use xsave::xsave_size;
 
 /// Whether the translator may run `insn` as itself on the host, with the guest's XMM
 /// registers in the host's: `Some(true)` for floating point, which must run under the guest's
@@ -50,7 +57,7 @@ pub fn host_kind(insn: &Insn) -> Option<bool> {
         return None;
     }
     match insn.i.mnemonic() {
-        Maskmovq | Maskmovdqu | Movnti | Movq2dq | Movdq2q => None,
+        Maskmovq | Maskmovdqu | Vmaskmovdqu | Movnti | Movq2dq | Movdq2q => None,
         _ if float_handler(insn).is_some() => Some(true),
         _ if move_handler(insn).is_some() || int_handler(insn).is_some() => Some(false),
         _ if stub::covers(&insn.i) => Some(stub::is_float(&insn.i)),
@@ -72,7 +79,7 @@ fn move_handler(insn: &Insn) -> Option<Handler> {
         Movhlps => mov::<{ kind::LOW_FROM_HIGH }>,
         // An integer store with a non-temporal hint: no SSE state, no SSE checks.
         Movnti => data::mov,
-        Maskmovq | Maskmovdqu => moves::maskmov,
+        Maskmovq | Maskmovdqu | Vmaskmovdqu => moves::maskmov,
         Movmskps => int2::<{ op::MOVMSKPS }>,
         Movmskpd => int2::<{ op::MOVMSKPD }>,
         Pmovmskb => int2::<{ op::PMOVMSKB }>,
@@ -229,11 +236,17 @@ fn int_handler(insn: &Insn) -> Option<Handler> {
 fn state_handler(insn: &Insn) -> Option<Handler> {
     use Mnemonic::*;
     Some(match insn.i.mnemonic() {
-        Ldmxcsr => state::ldmxcsr,
-        Stmxcsr => state::stmxcsr,
+        Ldmxcsr | Vldmxcsr => state::ldmxcsr,
+        Stmxcsr | Vstmxcsr => state::stmxcsr,
         Fxsave | Fxsave64 => state::fxsave,
         Fxrstor | Fxrstor64 => state::fxrstor,
         Emms => state::emms,
+        Xsave | Xsave64 | Xsaveopt | Xsaveopt64 => xsave::xsave,
+        Xrstor | Xrstor64 => xsave::xrstor,
+        Xgetbv => xsave::xgetbv,
+        Xsetbv => xsave::xsetbv,
+        Vzeroupper => xsave::vzeroupper,
+        Vzeroall => xsave::vzeroall,
         _ => return None,
     })
 }

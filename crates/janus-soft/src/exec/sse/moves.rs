@@ -62,7 +62,13 @@ pub fn mov<const K: u8>(cpu: &mut Cpu, insn: &Insn) -> Step {
 /// write; this probes the whole range once any byte is selected, so a fault leaves memory
 /// untouched.
 pub fn maskmov(cpu: &mut Cpu, insn: &Insn) -> Step {
-    let mmx = prologue(cpu, insn, false)?;
+    let mmx = if insn.i.code().encoding() == iced_x86::EncodingKind::VEX {
+        // VMASKMOVDQU: the AVX checks.
+        super::xsave::avx_check(cpu)?;
+        false
+    } else {
+        prologue(cpu, insn, false)?
+    };
     let n = if mmx { 8 } else { 16 };
     let data = read(cpu, insn, 1)?;
     let mask = read(cpu, insn, 2)?;

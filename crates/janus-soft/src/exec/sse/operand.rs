@@ -132,9 +132,10 @@ pub fn must_align(insn: &Insn, size: usize) -> bool {
         )
 }
 
-/// #GP(0) unless the linear address of `seg:off` is 16-byte aligned (segment checks first,
-/// except in 64-bit mode).
+/// #GP(0) unless the linear address of `seg:off` is aligned to `size` (16 or 32; segment
+/// checks first, except in 64-bit mode).
 pub fn check_align(cpu: &Cpu, seg: usize, off: u64, size: u32, acc: Acc) -> Result<(), Stop> {
+    let mask = size as u64 - 1;
     if cpu.long64 {
         // In 64-bit mode a misaligned operand raises #GP(0) even when its address is also
         // non-canonical on the stack (#SS): the order the differential suite measures on the
@@ -144,12 +145,12 @@ pub fn check_align(cpu: &Cpu, seg: usize, off: u64, size: u32, acc: Acc) -> Resu
         } else {
             0
         };
-        if base.wrapping_add(off) & 15 != 0 {
+        if base.wrapping_add(off) & mask != 0 {
             return Err(Fault::gp(0).into());
         }
     }
     let lin = cpu.linear(seg, off, size, acc)?;
-    if lin & 15 != 0 {
+    if lin & mask != 0 {
         return Err(Fault::gp(0).into());
     }
     Ok(())

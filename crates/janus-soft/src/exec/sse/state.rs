@@ -9,8 +9,17 @@ use crate::mmu::Acc;
 use iced_x86::Mnemonic;
 use janus_engine::cpu::bits;
 
+/// The checks of LDMXCSR/STMXCSR, or of their VEX forms.
+fn mxcsr_check(cpu: &Cpu, insn: &Insn) -> Result<(), Stop> {
+    if insn.i.code().encoding() == iced_x86::EncodingKind::VEX {
+        super::xsave::avx_check(cpu)
+    } else {
+        check(cpu, true, false)
+    }
+}
+
 pub fn ldmxcsr(cpu: &mut Cpu, insn: &Insn) -> Step {
-    check(cpu, true, false)?;
+    mxcsr_check(cpu, insn)?;
     let v = read(cpu, insn, 0)? as u32;
     if v & !MXCSR_MASK != 0 {
         return Err(Fault::gp(0).into());
@@ -20,7 +29,7 @@ pub fn ldmxcsr(cpu: &mut Cpu, insn: &Insn) -> Step {
 }
 
 pub fn stmxcsr(cpu: &mut Cpu, insn: &Insn) -> Step {
-    check(cpu, true, false)?;
+    mxcsr_check(cpu, insn)?;
     let v = cpu.r.fpu.mxcsr;
     write(cpu, insn, 0, v as u128)?;
     Ok(Flow::Next)
