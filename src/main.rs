@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("janus: {}", cli::one_line(&e));
-            return ExitCode::from(2);
+            return ExitCode::from(janus_vmm::exit_status::USAGE);
         }
     };
     tracing_subscriber::fmt()
@@ -44,10 +44,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("janus: {e}");
-            ExitCode::from(match e {
-                VmmError::Config(_) => 2,
-                _ => 1,
-            })
+            ExitCode::from(janus_vmm::exit_status::of_error(&e))
         }
     }
 }
@@ -67,6 +64,10 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
         net: args.net.as_deref().map(config::parse_net).transpose()?,
     };
+    // From here on every thread the VMM starts has the stop signals blocked; one thread takes
+    // them (`signals::watch`).
+    janus_vmm::signals::block()
+        .map_err(|e| VmmError::Host(format!("cannot block signals: {e}")))?;
     let mut machine = Machine::build(&config, ConsoleOut::new(Box::new(std::io::stdout())))?;
     let sel = &machine.selection;
     eprintln!(
@@ -83,12 +84,22 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         eprintln!("janus: note: {note}");
     }
     let raw = terminal::RawMode::enable();
+    let restore = raw.as_ref().map(|r| r.restorer());
+    janus_vmm::signals::watch(machine.control(), move || {
+        if let Some(r) = &restore {
+            r();
+        }
+    })
+    .map_err(|e| VmmError::Host(format!("cannot start the signal thread: {e}")))?;
     if raw.is_some() {
         eprintln!("janus: console attached; Ctrl-A x stops the VM\r");
     }
     janus_vmm::stdin::forward(machine.console_input(), machine.control());
     let report = machine.run();
     drop(raw);
+    if let Err(e) = machine.flush_disks() {
+        eprintln!("janus: flushing the disk failed: {e}");
+    }
     let kinds: Vec<String> = report
         .exits
         .nonzero()
@@ -167,7 +178,7 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
             eprintln!("janus: vcpu state: {state}");
         }
     }
-    Ok(ExitCode::from(report.outcome.exit_code() as u8))
+    Ok(ExitCode::from(report.outcome.exit_code()))
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode, VmmError> {

@@ -35,6 +35,18 @@ impl RawMode {
     }
 }
 
+impl RawMode {
+    /// Puts the terminal back, from any thread (for an exit that does not unwind to the
+    /// guard's drop).
+    pub fn restorer(&self) -> impl Fn() + Send + 'static {
+        let (fd, saved) = (self.fd, self.saved);
+        move || {
+            // SAFETY: restores settings read from this terminal in `enable`.
+            unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        }
+    }
+}
+
 impl Drop for RawMode {
     fn drop(&mut self) {
         // SAFETY: restores the settings read from this terminal in `enable`.

@@ -215,3 +215,66 @@ fn kernel_and_initramfs_that_are_not_regular_files_or_too_big() {
     assert_one_line_error(&o, "is 21474836480 bytes, more than the guest's");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A disk image another process has open (here QEMU, which locks its images) is refused with
+/// a one-line error, unless `locking=off`.
+#[test]
+fn a_disk_in_use_elsewhere_is_refused() {
+    use std::process::{Command, Stdio};
+    let qemu = "qemu-system-x86_64";
+    if Command::new(qemu).arg("--version").output().is_err() {
+        eprintln!("skipped: {qemu} is not installed (the README's test command installs it)");
+        return;
+    }
+    let img = common::temp_file("locked.img", &[0u8; 1 << 20]);
+    let mut holder = Command::new(qemu)
+        .args([
+            "-M",
+            "pc",
+            "-accel",
+            "tcg",
+            "-S",
+            "-display",
+            "none",
+            "-nodefaults",
+        ])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=ide", img.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start qemu");
+    // QEMU takes its locks while it starts: wait until /proc/locks shows one on the image.
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&img).expect("image").ino();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            l.split_whitespace()
+                .nth(5)
+                .is_some_and(|id| id.ends_with(&format!(":{ino}")))
+        })
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "QEMU did not lock the image"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let spec = format!("path={}", img.display());
+    let o = janus(&["run", "--engine", "soft", "--disk", &spec]);
+    let off = janus(&[
+        "run",
+        "--engine",
+        "soft",
+        "--disk",
+        &format!("{spec},locking=off"),
+    ]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_one_line_error(&o, "is in use");
+    assert!(off.status.success(), "locking=off: {}", stderr(&off));
+}

@@ -94,12 +94,14 @@ pub fn guest(name: &str, code: &[u8]) -> PathBuf {
     )
 }
 
-/// Asserts a failure was reported as one line, without a panic or backtrace.
+/// Asserts a failure was reported as one line, without a panic or backtrace, with the exit
+/// status of a usage error (2: bad command line or input).
 pub fn assert_one_line_error(o: &Output, needle: &str) {
     let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, got success; stderr: {err}"
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "expected the usage-error status; stderr: {err}"
     );
     assert!(!err.contains("panicked"), "panic: {err}");
     let lines: Vec<&str> = err.lines().collect();

@@ -12,6 +12,8 @@ pub enum StopRequest {
     Reset { via: &'static str },
     /// The user asked the VMM to stop the VM (the console escape).
     Quit { via: &'static str },
+    /// A signal asked the VMM to stop (SIGINT, SIGTERM, SIGHUP).
+    Signal { signo: i32, name: &'static str },
 }
 
 /// Shared between devices and the run loop. The first request wins.

@@ -19,6 +19,8 @@ pub enum DiskError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("disk {path} is in use: another process holds a {held} lock on it (QEMU and other Janus processes lock the images they open; --disk ...,locking=off skips the check)")]
+    Locked { path: PathBuf, held: &'static str },
     #[error("disk {path} is not a regular file or block device")]
     NotAFile { path: PathBuf },
 }
@@ -38,14 +40,65 @@ pub struct DiskImage {
 /// Size of the built-in test image.
 pub const TEST_IMAGE_BYTES: usize = 2 << 20;
 
+/// Locks the whole of `file` with an open file description lock (F_OFD_SETLK, as QEMU does):
+/// shared for a read-only disk, exclusive for a writable one. Another process's lock on any
+/// byte of the file (QEMU locks single bytes) makes it fail.
+fn lock_file(file: &File, path: &Path, exclusive: bool) -> Result<(), DiskError> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: an all-zero flock is a valid value; the fields are then set.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if exclusive {
+        libc::F_WRLCK
+    } else {
+        libc::F_RDLCK
+    } as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    // SAFETY: `file` is open; `fl` is a valid flock describing the whole file (l_len 0).
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
+        return Err(DiskError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        });
+    }
+    // Which kind of lock is in the way: ask for a write lock's conflict.
+    fl.l_type = libc::F_WRLCK as i16;
+    // SAFETY: as above; F_OFD_GETLK only fills `fl`.
+    let held = if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } == 0
+        && fl.l_type == libc::F_RDLCK as i16
+    {
+        "read"
+    } else {
+        "write"
+    };
+    Err(DiskError::Locked {
+        path: path.to_path_buf(),
+        held,
+    })
+}
+
 impl DiskImage {
-    /// Opens a raw image file, for writing too where the host allows it.
+    /// Opens a raw image file, for writing too where the host allows it, and locks it.
     pub fn open(path: &Path) -> Result<DiskImage, DiskError> {
+        DiskImage::open_with(path, false, true)
+    }
+
+    /// Opens a raw image file: read-only if `read_only` (or if the host allows no writes),
+    /// locked (shared when read-only, exclusive otherwise) if `locking`.
+    pub fn open_with(path: &Path, read_only: bool, locking: bool) -> Result<DiskImage, DiskError> {
         let open_err = |source| DiskError::Open {
             path: path.to_path_buf(),
             source,
         };
-        let (file, read_only) = match OpenOptions::new().read(true).write(true).open(path) {
+        let writable = if read_only {
+            Err(std::io::Error::from(ErrorKind::PermissionDenied))
+        } else {
+            OpenOptions::new().read(true).write(true).open(path)
+        };
+        let (file, read_only) = match writable {
             Ok(f) => (f, false),
             // Not writable here: serve it read-only. (A directory cannot be opened for writing
             // either; opened for reading, the type check below names the problem.)
@@ -81,6 +134,9 @@ impl DiskImage {
         let mut probe = [0u8; 512];
         let n = probe.len().min(size as usize);
         file.read_exact_at(&mut probe[..n], 0).map_err(open_err)?;
+        if locking {
+            lock_file(&file, path, !read_only)?;
+        }
         Ok(DiskImage {
             backing: Backing::File(file),
             size,
@@ -92,10 +148,7 @@ impl DiskImage {
     /// Opens a raw image file whose writes the device refuses, as a write-protected disk's
     /// (`--disk path=FILE,readonly=on`).
     pub fn open_read_only(path: &Path) -> Result<DiskImage, DiskError> {
-        Ok(DiskImage {
-            read_only: true,
-            ..DiskImage::open(path)?
-        })
+        DiskImage::open_with(path, true, true)
     }
 
     /// The built-in test image: a position-dependent pattern (see `janus_abi::demo`); read-only.
@@ -239,6 +292,7 @@ mod tests {
             &[7, 7, 7, 7, 9, 9, 9, 9]
         );
         assert!(d.write_at(1021, &[9; 4]).is_err(), "the image never grows");
+        drop(d);
         let ro = DiskImage::open_read_only(&path).unwrap();
         assert!(ro.read_only());
         assert!(ro.write_at(0, &[0]).is_err());
@@ -252,5 +306,29 @@ mod tests {
             Err(DiskError::NotAFile { .. }) | Err(DiskError::Open { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn images_are_locked_like_qemu_does() {
+        let path = std::env::temp_dir().join(format!("janus-lock-{}.img", std::process::id()));
+        std::fs::write(&path, [0u8; 1024]).unwrap();
+        let d = DiskImage::open(&path).unwrap();
+        // A writer excludes everyone else; readers share.
+        let e = DiskImage::open(&path).err().expect("second writer refused");
+        assert!(e.to_string().contains("in use"), "{e}");
+        assert!(DiskImage::open_read_only(&path).is_err());
+        assert!(
+            DiskImage::open_with(&path, false, false).is_ok(),
+            "locking=off"
+        );
+        drop(d);
+        let r1 = DiskImage::open_read_only(&path).unwrap();
+        let _r2 = DiskImage::open_read_only(&path).unwrap();
+        let e = DiskImage::open(&path)
+            .err()
+            .expect("writer refused while read");
+        assert!(e.to_string().contains("read lock"), "{e}");
+        drop(r1);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -73,6 +73,8 @@ pub struct DiskConfig {
     pub path: PathBuf,
     /// The guest may not write it.
     pub read_only: bool,
+    /// Lock the image (shared when read-only), as QEMU does; `locking=off` skips it.
+    pub locking: bool,
 }
 
 /// `--net`: a host TAP interface and the guest's MAC address on it.
@@ -199,16 +201,22 @@ fn switch(option: &str, key: &str, v: &str) -> Result<bool> {
 pub fn parse_disk(spec: &str) -> Result<DiskConfig> {
     let mut path = None;
     let mut read_only = false;
-    for (k, v) in options("--disk", spec, "path", &["path", "readonly"])? {
+    let mut locking = true;
+    for (k, v) in options("--disk", spec, "path", &["path", "readonly", "locking"])? {
         match k {
             "readonly" => read_only = switch("--disk", k, v)?,
+            "locking" => locking = switch("--disk", k, v)?,
             _ => path = Some(PathBuf::from(v)),
         }
     }
     let path = path
         .filter(|p| !p.as_os_str().is_empty())
         .ok_or_else(|| VmmError::Config("--disk: no path given (use --disk path=FILE)".into()))?;
-    Ok(DiskConfig { path, read_only })
+    Ok(DiskConfig {
+        path,
+        read_only,
+        locking,
+    })
 }
 
 /// Parses a MAC address like `52:54:00:12:34:56`; it must be a unicast address.

@@ -318,6 +318,7 @@ fn run_mode(opts: &DemoOptions, mode: Mode, refs: &References) -> Result<(Select
         disk: opts.disk.clone().map(|path| crate::config::DiskConfig {
             path,
             read_only: true,
+            locking: true,
         }),
         ..Default::default()
     };

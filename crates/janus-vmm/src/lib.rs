@@ -12,11 +12,13 @@ pub mod bench_suite;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod exit_status;
 pub mod machine;
 pub mod memory;
 pub mod netns;
 pub mod policy;
 pub mod run_loop;
+pub mod signals;
 pub mod stdin;
 pub mod timers;
 pub mod virtio;
@@ -42,6 +44,9 @@ pub enum VmmError {
     Bus(#[from] janus_devices::BusError),
     #[error("guest memory: {0}")]
     Memory(String),
+    /// The host refused something the VMM needs (a thread, a signal mask).
+    #[error("{0}")]
+    Host(String),
 }
 
 pub type Result<T> = std::result::Result<T, VmmError>;

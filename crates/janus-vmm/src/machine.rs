@@ -60,6 +60,8 @@ pub struct Machine {
     chip: Option<Arc<PcIrqChip>>,
     /// The para-virtual devices (para mode).
     virtio: Option<VirtioDevices>,
+    /// The `--disk` image, flushed when the VM stops.
+    disk: Option<Arc<DiskImage>>,
     /// Host input goes to the virtio console (the guest's console is hvc0).
     stdin_to_virtio: bool,
     // Kept alive for the vCPU and devices; the timer threads stop when dropped.
@@ -202,8 +204,11 @@ impl Machine {
             None => None,
         };
         let disk = match &config.disk {
-            Some(d) if d.read_only => Some(Arc::new(DiskImage::open_read_only(&d.path)?)),
-            Some(d) => Some(Arc::new(DiskImage::open(&d.path)?)),
+            Some(d) => Some(Arc::new(DiskImage::open_with(
+                &d.path,
+                d.read_only,
+                d.locking,
+            )?)),
             None => None,
         };
         // The same TAP interface in both modes, so a bad --net fails alike in both.
@@ -349,7 +354,9 @@ impl Machine {
             .map(|b| VirtioDevices::build(b, console.clone(), &*vm, &mem, &mut bus))
             .transpose()?;
         let doorbell = if para.doorbell {
-            let disk = disk.filter(|_| policy.disk_attachment() == DiskAttachment::Paravirtual);
+            let disk = disk
+                .clone()
+                .filter(|_| policy.disk_attachment() == DiskAttachment::Paravirtual);
             let disk = Some(disk.unwrap_or_else(|| Arc::new(DiskImage::test_image())));
             let pvclock = PvClock::new(vcpu.clock(), start);
             let d = Arc::new(Mutex::new(Doorbell::new(
@@ -391,6 +398,7 @@ impl Machine {
             kvmclock,
             chip,
             virtio,
+            disk: disk.clone(),
             stdin_to_virtio: console_is_hvc(&config.cmdline),
             _timers: timers,
             _apic_timer: apic_timer,
@@ -426,6 +434,14 @@ impl Machine {
     }
 
     /// Where stop requests go (devices, the console escape).
+    /// Puts what the guest wrote to its disk on stable storage (however the VM stopped).
+    pub fn flush_disks(&self) -> std::io::Result<()> {
+        match &self.disk {
+            Some(d) => d.flush(),
+            None => Ok(()),
+        }
+    }
+
     pub fn control(&self) -> Arc<VmControl> {
         self.control.clone()
     }

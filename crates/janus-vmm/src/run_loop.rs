@@ -43,18 +43,18 @@ pub enum Outcome {
     Quit {
         via: &'static str,
     },
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the VM.
+    Signal {
+        signo: i32,
+        name: &'static str,
+    },
     Fault(Fault),
 }
 
 impl Outcome {
-    /// Exit status for the `janus` process: the guest's poweroff code, 0 for a reset, 1 for a
-    /// fault.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::Poweroff { code, .. } => (*code).min(255) as i32,
-            Outcome::Reset { .. } | Outcome::Quit { .. } => 0,
-            Outcome::Fault(_) => 1,
-        }
+    /// Exit status for the `janus` process (see [`crate::exit_status`]).
+    pub fn exit_code(&self) -> u8 {
+        crate::exit_status::of_outcome(self)
     }
 }
 
@@ -67,6 +67,7 @@ impl fmt::Display for Outcome {
             }
             Outcome::Reset { via } => write!(f, "guest reset the machine ({via})"),
             Outcome::Quit { via } => write!(f, "stopped by the user ({via})"),
+            Outcome::Signal { name, .. } => write!(f, "stopped by {name}"),
             Outcome::Fault(fault) => write!(f, "VM stopped: {fault}"),
         }
     }
@@ -267,6 +268,9 @@ impl Machine {
                     }
                     Some(StopRequest::Reset { via }) => break Outcome::Reset { via },
                     Some(StopRequest::Quit { via }) => break Outcome::Quit { via },
+                    Some(StopRequest::Signal { signo, name }) => {
+                        break Outcome::Signal { signo, name }
+                    }
                     None => {}
                 }
             }
