@@ -1,6 +1,6 @@
 //! SIGTERM, SIGINT and SIGHUP stop `janus run` the documented way: the VM stops, the final
 //! report is printed, and the exit status is 128 + the signal's number. A second signal
-//! exits at once.
+//! exits at once. While the guest runs, no mapping of the VMM is writable and executable.
 //!
 //! The guest is the Linux test guest (`scripts/guest-assets.sh`), sleeping; see
 //! `common/linux.rs` for what happens without it.
@@ -39,6 +39,21 @@ fn stop_with(sig: i32, twice: bool) -> (Option<i32>, String) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // W^X: with the guest booted (the translator and the host stubs in use), no mapping of
+    // the VMM is writable and executable at once.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap_or_default();
+    let rwx: Vec<&str> = maps
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("rwx"))
+        })
+        .collect();
+    assert!(
+        !maps.is_empty() && rwx.is_empty(),
+        "writable and executable: {rwx:?}"
+    );
     // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
     unsafe { libc::kill(child.id() as i32, sig) };
     if twice {

@@ -210,8 +210,8 @@ impl Jit {
         let rel = (target as i64 - site as i64) as i32;
         // SAFETY: `site` came from a translation in this buffer (checked above), where the four
         // bytes before it are the rel32 of a `jmp`; nothing runs translated code while the
-        // dispatcher patches it, and x86 keeps instruction fetch coherent with the store.
-        unsafe { std::ptr::write_unaligned((site - 4) as *mut i32, rel) };
+        // dispatcher patches it.
+        unsafe { self.buf.patch_i32(site - 4, rel) };
         self.stats.chained += 1;
     }
 

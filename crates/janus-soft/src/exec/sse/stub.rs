@@ -585,60 +585,20 @@ fn install_handlers() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Executable memory for stubs: one memfd mapped writable at one address and executable at
-/// another.
+/// Executable memory for stubs: a [`DualMap`](crate::jit::buffer::DualMap), writable at one
+/// address and executable at another.
 struct Arena {
-    write: *mut u8,
-    exec: *const u8,
-    size: usize,
+    map: crate::jit::buffer::DualMap,
     used: usize,
 }
 
-// SAFETY: the mappings are owned by the arena, written only under the registry's lock, and
-// live as long as the process (stubs are never freed).
-unsafe impl Send for Arena {}
-// SAFETY: as above; shared access only reads `exec`.
-unsafe impl Sync for Arena {}
-
 impl Arena {
     fn new(size: usize) -> std::io::Result<Arena> {
-        let err = std::io::Error::last_os_error;
-        // SAFETY: the name is a NUL-terminated string; the result is checked.
-        let fd = unsafe { libc::memfd_create(c"janus-stubs".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(err());
-        }
-        // SAFETY: `fd` is the memfd just created.
-        if unsafe { libc::ftruncate(fd, size as libc::off_t) } != 0 {
-            let e = err();
-            // SAFETY: `fd` is ours and closed once.
-            unsafe { libc::close(fd) };
-            return Err(e);
-        }
-        let map = |prot| {
-            // SAFETY: a shared mapping of the whole memfd with no address hint; checked.
-            let p =
-                unsafe { libc::mmap(std::ptr::null_mut(), size, prot, libc::MAP_SHARED, fd, 0) };
-            (p != libc::MAP_FAILED).then_some(p)
-        };
-        let w = map(libc::PROT_READ | libc::PROT_WRITE);
-        let x = map(libc::PROT_READ | libc::PROT_EXEC);
-        // SAFETY: the mappings keep the memory; the descriptor is no longer needed.
-        unsafe { libc::close(fd) };
-        match (w, x) {
-            (Some(w), Some(x)) => {
-                EXEC_START.store(x as usize, Ordering::Release);
-                EXEC_END.store(x as usize + size, Ordering::Release);
-                install_handlers()?;
-                Ok(Arena {
-                    write: w.cast(),
-                    exec: x.cast(),
-                    size,
-                    used: 0,
-                })
-            }
-            _ => Err(err()),
-        }
+        let map = crate::jit::buffer::DualMap::new(size, c"janus-stubs")?;
+        EXEC_START.store(map.exec_at(0), Ordering::Release);
+        EXEC_END.store(map.exec_at(size), Ordering::Release);
+        install_handlers()?;
+        Ok(Arena { map, used: 0 })
     }
 
     /// Places the instruction `code` (at most 15 bytes) in a slot of its own: the instruction
@@ -649,20 +609,18 @@ impl Arena {
             return None;
         }
         let start = self.used;
-        if start + SLOT > self.size {
+        if start + SLOT > self.map.size() {
             return None;
         }
         let mut slot = [0xccu8; SLOT];
         slot[..code.len()].copy_from_slice(code);
         slot[code.len()] = 0xc3;
         slot[RECOVER] = 0xc3;
-        // SAFETY: `start + SLOT <= size`: inside the writable mapping; no stub at these bytes
-        // exists yet, so nothing executes them.
-        unsafe {
-            std::ptr::copy_nonoverlapping(slot.as_ptr(), self.write.add(start), SLOT);
-        }
+        // SAFETY: `start + SLOT <= size`: in bounds; no stub at these bytes exists yet, so
+        // nothing executes them.
+        unsafe { self.map.write(start, &slot) };
         self.used = start + SLOT;
-        Some(self.exec as usize + start)
+        Some(self.map.exec_at(start))
     }
 }
 
