@@ -81,6 +81,15 @@ impl From<CpuArg> for CpuModel {
     }
 }
 
+/// What `janus run` does when the guest panics (pvpanic, para mode).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnPanic {
+    /// Report it and exit (status 4).
+    Exit,
+    /// Report it and keep the VM stopped until Ctrl-A x or a signal (then status 4).
+    Pause,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// CPU engine.
@@ -116,6 +125,10 @@ pub struct RunArgs {
     /// Host TAP interface, as tap=NAME[,mac=52:54:00:12:34:56] (virtio-net in para mode).
     #[arg(long)]
     pub net: Option<String>,
+    /// When the guest reports a panic (pvpanic, para mode): exit, or pause until Ctrl-A x or
+    /// a signal.
+    #[arg(long, value_enum, default_value = "exit")]
+    pub on_panic: OnPanic,
 }
 
 #[derive(clap::Args, Debug)]

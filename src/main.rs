@@ -96,6 +96,12 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
     }
     janus_vmm::stdin::forward(machine.console_input(), machine.control());
     let report = machine.run();
+    if report.outcome == janus_vmm::Outcome::Panic && args.on_panic == cli::OnPanic::Pause {
+        eprintln!(
+            "janus: the guest panicked; the VM stays paused (Ctrl-A x or a signal ends it)\r"
+        );
+        machine.wait_while_paused();
+    }
     drop(raw);
     if let Err(e) = machine.flush_disks() {
         eprintln!("janus: flushing the disk failed: {e}");

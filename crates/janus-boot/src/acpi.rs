@@ -319,6 +319,19 @@ pub fn virtio_mmio_aml(devices: &[VirtioMmio]) -> Vec<u8> {
     out
 }
 
+/// AML for QEMU's pvpanic device (`\_SB.PEVT`, `QEMU0001`) at I/O port `port`, which Linux's
+/// `pvpanic-mmio` driver binds to.
+pub fn pvpanic_aml(port: u16) -> Vec<u8> {
+    use aml::{Device, Name, Path, ResourceTemplate, IO};
+    let hid = Name::new("_HID".into(), &"QEMU0001");
+    let io = IO::new(port, port, 1, 1);
+    let crs_value = ResourceTemplate::new(vec![&io]);
+    let crs = Name::new("_CRS".into(), &crs_value);
+    let mut out = Vec::new();
+    Device::new(Path::new("\\_SB_.PEVT"), vec![&hid, &crs]).to_aml_bytes(&mut out);
+    out
+}
+
 /// One `_PRT` entry: PCI `slot`'s interrupt `pin` (0 = INTA#) is wired to `gsi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PciRoute {

@@ -14,6 +14,8 @@ pub enum StopRequest {
     Quit { via: &'static str },
     /// A signal asked the VMM to stop (SIGINT, SIGTERM, SIGHUP).
     Signal { signo: i32, name: &'static str },
+    /// The guest reported a panic (pvpanic).
+    Panic,
 }
 
 /// Shared between devices and the run loop. The first request wins.
@@ -39,6 +41,13 @@ impl VmControl {
     /// Cheap check for the run loop's hot path.
     pub fn pending(&self) -> bool {
         self.pending.load(Ordering::Acquire)
+    }
+
+    /// Forgets the request taken, so that a later one can be made (after a panic, when the VM
+    /// stays paused until the user stops it).
+    pub fn clear(&self) {
+        *self.request.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.pending.store(false, Ordering::Release);
     }
 
     pub fn take(&self) -> Option<StopRequest> {

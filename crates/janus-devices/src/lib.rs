@@ -23,6 +23,7 @@ pub mod pic8259;
 pub mod pit8254;
 pub mod post;
 pub mod pvclock;
+pub mod pvpanic;
 pub mod tap;
 #[cfg(test)]
 mod test_support;

@@ -7,6 +7,7 @@
 //! | 1 | the VM stopped on a guest fault the engine cannot continue from (a report names it); `demo`/`bench` checks failed |
 //! | 2 | bad command line or input: an option value, or a kernel, initramfs, disk or TAP interface that cannot be used (a one-line error) |
 //! | 3 | host failure: KVM, guest memory, threads or devices failed on the host side |
+//! | 4 | the guest panicked (it said so through the pvpanic device, para mode) |
 //! | 32 + N | the guest powered off through the poweroff hypercall with its own code N (1 to 95; higher codes give 127) |
 //! | 128 + N | stopped by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143), after the report |
 
@@ -17,6 +18,7 @@ pub const SUCCESS: u8 = 0;
 pub const GUEST_FAULT: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const HOST: u8 = 3;
+pub const GUEST_PANIC: u8 = 4;
 pub const GUEST_CODE_BASE: u8 = 32;
 pub const SIGNAL_BASE: u8 = 128;
 
@@ -27,6 +29,7 @@ pub fn of_outcome(o: &Outcome) -> u8 {
         Outcome::Poweroff { code, .. } => (GUEST_CODE_BASE as u32 + code).min(127) as u8,
         Outcome::Signal { signo, .. } => SIGNAL_BASE.saturating_add(*signo as u8),
         Outcome::Fault(_) => GUEST_FAULT,
+        Outcome::Panic => GUEST_PANIC,
     }
 }
 
@@ -49,6 +52,7 @@ mod tests {
         assert_eq!(of_outcome(&off(2)), 34);
         assert_eq!(of_outcome(&off(1000)), 127);
         assert_eq!(of_outcome(&Outcome::Reset { via: "test" }), 0);
+        assert_eq!(of_outcome(&Outcome::Panic), 4);
         let sig = |signo| Outcome::Signal {
             signo,
             name: "test",

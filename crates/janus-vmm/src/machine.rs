@@ -23,6 +23,7 @@ use janus_devices::pci::{self, PciBus};
 use janus_devices::pit8254::{self, Pit8254};
 use janus_devices::post::PostCode;
 use janus_devices::pvclock::PvClock;
+use janus_devices::pvpanic::{self, PvPanic};
 use janus_devices::tap::RxThread;
 use janus_devices::tap::Tap;
 use janus_devices::timer::Wakeup;
@@ -240,6 +241,10 @@ impl Machine {
                     let devices = janus_boot::acpi::virtio_mmio_aml(&v.acpi());
                     acpi.dsdt_aml.extend_from_slice(&devices);
                 }
+                if para.pvpanic {
+                    let pvpanic = janus_boot::acpi::pvpanic_aml(pvpanic::PORT);
+                    acpi.dsdt_aml.extend_from_slice(&pvpanic);
+                }
                 let linux = janus_boot::linux::LinuxBoot {
                     kernel: &image,
                     initramfs: initramfs.as_deref(),
@@ -297,6 +302,10 @@ impl Machine {
         let pm = AcpiPm::new(control.clone(), mono());
         bus.insert_pio(pc::PM1A_EVT_BLK, acpi_pm::LEN, "acpi_pm", shared(pm))?;
         bus.insert_pio(pc::POST_CODE, 1, "post", shared(PostCode::new()))?;
+        if para.pvpanic {
+            let d = shared(PvPanic::new(control.clone()));
+            bus.insert_pio(pvpanic::PORT, 1, "pvpanic", d)?;
+        }
         if !vm.in_kernel_devices().pit {
             let mut pit = Pit8254::new(mono());
             pit.connect(vm.irq_line(pc::PIT_IRQ)?, wakeup.clone());
@@ -434,6 +443,18 @@ impl Machine {
     }
 
     /// Where stop requests go (devices, the console escape).
+    /// After a guest panic with `--on-panic pause`: the VM stays stopped until the user asks
+    /// (Ctrl-A x or a signal); returns that request.
+    pub fn wait_while_paused(&self) -> janus_devices::control::StopRequest {
+        self.control.clear();
+        loop {
+            if let Some(r) = self.control.take() {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Puts what the guest wrote to its disk on stable storage (however the VM stopped).
     pub fn flush_disks(&self) -> std::io::Result<()> {
         match &self.disk {

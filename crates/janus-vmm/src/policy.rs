@@ -11,6 +11,7 @@
 //! | disk (`--disk`)          | PIIX IDE primary master (ata_piix) | virtio-blk, and the block-read hypercall |
 //! | network (`--net`)        | Intel 82540EM (e1000) on PCI      | virtio-net                              |
 //! | entropy                  | none                              | virtio-rng                              |
+//! | guest panics             | invisible (as on a PC)            | pvpanic at port 0x505 (ACPI QEMU0001): reported, status 4 |
 //! | how it calls the VMM     | it does not: it touches hardware  | hypercall doorbell ports 0x500.., virtio notify |
 //!
 //! KVM's leaves come from the engine on kvm, where KVM implements what they advertise in the
@@ -48,6 +49,8 @@ pub struct ParaDevices {
     /// Janus implements KVM's para-virtual MSRs (kvmclock, PV EOI) itself, because the engine
     /// has no hypervisor to do it (the soft engine). On kvm, KVM does.
     pub kvm_msrs: bool,
+    /// QEMU's pvpanic device (port 0x505, ACPI QEMU0001): the guest says when it panics.
+    pub pvpanic: bool,
 }
 
 /// Where `--disk` is attached.
@@ -93,6 +96,7 @@ impl ModePolicy {
             doorbell: para,
             virtio: para,
             kvm_msrs: para && engine == EngineKind::Soft,
+            pvpanic: para,
         }
     }
 

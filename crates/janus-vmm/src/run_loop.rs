@@ -43,6 +43,8 @@ pub enum Outcome {
     Quit {
         via: &'static str,
     },
+    /// The guest reported a panic (pvpanic).
+    Panic,
     /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the VM.
     Signal {
         signo: i32,
@@ -68,6 +70,7 @@ impl fmt::Display for Outcome {
             Outcome::Reset { via } => write!(f, "guest reset the machine ({via})"),
             Outcome::Quit { via } => write!(f, "stopped by the user ({via})"),
             Outcome::Signal { name, .. } => write!(f, "stopped by {name}"),
+            Outcome::Panic => write!(f, "guest panicked (pvpanic)"),
             Outcome::Fault(fault) => write!(f, "VM stopped: {fault}"),
         }
     }
@@ -271,6 +274,7 @@ impl Machine {
                     Some(StopRequest::Signal { signo, name }) => {
                         break Outcome::Signal { signo, name }
                     }
+                    Some(StopRequest::Panic) => break Outcome::Panic,
                     None => {}
                 }
             }
