@@ -89,3 +89,28 @@ fn sighup_twice_exits_at_once() {
     let (code, err) = stop_with(libc::SIGHUP, true);
     assert_eq!(code, Some(129), "{err}");
 }
+
+/// A guest spinning with interrupts off makes no exits; the signal still stops it (the soft
+/// engine's vCPU is kicked out of the guest).
+#[test]
+fn a_guest_that_never_exits_still_stops() {
+    // cli; jmp $
+    let image = common::guest("spin", &[0xfa, 0xeb, 0xfe]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(["run", "--engine", "soft", "--kernel"])
+        .arg(&image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run janus");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child, Instant::now() + Duration::from_secs(30));
+    let mut err = String::new();
+    use std::io::Read;
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! Requests from devices to stop the VM (poweroff, reset), seen by the run loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Why a device asks the VM to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub enum StopRequest {
 pub struct VmControl {
     pending: AtomicBool,
     request: Mutex<Option<StopRequest>>,
+    /// Set with each request, so that the vCPU leaves the guest to see it (the engine's
+    /// kick flag, where it has one).
+    kick: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl VmControl {
@@ -35,7 +38,15 @@ impl VmControl {
         if slot.is_none() {
             *slot = Some(req);
             self.pending.store(true, Ordering::Release);
+            if let Some(k) = &*self.kick.lock().unwrap_or_else(|p| p.into_inner()) {
+                k.store(true, Ordering::Release);
+            }
         }
+    }
+
+    /// Makes every request also set `kick` (the vCPU's flag for leaving the guest).
+    pub fn set_kick(&self, kick: Arc<AtomicBool>) {
+        *self.kick.lock().unwrap_or_else(|p| p.into_inner()) = Some(kick);
     }
 
     /// Cheap check for the run loop's hot path.

@@ -207,6 +207,12 @@ pub trait Vcpu: Send {
     /// The guest clock of this vCPU, valid for the life of the VM.
     fn clock(&self) -> Arc<dyn GuestClock>;
 
+    /// A flag another thread sets to make `run` return soon (`VmExit::Interrupted`) even from
+    /// a guest that makes no exits, where the engine has one.
+    fn kick_flag(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        None
+    }
+
     /// Guest instructions retired so far, where the engine counts them.
     fn instructions_retired(&self) -> Option<u64> {
         None

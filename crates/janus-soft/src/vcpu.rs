@@ -7,6 +7,7 @@ use crate::interrupt::Source;
 use crate::jit::{self, Jit, JitStats};
 use crate::Tsc;
 use janus_engine::{CpuState, GuestClock, InterruptController, Result, Vcpu, VmExit};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Guest-physical ranges written behind the CPU's back (device DMA), for invalidating code.
@@ -75,6 +76,10 @@ pub struct SoftVcpu {
     io_buf: Box<[u8; 4096]>,
     halted: bool,
     dma: Arc<DmaLog>,
+    /// Set from another thread to make `run` return (`VmExit::Interrupted`) at the next block
+    /// boundary, even from a guest that never exits; translated code comes back to the
+    /// dispatcher at least every chain budget's worth of instructions.
+    kick: Arc<AtomicBool>,
 }
 
 impl SoftVcpu {
@@ -96,7 +101,13 @@ impl SoftVcpu {
             io_buf: Box::new([0; 4096]),
             halted: false,
             dma,
+            kick: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The flag that makes `run` return at the next block boundary (see `kick`).
+    pub fn kick_flag(&self) -> Arc<AtomicBool> {
+        self.kick.clone()
     }
 
     /// Chooses whether and when blocks are translated (tests use this; the default comes
@@ -220,6 +231,9 @@ impl SoftVcpu {
     /// Runs guest code until something needs the VMM.
     fn execute(&mut self) -> Stop {
         loop {
+            if self.kick.load(Ordering::Relaxed) && self.kick.swap(false, Ordering::AcqRel) {
+                return Stop::Idle;
+            }
             // An instruction that exited for I/O finishes first: the access has happened, so
             // the interrupt comes after it (taken here, it would return to the instruction and
             // repeat the access: a device register written twice).
@@ -502,6 +516,10 @@ impl Vcpu for SoftVcpu {
 
     fn clock(&self) -> Arc<dyn GuestClock> {
         self.cpu.tsc.clone()
+    }
+
+    fn kick_flag(&self) -> Option<Arc<AtomicBool>> {
+        Some(self.kick.clone())
     }
 
     fn instructions_retired(&self) -> Option<u64> {

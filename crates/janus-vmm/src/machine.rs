@@ -276,6 +276,9 @@ impl Machine {
         };
 
         let control = Arc::new(VmControl::new());
+        if let Some(kick) = vcpu.kick_flag() {
+            control.set_kick(kick);
+        }
         let mut bus = Bus::new();
         let wakeup = Arc::new(Wakeup::new());
         let mut timed: Vec<TimedDevice> = Vec::new();
