@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// Host TAP interface, as tap=NAME[,mac=52:54:00:12:34:56] (virtio-net in para mode).
     #[arg(long)]
     pub net: Option<String>,
+    /// Stop the VM with a report when the guest touches a port or MMIO address where no device
+    /// is mapped (by default such reads return all ones and writes are dropped, as on a PC).
+    #[arg(long)]
+    pub strict_io: bool,
     /// When the guest reports a panic (pvpanic, para mode): exit, or pause until Ctrl-A x or
     /// a signal.
     #[arg(long, value_enum, default_value = "exit")]

@@ -61,6 +61,7 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         memory_bytes: config::parse_memory(&args.memory)?,
         vcpus: config::parse_cpus(&args.cpus)?,
         cpu: args.cpu.into(),
+        strict_io: args.strict_io,
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
         net: args.net.as_deref().map(config::parse_net).transpose()?,
     };

@@ -97,6 +97,8 @@ pub struct VmConfig {
     pub memory_bytes: u64,
     pub vcpus: u32,
     pub cpu: CpuModel,
+    /// Unmapped port and MMIO accesses stop the VM (instead of open-bus behaviour).
+    pub strict_io: bool,
     pub disk: Option<DiskConfig>,
     pub net: Option<NetConfig>,
 }
@@ -117,6 +119,7 @@ impl Default for VmConfig {
             memory_bytes: DEFAULT_MEMORY,
             vcpus: 1,
             cpu: CpuModel::Host,
+            strict_io: false,
             disk: None,
             net: None,
         }

@@ -65,6 +65,8 @@ pub struct Machine {
     disk: Option<Arc<DiskImage>>,
     /// Host input goes to the virtio console (the guest's console is hvc0).
     stdin_to_virtio: bool,
+    /// Unmapped accesses stop the VM instead of reading all ones (`--strict-io`).
+    pub(crate) strict_io: bool,
     // Kept alive for the vCPU and devices; the timer threads stop when dropped.
     _timers: Timers,
     _apic_timer: Option<ApicTimer>,
@@ -107,7 +109,8 @@ impl Drop for ApicTimer {
 }
 
 /// Legacy ports a PC operating system probes where this platform has no device (they read as
-/// an empty ISA bus). Anything else unmapped still stops the VM with a report.
+/// an empty ISA bus), named in the report. Anything else unmapped is open bus too, counted as
+/// such, or stops the VM with `--strict-io`.
 const ABSENT: &[(u16, u16, &str)] = &[
     (0x2f8, 8, "com2 (absent)"),
     (0x3e8, 8, "com3 (absent)"),
@@ -412,6 +415,7 @@ impl Machine {
             virtio,
             disk: disk.clone(),
             stdin_to_virtio: console_is_hvc(&config.cmdline),
+            strict_io: config.strict_io,
             _timers: timers,
             _apic_timer: apic_timer,
             _vm: vm,

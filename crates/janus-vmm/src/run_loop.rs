@@ -125,7 +125,15 @@ struct Dispatch<'a> {
     post: &'a mut Vec<PostEvent>,
     started: Instant,
     hypercalls: bool,
+    /// Accesses where nothing is mapped read all ones and drop writes, as on a PC's bus
+    /// (`--strict-io` clears it: they stop the VM).
+    open_bus: bool,
+    /// Addresses already logged as open-bus accesses (each is logged once).
+    open_seen: &'a mut std::collections::BTreeSet<(bool, u64)>,
 }
+
+/// How unmapped accesses count in the report.
+const OPEN_BUS: &str = "unmapped (open bus)";
 
 impl Dispatch<'_> {
     /// Counts one exit for the device that answered `access`.
@@ -135,6 +143,21 @@ impl Dispatch<'_> {
         }
     }
 
+    /// An access where nothing is mapped, on an open bus: counted, and logged the first time
+    /// at each address. Returns `false` with `--strict-io` (the VM stops).
+    fn open(&mut self, mmio: bool, addr: u64, what: &str) -> bool {
+        if !self.open_bus {
+            return false;
+        }
+        *self.devices.entry(OPEN_BUS).or_default() += 1;
+        if self.open_seen.insert((mmio, addr)) {
+            tracing::warn!(
+                "{what} where no device is mapped: open bus (reads all ones, writes dropped; --strict-io stops the VM instead)"
+            );
+        }
+        true
+    }
+
     fn exit(&mut self, exit: VmExit<'_>) -> Next {
         match exit {
             VmExit::PioIn { port, size, data } => {
@@ -142,10 +165,15 @@ impl Dispatch<'_> {
                 for (i, chunk) in data.chunks_mut(size.max(1) as usize).enumerate() {
                     let access = self.bus.pio_read(port, chunk);
                     if access == Access::Unmapped {
-                        return Next::Fault(format!(
-                            "pio_in of {size} byte{} from port {port:#x}, where no device is mapped",
+                        let what = format!(
+                            "pio_in of {size} byte{} from port {port:#x}",
                             if size == 1 { "" } else { "s" }
-                        ));
+                        );
+                        if self.open(false, port as u64, &what) {
+                            chunk.fill(0xff);
+                            continue;
+                        }
+                        return Next::Fault(format!("{what}, where no device is mapped"));
                     }
                     if i == 0 {
                         self.count(access);
@@ -173,10 +201,11 @@ impl Dispatch<'_> {
                 for (i, chunk) in data.chunks(size.max(1) as usize).enumerate() {
                     let access = self.bus.pio_write(port, chunk);
                     if access == Access::Unmapped {
-                        return Next::Fault(format!(
-                            "pio_out of {} to port {port:#x}, where no device is mapped",
-                            describe_data(chunk)
-                        ));
+                        let what = format!("pio_out of {} to port {port:#x}", describe_data(chunk));
+                        if self.open(false, port as u64, &what) {
+                            continue;
+                        }
+                        return Next::Fault(format!("{what}, where no device is mapped"));
                     }
                     if i == 0 {
                         self.count(access);
@@ -189,10 +218,12 @@ impl Dispatch<'_> {
                 let access = self.bus.mmio_read(addr, data);
                 self.count(access);
                 if access == Access::Unmapped {
-                    return Next::Fault(format!(
-                        "mmio_read of {} bytes at {addr:#x}, where no device is mapped",
-                        data.len()
-                    ));
+                    let what = format!("mmio_read of {} bytes at {addr:#x}", data.len());
+                    if self.open(true, addr, &what) {
+                        data.fill(0xff);
+                        return Next::Continue;
+                    }
+                    return Next::Fault(format!("{what}, where no device is mapped"));
                 }
                 Next::Continue
             }
@@ -201,10 +232,11 @@ impl Dispatch<'_> {
                 let access = self.bus.mmio_write(addr, data);
                 self.count(access);
                 if access == Access::Unmapped {
-                    return Next::Fault(format!(
-                        "mmio_write of {} at {addr:#x}, where no device is mapped",
-                        describe_data(data)
-                    ));
+                    let what = format!("mmio_write of {} at {addr:#x}", describe_data(data));
+                    if self.open(true, addr, &what) {
+                        return Next::Continue;
+                    }
+                    return Next::Fault(format!("{what}, where no device is mapped"));
                 }
                 Next::Continue
             }
@@ -236,6 +268,7 @@ impl Machine {
         let mut devices = BTreeMap::new();
         let mut post = Vec::new();
         let hypercalls = self.doorbell.is_some();
+        let mut open_seen = std::collections::BTreeSet::new();
         let outcome = loop {
             let posts = post.len();
             let next = match self.vcpu.run() {
@@ -246,6 +279,8 @@ impl Machine {
                     post: &mut post,
                     started,
                     hypercalls,
+                    open_bus: !self.strict_io,
+                    open_seen: &mut open_seen,
                 }
                 .exit(exit),
                 Err(e) => Next::Fault(format!("engine error: {e}")),
