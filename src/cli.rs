@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// Host TAP interface, as tap=NAME[,mac=52:54:00:12:34:56] (virtio-net in para mode).
     #[arg(long)]
     pub net: Option<String>,
+    /// Extra devices: debug-exit[,iobase=0x501][,iosize=1] (QEMU's isa-debug-exit: a write of
+    /// V ends the run with status (V << 1) | 1). Repeatable.
+    #[arg(long = "device")]
+    pub devices: Vec<String>,
     /// Stop the VM with a report when the guest touches a port or MMIO address where no device
     /// is mapped (by default such reads return all ones and writes are dropped, as on a PC).
     #[arg(long)]

@@ -62,6 +62,11 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
         vcpus: config::parse_cpus(&args.cpus)?,
         cpu: args.cpu.into(),
         strict_io: args.strict_io,
+        devices: args
+            .devices
+            .iter()
+            .map(|d| config::parse_device(d))
+            .collect::<Result<_, _>>()?,
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
         net: args.net.as_deref().map(config::parse_net).transpose()?,
     };

@@ -15,6 +15,8 @@ const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
 const PT_LOAD: u32 = 1;
 const EM_X86_64: u16 = 62;
+const EM_386: u16 = 3;
+const PHDR32_SIZE: usize = 32;
 
 /// A loadable segment as the program header describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +103,66 @@ pub fn parse(image: &[u8]) -> Result<ElfInfo> {
         return Err(bad("no loadable segments"));
     }
     Ok(ElfInfo { entry, segments })
+}
+
+/// Parses a 32-bit (i386) or 64-bit (x86-64) ELF image's entry point and loadable segments,
+/// by physical address (as Multiboot loads them).
+pub fn parse_32_or_64(image: &[u8]) -> Result<ElfInfo> {
+    if image.len() >= 52 && &image[..4] == b"\x7fELF" && image[4] == 1 {
+        if image[5] != 1 {
+            return Err(bad("not a little-endian ELF file"));
+        }
+        let machine = u16_at(image, 18);
+        if machine != EM_386 {
+            return Err(bad(format!("32-bit ELF machine {machine} is not i386 (3)")));
+        }
+        let entry = u32_at(image, 24) as u64;
+        let phoff = u32_at(image, 28) as usize;
+        let phentsize = u16_at(image, 42) as usize;
+        let phnum = u16_at(image, 44) as usize;
+        if phentsize != PHDR32_SIZE {
+            return Err(bad(format!(
+                "program header size {phentsize}, expected {PHDR32_SIZE}"
+            )));
+        }
+        let table = image
+            .get(phoff..phoff.saturating_add(phnum * PHDR32_SIZE))
+            .ok_or_else(|| bad("program header table lies outside the file"))?;
+        let mut segments = Vec::new();
+        for (i, h) in table.chunks_exact(PHDR32_SIZE).enumerate() {
+            if u32_at(h, 0) != PT_LOAD {
+                continue;
+            }
+            let seg = LoadSegment {
+                offset: u32_at(h, 4) as u64,
+                paddr: u32_at(h, 12) as u64,
+                filesz: u32_at(h, 16) as u64,
+                memsz: u32_at(h, 20) as u64,
+            };
+            if seg.offset + seg.filesz > image.len() as u64 || seg.filesz > seg.memsz {
+                return Err(bad(format!("segment {i} is inconsistent with the file")));
+            }
+            segments.push(seg);
+        }
+        if segments.is_empty() {
+            return Err(bad("no loadable segments"));
+        }
+        return Ok(ElfInfo { entry, segments });
+    }
+    parse(image)
+}
+
+/// Copies each segment's file bytes to its physical address and zeroes the rest of its memory
+/// image (after [`check_placement`]).
+pub fn load_segments(mem: &GuestMemory, image: &[u8], info: &ElfInfo) -> Result<()> {
+    use vm_memory::Bytes;
+    for s in &info.segments {
+        let file = &image[s.offset as usize..(s.offset + s.filesz) as usize];
+        mem.write_slice(file, GuestAddress(s.paddr))?;
+        let zeros = vec![0u8; (s.memsz - s.filesz) as usize];
+        mem.write_slice(&zeros, GuestAddress(s.paddr + s.filesz))?;
+    }
+    Ok(())
 }
 
 /// Checks that every segment lies in guest RAM above [`layout::HIMEM_START`] and that the

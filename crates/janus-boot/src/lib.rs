@@ -8,6 +8,7 @@ pub mod elf;
 pub mod gdt;
 pub mod layout;
 pub mod linux;
+pub mod multiboot;
 pub mod paging;
 
 pub use acpi::{write_acpi, AcpiConfig};

@@ -485,7 +485,7 @@ fn place_initramfs(
 
 /// The two BIOS data area words Linux reads: the EBDA segment and the KiB of base memory (it
 /// reserves from the lower of the two up to 1 MiB).
-fn write_bios_data_area(mem: &GuestMemory) -> Result<()> {
+pub(crate) fn write_bios_data_area(mem: &GuestMemory) -> Result<()> {
     mem.write_obj(
         (layout::EBDA_START >> 4) as u16,
         GuestAddress(layout::BDA_EBDA_SEGMENT),

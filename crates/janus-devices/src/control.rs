@@ -16,6 +16,8 @@ pub enum StopRequest {
     Signal { signo: i32, name: &'static str },
     /// The guest reported a panic (pvpanic).
     Panic,
+    /// The guest wrote `value` to QEMU's isa-debug-exit port.
+    DebugExit { value: u32 },
 }
 
 /// Shared between devices and the run loop. The first request wins.

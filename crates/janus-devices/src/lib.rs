@@ -8,6 +8,7 @@ pub mod acpi_pm;
 pub mod bus;
 pub mod cmos_rtc;
 pub mod control;
+pub mod debug_exit;
 pub mod disk;
 pub mod e1000;
 pub mod hypercall;

@@ -13,6 +13,55 @@ pub enum EngineChoice {
     Soft,
 }
 
+/// `--device`: an extra device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceConfig {
+    /// QEMU's isa-debug-exit at `iobase`, `iosize` bytes wide.
+    DebugExit { iobase: u16, iosize: u8 },
+}
+
+/// `--device debug-exit[,iobase=0x501][,iosize=1]`
+pub fn parse_device(spec: &str) -> Result<DeviceConfig> {
+    let parts = options("--device", spec, "type", &["type", "iobase", "iosize"])?;
+    let kind = parts.iter().find(|(k, _)| *k == "type").map(|(_, v)| *v);
+    if kind != Some("debug-exit") {
+        return Err(VmmError::Config(format!(
+            "--device: unknown device '{}' (Janus has: debug-exit)",
+            kind.unwrap_or("")
+        )));
+    }
+    let number = |key: &str, v: &str| {
+        let n = match v.strip_prefix("0x") {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        };
+        n.ok_or_else(|| VmmError::Config(format!("--device: {key}='{v}' is not a number")))
+    };
+    let mut iobase = janus_devices::debug_exit::DEFAULT_IOBASE;
+    let mut iosize = janus_devices::debug_exit::DEFAULT_IOSIZE;
+    for (k, v) in parts {
+        match k {
+            "iobase" => {
+                iobase = u16::try_from(number(k, v)?).map_err(|_| {
+                    VmmError::Config(format!("--device: iobase='{v}' is not a port"))
+                })?
+            }
+            "iosize" => {
+                iosize = match number(k, v)? {
+                    n @ (1 | 2 | 4) => n as u8,
+                    _ => {
+                        return Err(VmmError::Config(format!(
+                            "--device: iosize='{v}' is not 1, 2 or 4"
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(DeviceConfig::DebugExit { iobase, iosize })
+}
+
 /// `--cpu`: the CPU model the guest sees.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CpuModel {
@@ -97,6 +146,8 @@ pub struct VmConfig {
     pub memory_bytes: u64,
     pub vcpus: u32,
     pub cpu: CpuModel,
+    /// `--device` options.
+    pub devices: Vec<DeviceConfig>,
     /// Unmapped port and MMIO accesses stop the VM (instead of open-bus behaviour).
     pub strict_io: bool,
     pub disk: Option<DiskConfig>,
@@ -119,6 +170,7 @@ impl Default for VmConfig {
             memory_bytes: DEFAULT_MEMORY,
             vcpus: 1,
             cpu: CpuModel::Host,
+            devices: Vec::new(),
             strict_io: false,
             disk: None,
             net: None,
@@ -314,6 +366,22 @@ mod tests {
     fn cpus_option() {
         assert_eq!(parse_cpus("boot=1").unwrap(), 1);
         assert!(parse_cpus("boot=0").is_err());
+        assert_eq!(
+            parse_device("debug-exit,iobase=0xf4,iosize=4").unwrap(),
+            DeviceConfig::DebugExit {
+                iobase: 0xf4,
+                iosize: 4
+            }
+        );
+        assert_eq!(
+            parse_device("debug-exit").unwrap(),
+            DeviceConfig::DebugExit {
+                iobase: 0x501,
+                iosize: 1
+            }
+        );
+        assert!(parse_device("debug-exit,iosize=3").is_err());
+        assert!(parse_device("sound-card").is_err());
         let e = parse_cpus("boot=4").unwrap_err().to_string();
         assert!(e.contains("1 vCPU"), "{e}");
     }

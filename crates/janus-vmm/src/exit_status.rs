@@ -9,6 +9,7 @@
 //! | 3 | host failure: KVM, guest memory, threads or devices failed on the host side |
 //! | 4 | the guest panicked (it said so through the pvpanic device, para mode) |
 //! | 32 + N | the guest powered off through the poweroff hypercall with its own code N (1 to 95; higher codes give 127) |
+//! | (V << 1) \| 1 | the guest wrote V to `--device debug-exit` (QEMU's isa-debug-exit; the low 8 bits, always odd) |
 //! | 128 + N | stopped by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143), after the report |
 
 use crate::run_loop::Outcome;
@@ -30,6 +31,7 @@ pub fn of_outcome(o: &Outcome) -> u8 {
         Outcome::Signal { signo, .. } => SIGNAL_BASE.saturating_add(*signo as u8),
         Outcome::Fault(_) => GUEST_FAULT,
         Outcome::Panic => GUEST_PANIC,
+        Outcome::DebugExit { value } => ((value << 1) | 1) as u8,
     }
 }
 
@@ -53,6 +55,7 @@ mod tests {
         assert_eq!(of_outcome(&off(1000)), 127);
         assert_eq!(of_outcome(&Outcome::Reset { via: "test" }), 0);
         assert_eq!(of_outcome(&Outcome::Panic), 4);
+        assert_eq!(of_outcome(&Outcome::DebugExit { value: 0x10 }), 33);
         let sig = |signo| Outcome::Signal {
             signo,
             name: "test",

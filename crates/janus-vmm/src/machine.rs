@@ -136,6 +136,9 @@ enum BootKind {
     Linux,
     /// Janus's direct 64-bit ELF entry (the embedded demo guest and other plain ELFs).
     Elf,
+    /// A Multiboot v1 kernel (an ELF or a.out-kludge image with a Multiboot header), with the
+    /// initramfs as its module.
+    Multiboot,
 }
 
 /// Reads a file the guest is loaded from, checking first that it is a regular file no larger
@@ -181,6 +184,8 @@ fn read_kernel(source: &KernelSource, limit: u64) -> Result<(Cow<'static, [u8]>,
                 image.get(0x202..0x206) == Some(b"HdrS") || janus_boot::elf::has_pvh_note(&image);
             let kind = if linux {
                 BootKind::Linux
+            } else if janus_boot::multiboot::find_header(&image).is_some() {
+                BootKind::Multiboot
             } else {
                 BootKind::Elf
             };
@@ -201,7 +206,7 @@ impl Machine {
         let initramfs = match &config.initramfs {
             Some(_) if boot == BootKind::Elf => {
                 return Err(VmmError::Config(
-                    "--initramfs: the kernel is not Linux (no bzImage header or PVH note), so it cannot take an initramfs".into(),
+                    "--initramfs: the kernel is neither Linux (no bzImage header or PVH note) nor Multiboot, so it cannot take an initramfs".into(),
                 ))
             }
             Some(p) => Some(read_initramfs(p, config.memory_bytes)?),
@@ -236,7 +241,7 @@ impl Machine {
         let mem = memory::create(config.memory_bytes)?;
         let entry = match boot {
             BootKind::Elf => janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?,
-            BootKind::Linux => {
+            BootKind::Linux | BootKind::Multiboot => {
                 let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
                 acpi.ioapic_id = pc::IOAPIC_ID;
                 acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&pci_routes());
@@ -248,13 +253,23 @@ impl Machine {
                     let pvpanic = janus_boot::acpi::pvpanic_aml(pvpanic::PORT);
                     acpi.dsdt_aml.extend_from_slice(&pvpanic);
                 }
-                let linux = janus_boot::linux::LinuxBoot {
-                    kernel: &image,
-                    initramfs: initramfs.as_deref(),
-                    cmdline: &config.cmdline,
-                    acpi: &acpi,
-                };
-                janus_boot::linux::load_linux(&mem, &linux)?
+                if boot == BootKind::Multiboot {
+                    let mb = janus_boot::multiboot::MultibootBoot {
+                        kernel: &image,
+                        cmdline: &config.cmdline,
+                        module: initramfs.as_deref(),
+                        acpi: &acpi,
+                    };
+                    janus_boot::multiboot::load_multiboot(&mem, &mb)?
+                } else {
+                    let linux = janus_boot::linux::LinuxBoot {
+                        kernel: &image,
+                        initramfs: initramfs.as_deref(),
+                        cmdline: &config.cmdline,
+                        acpi: &acpi,
+                    };
+                    janus_boot::linux::load_linux(&mem, &linux)?
+                }
             }
         };
 
@@ -308,6 +323,14 @@ impl Machine {
         let pm = AcpiPm::new(control.clone(), mono());
         bus.insert_pio(pc::PM1A_EVT_BLK, acpi_pm::LEN, "acpi_pm", shared(pm))?;
         bus.insert_pio(pc::POST_CODE, 1, "post", shared(PostCode::new()))?;
+        for d in &config.devices {
+            match *d {
+                crate::config::DeviceConfig::DebugExit { iobase, iosize } => {
+                    let dev = shared(janus_devices::debug_exit::DebugExit::new(control.clone()));
+                    bus.insert_pio(iobase, iosize as u16, "debug-exit", dev)?;
+                }
+            }
+        }
         if para.pvpanic {
             let d = shared(PvPanic::new(control.clone()));
             bus.insert_pio(pvpanic::PORT, 1, "pvpanic", d)?;

@@ -45,6 +45,10 @@ pub enum Outcome {
     },
     /// The guest reported a panic (pvpanic).
     Panic,
+    /// The guest wrote `value` to the debug-exit port (`--device debug-exit`).
+    DebugExit {
+        value: u32,
+    },
     /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the VM.
     Signal {
         signo: i32,
@@ -71,6 +75,7 @@ impl fmt::Display for Outcome {
             Outcome::Quit { via } => write!(f, "stopped by the user ({via})"),
             Outcome::Signal { name, .. } => write!(f, "stopped by {name}"),
             Outcome::Panic => write!(f, "guest panicked (pvpanic)"),
+            Outcome::DebugExit { value } => write!(f, "guest wrote {value:#x} to debug-exit"),
             Outcome::Fault(fault) => write!(f, "VM stopped: {fault}"),
         }
     }
@@ -310,6 +315,7 @@ impl Machine {
                         break Outcome::Signal { signo, name }
                     }
                     Some(StopRequest::Panic) => break Outcome::Panic,
+                    Some(StopRequest::DebugExit { value }) => break Outcome::DebugExit { value },
                     None => {}
                 }
             }
