@@ -34,6 +34,17 @@ pub struct ElfInfo {
     pub segments: Vec<LoadSegment>,
 }
 
+impl ElfInfo {
+    /// Where the last segment's memory image ends (1 MiB with no segments).
+    pub fn end(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| s.paddr + s.memsz)
+            .max()
+            .unwrap_or(layout::HIMEM_START)
+    }
+}
+
 fn u16_at(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
 }

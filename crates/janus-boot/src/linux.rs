@@ -370,12 +370,7 @@ fn load_pvh(
 ) -> Result<CpuState> {
     let info = elf::parse(boot.kernel)?;
     elf::check_placement(&info, mem)?;
-    let kernel_end = info
-        .segments
-        .iter()
-        .map(|s| s.paddr + s.memsz)
-        .max()
-        .unwrap_or(layout::HIMEM_START);
+    let kernel_end = info.end();
     write_cmdline(mem, boot.cmdline, layout::CMDLINE_MAX)?;
     let rsdp = acpi::write_acpi(mem, boot.acpi)?;
 

@@ -162,12 +162,7 @@ pub fn load_multiboot(mem: &GuestMemory, boot: &MultibootBoot) -> Result<CpuStat
     };
     elf::check_placement(&info, mem)?;
     elf::load_segments(mem, boot.kernel, &info)?;
-    let kernel_end = info
-        .segments
-        .iter()
-        .map(|s| s.paddr + s.memsz)
-        .max()
-        .unwrap_or(layout::HIMEM_START);
+    let kernel_end = info.end();
 
     let regions = e820::ram_regions(mem);
     let map = e820::memory_map(&regions)?;
