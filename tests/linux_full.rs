@@ -125,3 +125,26 @@ fn interactive_shell_on_the_uart() {
         console.text()
     );
 }
+
+/// A bzImage that says it is not relocatable loads and runs at its preferred address, as the
+/// boot protocol says and QEMU does (here Debian's kernel with the header byte cleared; the
+/// kernel itself does not read it).
+#[test]
+fn a_kernel_that_is_not_relocatable_boots() {
+    let Some(a) = assets() else { return };
+    let mut image = std::fs::read(&a.kernel).expect("read the kernel");
+    image[0x234] = 0;
+    let kernel = common::temp_file("not-relocatable.bzImage", &image);
+    let patched = common::linux::Assets {
+        kernel,
+        initramfs: a.initramfs.clone(),
+    };
+    let cmdline = format!(
+        "console=ttyS0 quiet janus.cmd={}",
+        common::base64(b"echo fixed-address-ok\n")
+    );
+    let run = common::linux::run_to_end(boot(&patched, &cmdline), "not-relocatable");
+    let ctx = run.context();
+    assert!(run.status.success(), "{ctx}");
+    assert!(run.console.contains("fixed-address-ok"), "{ctx}");
+}

@@ -2,7 +2,7 @@
 //! uncompressed vmlinux (ELF) through its PVH entry.
 //!
 //! **bzImage** (Documentation/x86/boot.rst, "64-bit Boot Protocol"). The header is checked
-//! first (magic, protocol 2.12 or newer, relocatable, 64-bit entry, sizes against the file), then
+//! first (magic, protocol 2.12 or newer, 64-bit entry, sizes against the file), then
 //! linux-loader copies the protected-mode kernel to 1 MiB. The kernel decompresses itself to
 //! `max(align_up(1 MiB, kernel_alignment), pref_address)` and uses `init_size` bytes from there;
 //! the initramfs goes above that, as high as RAM below the MMIO hole and `initrd_addr_max`
@@ -98,10 +98,15 @@ impl BzImageInfo {
     /// Where the kernel decompresses itself to and how far its buffer reaches, for a
     /// protected-mode kernel loaded at `load` (arch/x86/boot/compressed/head_64.S: the load
     /// address aligned up to `kernel_alignment`, but not below LOAD_PHYSICAL_ADDR, which a
-    /// relocatable kernel reports as `pref_address`; `init_size` bytes from there).
+    /// relocatable kernel reports as `pref_address`; a kernel that is not relocatable runs at
+    /// `pref_address` itself; `init_size` bytes from there).
     pub fn footprint(&self, load: u64) -> Option<(u64, u64)> {
         let align = u64::from(self.hdr.kernel_alignment);
-        let start = align_up(load, align)?.max(self.hdr.pref_address);
+        let start = if self.hdr.relocatable_kernel == 0 {
+            self.hdr.pref_address
+        } else {
+            align_up(load, align)?.max(self.hdr.pref_address)
+        };
         let end = start.checked_add(u64::from(self.hdr.init_size))?;
         Some((start, end))
     }
@@ -165,8 +170,13 @@ pub fn parse_bzimage(image: &[u8]) -> Result<BzImageInfo> {
             "no 64-bit entry point (XLF_KERNEL_64 clear): not an x86-64 kernel",
         ));
     }
-    if hdr.relocatable_kernel == 0 {
-        return Err(bad("the kernel is not relocatable"));
+    // A kernel that is not relocatable runs at its preferred address, which must lie above
+    // the protected-mode image Janus loads at 1 MiB (as on QEMU, see `footprint`).
+    let pref = hdr.pref_address;
+    if hdr.relocatable_kernel == 0 && pref < layout::HIMEM_START {
+        return Err(bad(format!(
+            "the kernel is not relocatable and prefers {pref:#x}, below 1 MiB"
+        )));
     }
     let align = hdr.kernel_alignment;
     if !align.is_power_of_two() || u64::from(align) < PAGE {
@@ -509,6 +519,17 @@ mod tests {
         v[at..at + N].copy_from_slice(&b);
     }
 
+    #[test]
+    fn a_kernel_that_is_not_relocatable_runs_at_its_preferred_address() {
+        let mut v = fake_bzimage(4096, 0x40_0000);
+        v[0x234] = 0;
+        put(&mut v, 0x230, 0x1000u32.to_le_bytes()); // kernel_alignment 4 KiB
+        let info = parse_bzimage(&v).expect("accepted");
+        // Relocatable, it would run at 1 MiB aligned up (and not below pref_address); not
+        // relocatable, exactly at pref_address.
+        assert_eq!(info.footprint(MIB).unwrap().0, 0x100_0000);
+    }
+
     /// A minimal well-formed bzImage: 4 setup sectors plus the boot sector, then `kernel_len`
     /// bytes of protected-mode "kernel" (a byte pattern), protocol 2.15.
     fn fake_bzimage(kernel_len: usize, init_size: u32) -> Vec<u8> {
@@ -824,9 +845,10 @@ mod tests {
                 {
                     let mut v = good.clone();
                     v[0x234] = 0;
+                    put(&mut v, 0x258, 0x8000u64.to_le_bytes());
                     v
                 },
-                "relocatable",
+                "not relocatable and prefers 0x8000",
             ),
             (
                 {
