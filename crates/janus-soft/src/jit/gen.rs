@@ -786,10 +786,15 @@ impl Gen {
         let a = &mut self.a;
         a.lea(t, last);
         a.shr_ri(t, 12);
+        // The entry's offset, (page & (TLB_SIZE - 1)) << TLB_ENTRY_SHIFT, in one shift and
+        // one mask.
         a.mov_rr(ptr, lin);
-        a.shr_ri(ptr, 12);
-        a.alu_ri(Alu::And, ptr, crate::mmu::TLB_SIZE as i32 - 1);
-        a.shl_ri(ptr, lay::TLB_ENTRY_SHIFT);
+        a.shr_ri(ptr, 12 - lay::TLB_ENTRY_SHIFT);
+        a.alu_ri(
+            Alu::And,
+            ptr,
+            ((crate::mmu::TLB_SIZE as i32) - 1) << lay::TLB_ENTRY_SHIFT,
+        );
         let tag = if write {
             lay::tlb_tag_w()
         } else {
