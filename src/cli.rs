@@ -193,6 +193,10 @@ pub struct BenchArgs {
     /// With --suite: the workload sizes (quick: small, for tests; full: issue 10's sizes).
     #[arg(long, value_enum, default_value = "full", requires = "suite")]
     pub scale: ScaleArg,
+    /// With --suite: the CPU model Janus's soft engine presents (as `janus run --cpu`; QEMU
+    /// keeps its default CPU).
+    #[arg(long, value_enum, default_value = "host", requires = "suite")]
+    pub cpu: CpuArg,
     /// With --suite: run only these workloads (comma-separated; the boot is always timed).
     #[arg(long, value_delimiter = ',', requires = "suite")]
     pub only: Vec<String>,

@@ -311,6 +311,7 @@ fn bench_suite(
         memory_mib: config::parse_memory(&args.memory)? >> 20,
         scale: args.scale.into(),
         only: args.only,
+        cpu: janus_vmm::CpuModel::from(args.cpu).name().to_string(),
     };
     let report = bench_suite::run(&opts)?;
     print_report(args.json, &report, table::render_bench_suite);

@@ -232,6 +232,8 @@ pub struct SuiteOptions {
     pub scale: Scale,
     /// Workload names to run (all when empty). The boot is always measured.
     pub only: Vec<String>,
+    /// `janus run --cpu` for the soft engine (`host`, `v1`, ...).
+    pub cpu: String,
 }
 
 /// Where a machine finds the programs.
@@ -424,16 +426,17 @@ fn janus_run(
     opts: &SuiteOptions,
     workloads: &[&Workload],
 ) -> std::result::Result<MachineRun, String> {
-    let cmd = janus_command(
+    let mut cmd = janus_command(
         &opts.janus,
         opts.memory_mib,
         &opts.kernel,
         &opts.initramfs,
         &cmdline(workloads, opts.scale),
     );
+    cmd.args(["--cpu", &opts.cpu]);
     guest_run(
         "janus-soft",
-        "--engine soft --mode full".into(),
+        format!("--engine soft --mode full --cpu {}", opts.cpu),
         cmd,
         workloads,
     )
