@@ -73,7 +73,8 @@ fn every_workload_runs_and_every_machine_agrees() {
             "fork-exec",
             "gzip",
             "syscall",
-            "int-i386"
+            "int-i386",
+            "fp-scalar-i386"
         ]
     );
     assert!(rows[0]["janus"]["ms"].as_f64().is_some_and(|ms| ms > 0.0));

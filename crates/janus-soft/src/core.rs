@@ -259,6 +259,11 @@ pub struct Cpu {
     /// The address of the guest TSC's offset from the host's (`Tsc::offset_ptr`), which lives
     /// as long as `tsc`: translated RDTSC reads the host's TSC and adds it.
     pub jit_tsc_offset: u64,
+    /// The x87 state as FNSAVE stores it, for translated code (FRSTOR/FNSAVE around its x87
+    /// instructions); `jit_x87_in_image` says it is newer than `r.fpu` (see `sync_x87`).
+    pub jit_x87_img: [u8; 108],
+    /// (A whole quadword: translated code compares it as one.)
+    pub jit_x87_in_image: u64,
     /// MSRs the VMM implements (KVM's para-virtual ones, in para mode), consulted after the
     /// interrupt controller's and before the CPU's own.
     pub msr_handler: Option<Arc<dyn janus_engine::MsrHandler>>,
@@ -291,6 +296,8 @@ impl Cpu {
             jit_host_mxcsr: 0x1f80,
             jit_slots: [0; 4],
             jit_tsc_offset: 0,
+            jit_x87_img: [0; 108],
+            jit_x87_in_image: 0,
             msr_handler: None,
         };
         cpu.jit_tsc_offset = cpu.tsc.offset_ptr() as u64;
@@ -332,6 +339,21 @@ impl Cpu {
     }
 
     /// Stops the guest: the engine cannot go on.
+    /// Brings `r.fpu` up to date with the x87 state translated code left in its FNSAVE image
+    /// (call before anything reads or writes the x87 registers outside translated code).
+    pub fn sync_x87(&mut self) {
+        if self.jit_x87_in_image != 0 {
+            crate::exec::x87::control::from_fsave(&mut self.r.fpu, &self.jit_x87_img);
+            self.jit_x87_in_image = 0;
+        }
+    }
+
+    /// Writes `r.fpu`'s x87 registers into the image translated code loads (FRSTOR).
+    pub fn x87_to_image(&mut self) {
+        crate::exec::x87::control::to_fsave(&self.r.fpu, &mut self.jit_x87_img);
+        self.jit_x87_in_image = 1;
+    }
+
     pub fn fail(&mut self, why: String) -> Stop {
         self.stop_reason = why;
         Stop::Failed

@@ -332,6 +332,8 @@ impl SoftVcpu {
                 return None;
             }
         }
+        // The interpreter works on `r.fpu`, which translated x87 code may have left behind.
+        self.cpu.sync_x87();
         let stop = run_block(&mut self.cpu, self.cache.get(id));
         let b = self.cache.get_mut(id);
         b.hits = b.hits.saturating_add(1).min(u32::MAX - 1);
@@ -486,7 +488,9 @@ impl Vcpu for SoftVcpu {
         self.cpu.sync_mode();
         self.complete_pending();
         self.drain_dma();
-        match self.execute() {
+        let stop = self.execute();
+        self.cpu.sync_x87();
+        match stop {
             Stop::Exit => match self.cpu.pending_exit.take() {
                 Some(e) => Ok(self.exit_for(e)),
                 None => Ok(VmExit::Failed {

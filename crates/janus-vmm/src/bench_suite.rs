@@ -210,6 +210,15 @@ pub const WORKLOADS: &[Workload] = &[
         run: &["{jb32}", "int", "{n}"],
         cleanup: &[],
     },
+    Workload {
+        name: "fp-scalar-i386",
+        what: "the fp-scalar n-body as a 32-bit (i386) program: x87 floating point, N steps",
+        quick: 2_000,
+        full: 200_000,
+        setup: &[],
+        run: &["{jb32}", "fp-scalar", "{n}"],
+        cleanup: &[],
+    },
 ];
 
 /// The names `--only` accepts: the boot and every workload.

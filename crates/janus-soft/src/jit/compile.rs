@@ -33,6 +33,7 @@ pub struct Targets {
     pub lahf: bool,
     pub fallback: u64,
     pub tlb_fill: u64,
+    pub x87_prepare: u64,
     /// The epilogue that returns to the dispatcher (status in EAX).
     pub exit: usize,
 }
@@ -98,6 +99,8 @@ pub struct Native {
     pub flags_out: bool,
     /// An SSE instruction: it needs the SSE checks and, for floating point, the guest's MXCSR.
     pub sse: Option<Sse>,
+    /// An x87 instruction: it runs with the guest's x87 registers loaded in the host's.
+    pub x87: bool,
     /// It names AH..BH, so the host pointer must be a register that needs no REX prefix.
     pub high_byte: bool,
     /// DIV or IDIV: what must hold for it not to fault (else the interpreter runs it).
@@ -307,6 +310,10 @@ impl Compiler {
                 Some(n) => Plan::Native(Box::new(n)),
                 None => Plan::Fallback,
             },
+            _ if native_x87(insn) => match self.native(insn) {
+                Some(n) => Plan::Native(Box::new(n)),
+                None => Plan::Fallback,
+            },
             m if native_mnemonic(m) => match self.native(insn) {
                 Some(n) => Plan::Native(Box::new(n)),
                 None => Plan::Fallback,
@@ -322,13 +329,14 @@ impl Compiler {
             float,
             avx: crate::exec::sse::is_vex_vector(i),
         });
+        let x87 = native_x87(insn);
         let mut has_mem = false;
         let mut explicit = [false; 16];
         for k in 0..i.op_count() {
             match i.op_kind(k) {
                 OpKind::Register => {
                     let r = i.op_register(k);
-                    if (r.is_xmm() || r.is_ymm()) && sse.is_some() {
+                    if (r.is_xmm() || r.is_ymm()) && sse.is_some() || r.is_st() && x87 {
                         continue;
                     }
                     if !r.is_gpr() {
@@ -386,6 +394,9 @@ impl Compiler {
             );
             // VEX forms zero a register up to the widest one (iced names the ZMM register).
             let vector = r.is_xmm() || r.is_ymm() || r.is_zmm();
+            if r.is_st() && x87 {
+                continue;
+            }
             let (list, fam) = if vector && sse.is_some() && r.number() < 16 {
                 (&mut xregs, r.number() as u8)
             } else if r.is_gpr() {
@@ -504,6 +515,7 @@ impl Compiler {
             renames,
             xregs,
             sse,
+            x87,
             mem: mem.map(|(size, write)| MemAccess { size, write }),
             flags_in: f.reads || f.partial,
             // A shift or rotate by CL keeps every flag when the count is 0.
@@ -516,6 +528,91 @@ impl Compiler {
             high_byte,
         })
     }
+}
+
+/// x87 instructions that run as themselves on the host's FPU (with the guest's registers loaded
+/// there, every exception masked): arithmetic, loads and stores of 2 to 8 bytes, compares,
+/// constants, register moves. What changes the control word or the environment, the 80-bit
+/// and BCD memory forms, and the state saves stay in the interpreter.
+fn native_x87(insn: &Insn) -> bool {
+    use Mnemonic::*;
+    let i = &insn.i;
+    let mem_size = (0..i.op_count())
+        .any(|k| i.op_kind(k) == OpKind::Memory)
+        .then(|| i.memory_size().size());
+    if mem_size.is_some_and(|s| !matches!(s, 2 | 4 | 8)) {
+        return false;
+    }
+    insn.implemented
+        && matches!(
+            i.mnemonic(),
+            Fld | Fst
+                | Fstp
+                | Fild
+                | Fist
+                | Fistp
+                | Fisttp
+                | Fadd
+                | Faddp
+                | Fiadd
+                | Fsub
+                | Fsubp
+                | Fisub
+                | Fsubr
+                | Fsubrp
+                | Fisubr
+                | Fmul
+                | Fmulp
+                | Fimul
+                | Fdiv
+                | Fdivp
+                | Fidiv
+                | Fdivr
+                | Fdivrp
+                | Fidivr
+                | Fcom
+                | Fcomp
+                | Fcompp
+                | Ficom
+                | Ficomp
+                | Fucom
+                | Fucomp
+                | Fucompp
+                | Fcomi
+                | Fcomip
+                | Fucomi
+                | Fucomip
+                | Fxch
+                | Fchs
+                | Fabs
+                | Ftst
+                | Fxam
+                | Fld1
+                | Fldz
+                | Fldpi
+                | Fldl2e
+                | Fldl2t
+                | Fldlg2
+                | Fldln2
+                | Fsqrt
+                | Frndint
+                | Fscale
+                | Fprem
+                | Fprem1
+                | Fxtract
+                | Fcmovb
+                | Fcmove
+                | Fcmovbe
+                | Fcmovu
+                | Fcmovnb
+                | Fcmovne
+                | Fcmovnbe
+                | Fcmovnu
+                | Fnstsw
+                | Fincstp
+                | Fdecstp
+                | Fnop
+        )
 }
 
 /// Mnemonics whose register and memory forms run natively (the operand checks in

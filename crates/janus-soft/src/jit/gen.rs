@@ -113,6 +113,8 @@ struct Snap {
     ycached: u16,
     ydirty: u16,
     mxcsr: bool,
+    /// The host's FPU holds the guest's x87 registers.
+    x87: bool,
     /// The host's RFLAGS hold the guest's flags.
     flags: bool,
 }
@@ -125,6 +127,12 @@ impl Snap {
 
 /// Out-of-line code, emitted after the block's main path.
 enum Cold {
+    /// The x87 image is older than `r.fpu`: make it (a call out), then go back.
+    X87Prepare {
+        from: Fixup,
+        back: usize,
+        snap: Snap,
+    },
     /// A TLB probe missed: fill the TLB or run the instruction in the interpreter.
     Miss {
         from: Fixup,
@@ -215,6 +223,9 @@ pub struct Gen {
     sse_checked: bool,
     /// The AVX checks (CR4.OSXSAVE, XCR0) passed in this SSE session.
     avx_checked: bool,
+    /// The host's FPU holds the guest's x87 registers (loaded with FRSTOR from
+    /// `Cpu::jit_x87_img`; FNSAVE puts them back there before any exit or call out).
+    x87_live: bool,
     /// The host's MXCSR holds the guest's (loaded for floating point; the guest's exception
     /// flags accumulate there until `sse_end` stores it).
     mxcsr_loaded: bool,
@@ -242,6 +253,7 @@ impl Gen {
             ydirty: 0,
             sse_checked: false,
             avx_checked: false,
+            x87_live: false,
             mxcsr_loaded: false,
             cold: Vec::new(),
         }
@@ -258,6 +270,7 @@ impl Gen {
             ycached: self.ycached,
             ydirty: self.ydirty,
             mxcsr: self.mxcsr_loaded,
+            x87: self.x87_live,
             flags: self.host_valid,
         }
     }
@@ -505,6 +518,80 @@ impl Gen {
         }
         self.sse_checked = false;
         self.avx_checked = false;
+        if self.x87_live {
+            self.a.fnsave(cpu(lay::x87_img()));
+            self.x87_live = false;
+        }
+    }
+
+    /// The x87 last-instruction opcode and pointer, as the interpreter's `note` keeps them:
+    /// FOP, and FIP (the instruction's RIP; outside 64-bit mode its offset with the CS
+    /// selector above). Flag-free (MOV and LEA only).
+    fn x87_note_ip(&mut self, s: &Site) {
+        let fop = s.insn.rel as u16 & 0x7ff;
+        self.a.store16_imm(cpu(lay::fpu_fop()), fop);
+        let t = self.pick(false);
+        self.a.load64(t, cpu(lay::rip()));
+        if self.bits == 64 {
+            self.a.lea(t, Mem::at(t, s.off as i32));
+            self.a.store(8, cpu(lay::fpu_fip()), t);
+        } else {
+            self.a.lea(t, Mem::at(t, s.off as i32));
+            self.a.store(4, cpu(lay::fpu_fip()), t);
+            self.a.load16(t, cpu(lay::seg_selector(crate::cpu::CS)));
+            self.a.store(4, cpu(lay::fpu_fip() + 4), t);
+        }
+        self.release(t);
+    }
+
+    /// FDP for an x87 instruction with a memory operand at linear address `lin` (flat
+    /// segments: the offset; outside 64-bit mode with the operand's selector above).
+    fn x87_note_dp(&mut self, s: &Site, lin: u8) {
+        if self.bits == 64 {
+            self.a.store(8, cpu(lay::fpu_fdp()), lin);
+        } else {
+            self.a.store(4, cpu(lay::fpu_fdp()), lin);
+            let t = self.pick(false);
+            self.a
+                .load16(t, cpu(lay::seg_selector(s.insn.mem.seg as usize)));
+            self.a.store(4, cpu(lay::fpu_fdp() + 4), t);
+            self.release(t);
+        }
+    }
+
+    /// Before an x87 instruction: the guest's x87 registers in the host's FPU, once per
+    /// session. The image is made from `r.fpu` first if that is newer (cold: a call out). If
+    /// CR0.EM or CR0.TS is set, an exception is unmasked in the control word or one is
+    /// pending, the interpreter runs the instruction (which raises what it must) and the
+    /// block ends.
+    fn x87_begin(&mut self, s: &Site) {
+        if self.x87_live {
+            return;
+        }
+        self.clobber(s.live_in);
+        self.a.alu_mi(Alu::Cmp, cpu(lay::x87_in_image()), 0);
+        let from = self.a.jcc(cc::E);
+        let snap = self.snap();
+        let back = self.a.len();
+        self.cold.push(Cold::X87Prepare { from, back, snap });
+        let t = self.pick(false);
+        let mut fail = Vec::new();
+        let a = &mut self.a;
+        a.load64(t, cpu(lay::cr0()));
+        a.alu_ri(Alu::And, t, (bits::CR0_EM | bits::CR0_TS) as i32);
+        fail.push(a.jcc(cc::NE));
+        // FCW's exception masks all set, FSW's exception summary clear.
+        a.load32(t, cpu(lay::x87_img()));
+        a.alu_ri(Alu::And, t, 0x3f);
+        a.alu_ri(Alu::Cmp, t, 0x3f);
+        fail.push(a.jcc(cc::NE));
+        a.load32(t, cpu(lay::x87_img() + 4));
+        a.alu_ri(Alu::And, t, 0x80);
+        fail.push(a.jcc(cc::NE));
+        self.release(t);
+        self.send_to_interpreter(fail, s, Resume::Exit { next: s.next });
+        self.a.frstor(cpu(lay::x87_img()));
+        self.x87_live = true;
     }
 
     /// Host YMM register `x`'s upper half from (`load`) or to the guest's in the CPU struct,
@@ -1317,7 +1404,7 @@ impl Gen {
         for c in self.cold.iter_mut().rev() {
             let r = match c {
                 Cold::Miss { resume, .. } | Cold::Interpret { resume, .. } => resume,
-                Cold::Leave { .. } | Cold::SideExit { .. } => continue,
+                Cold::Leave { .. } | Cold::SideExit { .. } | Cold::X87Prepare { .. } => continue,
             };
             match r {
                 Resume::At {
@@ -1515,6 +1602,9 @@ impl Gen {
         if let Some(sse) = n.sse {
             self.sse_begin(s, sse.float, sse.avx);
         }
+        if n.x87 {
+            self.x87_begin(s);
+        }
         let mut bit_reg = None;
         let ptr = if let Some(m) = n.mem {
             let mut lin = self.ea(s, true);
@@ -1528,6 +1618,9 @@ impl Gen {
                 self.misaligned_or_interpret(s, lin, n.align, resume);
             }
             let p = self.probe(s, lin, m.size, m.write, n.high_byte, resume);
+            if n.x87 && s.insn.i.mnemonic() != iced_x86::Mnemonic::Fnstsw {
+                self.x87_note_dp(s, lin);
+            }
             self.release(lin);
             Some(p)
         } else {
@@ -1545,6 +1638,9 @@ impl Gen {
                 Some(src) => self.div_check(s, d, src, resume),
                 None => ok = false,
             }
+        }
+        if n.x87 && s.insn.i.mnemonic() != iced_x86::Mnemonic::Fnstsw {
+            self.x87_note_ip(s);
         }
         if n.flags_in && s.flags_needed {
             self.need_flags(n.flags_kept);
@@ -1678,6 +1774,20 @@ impl Gen {
                     self.leave_main(&snap);
                     self.interpret(insn, off, index, resume);
                 }
+                Cold::X87Prepare { from, back, snap } => {
+                    let here = self.a.len();
+                    self.a.patch(from, here);
+                    self.leave_main(&snap);
+                    self.call(self.t.x87_prepare);
+                    for (h, g) in snap.occupied() {
+                        if CALLER_SAVED & bit(h) != 0 {
+                            self.a.load64(h, cpu(lay::gpr(g)));
+                        }
+                    }
+                    self.return_to_main(&snap, false);
+                    let j = self.a.jmp();
+                    self.a.patch(j, back);
+                }
                 Cold::Leave { from, index } => {
                     let here = self.a.len();
                     self.a.patch(from, here);
@@ -1722,6 +1832,9 @@ impl Gen {
             self.a.stmxcsr(cpu(lay::mxcsr()));
             self.a.ldmxcsr(cpu(lay::host_mxcsr()));
         }
+        if snap.x87 {
+            self.a.fnsave(cpu(lay::x87_img()));
+        }
     }
 
     /// Cold: back to a point of the main path in state `snap` after a call out: the XMM
@@ -1735,6 +1848,10 @@ impl Gen {
         }
         if snap.mxcsr {
             self.a.ldmxcsr(cpu(lay::mxcsr()));
+        }
+        if snap.x87 {
+            // The call out left the image current (`jit_fallback` hands it back).
+            self.a.frstor(cpu(lay::x87_img()));
         }
         if flags && snap.flags {
             self.a.load_flags(cpu(lay::flags_res()));

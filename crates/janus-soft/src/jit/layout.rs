@@ -56,6 +56,38 @@ pub fn ymm_hi(n: u8) -> i32 {
     )
 }
 
+/// The x87 last-instruction opcode and pointers (`Fpu::fop`, `fip`, `fdp`).
+pub fn fpu_fop() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, fpu) + offset_of!(Fpu, fop))
+}
+
+pub fn fpu_fip() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, fpu) + offset_of!(Fpu, fip))
+}
+
+pub fn fpu_fdp() -> i32 {
+    i32_of(offset_of!(Cpu, r) + offset_of!(Regs, fpu) + offset_of!(Fpu, fdp))
+}
+
+/// Selector of segment register `s`.
+pub fn seg_selector(s: usize) -> i32 {
+    i32_of(
+        offset_of!(Cpu, r)
+            + offset_of!(Regs, seg)
+            + s * size_of::<Seg>()
+            + offset_of!(Seg, selector),
+    )
+}
+
+/// `Cpu::jit_x87_img` and `Cpu::jit_x87_in_image`.
+pub fn x87_img() -> i32 {
+    i32_of(offset_of!(Cpu, jit_x87_img))
+}
+
+pub fn x87_in_image() -> i32 {
+    i32_of(offset_of!(Cpu, jit_x87_in_image))
+}
+
 /// XCR0.
 pub fn xcr0() -> i32 {
     i32_of(offset_of!(Cpu, r) + offset_of!(Regs, xcr0))

@@ -160,6 +160,7 @@ impl Jit {
                 lahf: host_has_lahf(),
                 fallback: jit_fallback as *const () as u64,
                 tlb_fill: jit_tlb_fill as *const () as u64,
+                x87_prepare: jit_x87_prepare as *const () as u64,
                 exit,
             },
             compiler: Compiler::new(),
@@ -318,6 +319,10 @@ extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32
     // `Jit::run` for the whole call) and a pointer into the block it was translated from,
     // which the dispatcher keeps alive while the translation runs.
     let (cpu, insn) = unsafe { (&mut *cpu, &*insn) };
+    // The interpreter works on `r.fpu`: bring it up to date with what translated x87 code
+    // left in its image, and hand the image back afterwards.
+    let x87_in_image = cpu.jit_x87_in_image != 0;
+    cpu.sync_x87();
     let m = insn.i.mnemonic() as usize;
     if cpu.stats.fallbacks.len() <= m {
         cpu.stats.fallbacks.resize(m + 1, 0);
@@ -357,7 +362,18 @@ extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32
         }
     };
     cpu.r.flags.to_native();
+    if x87_in_image {
+        cpu.x87_to_image();
+    }
     status
+}
+
+/// Translated code calls this before it loads the x87 registers with FRSTOR when their image
+/// is older than `r.fpu`.
+extern "C" fn jit_x87_prepare(cpu: *mut Cpu) {
+    // SAFETY: as in `jit_fallback`: the CPU translated code was entered with.
+    let cpu = unsafe { &mut *cpu };
+    cpu.x87_to_image();
 }
 
 /// Translated code calls this when its TLB probe missed: fills the entry and returns the host

@@ -238,6 +238,22 @@ impl Asm {
     }
 
     /// `mov dword [m], imm32`
+    pub fn store16_imm(&mut self, m: Mem, imm: u16) {
+        self.u8(0x66);
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0xc7);
+        self.modrm_mem(0, &m);
+        self.buf.extend_from_slice(&imm.to_le_bytes());
+    }
+
+    /// `movzx dst32, word [m]`
+    pub fn load16(&mut self, dst: u8, m: Mem) {
+        self.rex_mem(false, dst, &m, false);
+        self.u8(0x0f);
+        self.u8(0xb7);
+        self.modrm_mem(dst, &m);
+    }
+
     pub fn store32_imm(&mut self, m: Mem, imm: i32) {
         self.rex_mem(false, 0, &m, false);
         self.u8(0xc7);
@@ -497,6 +513,20 @@ impl Asm {
         self.u8(0x0f);
         self.u8(0xae);
         self.modrm_mem(2, &m);
+    }
+
+    /// `frstor [m]` (the 108-byte 32-bit format)
+    pub fn frstor(&mut self, m: Mem) {
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0xdd);
+        self.modrm_mem(4, &m);
+    }
+
+    /// `fnsave [m]` (the 108-byte 32-bit format; the FPU is initialized after)
+    pub fn fnsave(&mut self, m: Mem) {
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0xdd);
+        self.modrm_mem(6, &m);
     }
 
     /// `stmxcsr [m]`

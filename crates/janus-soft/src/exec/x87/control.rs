@@ -128,6 +128,34 @@ fn ignored<const WAIT: bool>(cpu: &mut Cpu, _: &Insn) -> Step {
 
 // ------------------------------------------------------------------ environment
 
+/// The x87 state as FNSAVE stores it in 32-bit protected mode (108 bytes): what translated
+/// code loads with FRSTOR and saves with FNSAVE. The last-instruction pointers are zero (the
+/// translator runs x87 code only with every exception masked, where no handler reads them).
+pub fn to_fsave(f: &Fpu, img: &mut [u8; 108]) {
+    img.fill(0);
+    img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    img[4..6].copy_from_slice(&f.fsw.to_le_bytes());
+    img[8..10].copy_from_slice(&tag_word(f).to_le_bytes());
+    let top = f.top();
+    for i in 0..8 {
+        img[28 + 10 * i..38 + 10 * i].copy_from_slice(&f.st[(top + i) & 7][..10]);
+    }
+}
+
+/// The x87 registers back from an FNSAVE image (see [`to_fsave`]); the last-instruction
+/// pointers and opcode stay as they were.
+pub fn from_fsave(f: &mut Fpu, img: &[u8; 108]) {
+    f.fcw = u16::from_le_bytes([img[0], img[1]]);
+    f.fsw = u16::from_le_bytes([img[4], img[5]]);
+    f.ftw = abridge(u16::from_le_bytes([img[8], img[9]]));
+    let top = f.top();
+    for i in 0..8 {
+        let mut r = [0u8; 16];
+        r[..10].copy_from_slice(&img[28 + 10 * i..38 + 10 * i]);
+        f.st[(top + i) & 7] = r;
+    }
+}
+
 /// The full tag word: two bits per physical register, from its contents unless empty.
 fn tag_word(f: &Fpu) -> u16 {
     (0..8).fold(0u16, |tw, p| {
