@@ -319,10 +319,12 @@ extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32
     // `Jit::run` for the whole call) and a pointer into the block it was translated from,
     // which the dispatcher keeps alive while the translation runs.
     let (cpu, insn) = unsafe { (&mut *cpu, &*insn) };
-    // The interpreter works on `r.fpu`: bring it up to date with what translated x87 code
-    // left in its image, and hand the image back afterwards.
-    let x87_in_image = cpu.jit_x87_in_image != 0;
-    cpu.sync_x87();
+    // An instruction on the x87 state works on `r.fpu`: bring it up to date with what
+    // translated x87 code left in its image, and hand the image back afterwards.
+    let x87_in_image = cpu.jit_x87_in_image != 0 && touches_x87(&insn.i);
+    if x87_in_image {
+        cpu.sync_x87();
+    }
     let m = insn.i.mnemonic() as usize;
     if cpu.stats.fallbacks.len() <= m {
         cpu.stats.fallbacks.resize(m + 1, 0);
@@ -368,6 +370,29 @@ extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32
     status
 }
 
+/// Whether `i` reads or writes the x87 state (x87, MMX registers, FWAIT, the state saves).
+fn touches_x87(i: &iced_x86::Instruction) -> bool {
+    use iced_x86::CpuidFeature as F;
+    i.mnemonic() == iced_x86::Mnemonic::Wait
+        || (0..i.op_count())
+            .any(|k| i.op_kind(k) == iced_x86::OpKind::Register && i.op_register(k).is_mm())
+        || i.cpuid_features().iter().any(|f| {
+            matches!(
+                f,
+                F::FPU
+                    | F::FPU287
+                    | F::FPU387
+                    | F::MMX
+                    | F::FXSR
+                    | F::SSE3
+                    | F::XSAVE
+                    | F::XSAVEOPT
+                    | F::XSAVEC
+                    | F::XSAVES
+            )
+        })
+}
+
 /// Translated code calls this before it loads the x87 registers with FRSTOR when their image
 /// is older than `r.fpu`.
 extern "C" fn jit_x87_prepare(cpu: *mut Cpu) {
@@ -400,4 +425,29 @@ extern "C" fn jit_tlb_fill(cpu: *mut Cpu, lin: u64, info: u64) -> u64 {
         return 0;
     }
     e.addend.wrapping_add(lin)
+}
+
+#[cfg(test)]
+mod x87_state_tests {
+    use super::touches_x87;
+
+    fn decode(b: &[u8]) -> iced_x86::Instruction {
+        iced_x86::Decoder::new(64, b, iced_x86::DecoderOptions::NONE).decode()
+    }
+
+    #[test]
+    fn what_touches_the_x87_state() {
+        for (bytes, touches) in [
+            (&[0xd9, 0xe8][..], true),        // fld1
+            (&[0x0f, 0xfc, 0xc1][..], true),  // paddb mm0, mm1
+            (&[0x0f, 0xd7, 0xc1][..], true),  // pmovmskb eax, mm1 (an SSE instruction)
+            (&[0x0f, 0xae, 0x00][..], true),  // fxsave [rax]
+            (&[0x9b][..], true),              // fwait
+            (&[0x48, 0x89, 0xc8][..], false), // mov rax, rcx
+            (&[0x0f, 0x58, 0xc1][..], false), // addps xmm0, xmm1
+            (&[0x0f, 0x22, 0xd8][..], false), // mov cr3, rax
+        ] {
+            assert_eq!(touches_x87(&decode(bytes)), touches, "{bytes:x?}");
+        }
+    }
 }
