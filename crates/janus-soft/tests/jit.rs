@@ -534,3 +534,69 @@ fn bit_tests_with_a_register_offset_reach_the_right_word() {
         results[1].2
     );
 }
+
+/// x87 and MMX code in a loop runs translated (nothing left to the interpreter but HLT) and
+/// leaves the same registers, x87 state and memory as the interpreter.
+#[test]
+fn x87_and_mmx_run_translated_and_agree() {
+    use iced_x86::code_asm::*;
+    let data = janus_soft::testing::DATA;
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut l = a.create_label();
+    a.mov(rbx, data).unwrap();
+    a.mov(ecx, 200).unwrap();
+    a.fld1().unwrap();
+    a.fldz().unwrap();
+    a.set_label(&mut l).unwrap();
+    // st0 += st1; st1 *= 1.5 (from memory).
+    a.fadd_2(st0, st1).unwrap();
+    a.fxch(st0, st1).unwrap();
+    a.fmul(qword_ptr(rbx)).unwrap();
+    a.fxch(st0, st1).unwrap();
+    a.fst(qword_ptr(rbx + 8)).unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(l).unwrap();
+    // Then MMX (which takes over the x87 registers), in a loop of its own.
+    let mut m2 = a.create_label();
+    a.fstp(st0).unwrap();
+    a.fstp(st0).unwrap();
+    a.pxor(mm0, mm0).unwrap();
+    a.mov(eax, 3).unwrap();
+    a.movd(mm1, eax).unwrap();
+    a.mov(ecx, 200).unwrap();
+    a.set_label(&mut m2).unwrap();
+    a.paddd(mm0, mm1).unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(m2).unwrap();
+    a.movq(qword_ptr(rbx + 16), mm0).unwrap();
+    a.emms().unwrap();
+    a.fnstsw(ax).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(janus_soft::testing::CODE).unwrap();
+    let mut results = Vec::new();
+    for mode in [JitMode::Off, JitMode::After(1)] {
+        let mut m = TestMachine::long_mode(&code);
+        m.write(data, &1.5f64.to_le_bytes());
+        m.vcpu.set_jit(mode);
+        assert_eq!(m.run(), End::Halt, "{mode:?}");
+        let r = m.regs().clone();
+        let x = m.vcpu.exec_stats().expect("stats");
+        results.push((
+            r.gpr[0],
+            r.fpu.st,
+            r.fpu.fsw,
+            r.fpu.ftw,
+            m.read(data, 24),
+            x,
+        ));
+    }
+    let (a0, regs0, sw0, tw0, d0, _) = &results[0];
+    let (a1, regs1, sw1, tw1, d1, x1) = &results[1];
+    assert_eq!((a0, regs0, sw0, tw0, d0), (a1, regs1, sw1, tw1, d1));
+    assert_eq!(
+        u64::from_le_bytes(d1[16..24].try_into().unwrap()),
+        600,
+        "mm0 = 200 * 3"
+    );
+    assert_eq!(x1.fallbacks, vec![("hlt".to_string(), 1)], "{x1:?}");
+}

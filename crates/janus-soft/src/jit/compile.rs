@@ -99,8 +99,11 @@ pub struct Native {
     pub flags_out: bool,
     /// An SSE instruction: it needs the SSE checks and, for floating point, the guest's MXCSR.
     pub sse: Option<Sse>,
-    /// An x87 instruction: it runs with the guest's x87 registers loaded in the host's.
+    /// An x87 or MMX instruction: it runs with the guest's x87 registers loaded in the
+    /// host's.
     pub x87: bool,
+    /// An x87 instruction that keeps FOP/FIP/FDP (not MMX, not FNSTSW).
+    pub x87_note: bool,
     /// It names AH..BH, so the host pointer must be a register that needs no REX prefix.
     pub high_byte: bool,
     /// DIV or IDIV: what must hold for it not to fault (else the interpreter runs it).
@@ -310,7 +313,7 @@ impl Compiler {
                 Some(n) => Plan::Native(Box::new(n)),
                 None => Plan::Fallback,
             },
-            _ if native_x87(insn) => match self.native(insn) {
+            _ if native_x87(insn) || native_mmx(insn) => match self.native(insn) {
                 Some(n) => Plan::Native(Box::new(n)),
                 None => Plan::Fallback,
             },
@@ -329,14 +332,16 @@ impl Compiler {
             float,
             avx: crate::exec::sse::is_vex_vector(i),
         });
-        let x87 = native_x87(insn);
+        let x87 = native_x87(insn) || native_mmx(insn);
         let mut has_mem = false;
         let mut explicit = [false; 16];
         for k in 0..i.op_count() {
             match i.op_kind(k) {
                 OpKind::Register => {
                     let r = i.op_register(k);
-                    if (r.is_xmm() || r.is_ymm()) && sse.is_some() || r.is_st() && x87 {
+                    if (r.is_xmm() || r.is_ymm()) && sse.is_some()
+                        || (r.is_st() || r.is_mm()) && x87
+                    {
                         continue;
                     }
                     if !r.is_gpr() {
@@ -394,7 +399,7 @@ impl Compiler {
             );
             // VEX forms zero a register up to the widest one (iced names the ZMM register).
             let vector = r.is_xmm() || r.is_ymm() || r.is_zmm();
-            if r.is_st() && x87 {
+            if (r.is_st() || r.is_mm()) && x87 {
                 continue;
             }
             let (list, fam) = if vector && sse.is_some() && r.number() < 16 {
@@ -516,6 +521,7 @@ impl Compiler {
             xregs,
             sse,
             x87,
+            x87_note: native_x87(insn) && i.mnemonic() != Mnemonic::Fnstsw,
             mem: mem.map(|(size, write)| MemAccess { size, write }),
             flags_in: f.reads || f.partial,
             // A shift or rotate by CL keeps every flag when the count is 0.
@@ -528,6 +534,33 @@ impl Compiler {
             high_byte,
         })
     }
+}
+
+/// MMX instructions (on MMX registers only, no XMM register and no implicit memory) that run
+/// as themselves on the host's MMX registers, inside an x87 session (FRSTOR loads the guest's
+/// registers, which the MMX registers alias).
+fn native_mmx(insn: &Insn) -> bool {
+    let i = &insn.i;
+    let regs = (0..i.op_count()).filter(|&k| i.op_kind(k) == OpKind::Register);
+    let mm = regs.clone().any(|k| i.op_register(k).is_mm());
+    let xmm = regs.clone().any(|k| {
+        let r = i.op_register(k);
+        r.is_xmm() || r.is_ymm()
+    });
+    insn.implemented
+        && (mm && !xmm || i.mnemonic() == Mnemonic::Emms)
+        // The conversions between MMX and XMM are floating point (MXCSR), even when the XMM
+        // side is a memory operand.
+        && !matches!(
+            i.mnemonic(),
+            Mnemonic::Maskmovq
+                | Mnemonic::Cvtps2pi
+                | Mnemonic::Cvttps2pi
+                | Mnemonic::Cvtpd2pi
+                | Mnemonic::Cvttpd2pi
+                | Mnemonic::Cvtpi2ps
+                | Mnemonic::Cvtpi2pd
+        )
 }
 
 /// x87 instructions that run as themselves on the host's FPU (with the guest's registers loaded

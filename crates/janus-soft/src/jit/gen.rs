@@ -1618,7 +1618,7 @@ impl Gen {
                 self.misaligned_or_interpret(s, lin, n.align, resume);
             }
             let p = self.probe(s, lin, m.size, m.write, n.high_byte, resume);
-            if n.x87 && s.insn.i.mnemonic() != iced_x86::Mnemonic::Fnstsw {
+            if n.x87_note {
                 self.x87_note_dp(s, lin);
             }
             self.release(lin);
@@ -1639,7 +1639,7 @@ impl Gen {
                 None => ok = false,
             }
         }
-        if n.x87 && s.insn.i.mnemonic() != iced_x86::Mnemonic::Fnstsw {
+        if n.x87_note {
             self.x87_note_ip(s);
         }
         if n.flags_in && s.flags_needed {
