@@ -15,13 +15,9 @@ use std::time::{Duration, Instant};
 fuzz_target!(|code: &[u8]| {
     let code = &code[..code.len().min(4096)];
     let mut m = TestMachine::long_mode(code);
-    {
-        let r = m.regs();
-        r.cr4 |= janus_soft::exec::system::CR4_OSXSAVE;
-        r.xcr0 = janus_soft::cpuid::XCR0_V3;
-        for (k, g) in r.gpr.iter_mut().enumerate() {
-            *g = DATA + 0x1000 * k as u64;
-        }
+    m.enable_avx();
+    for (k, g) in m.regs().gpr.iter_mut().enumerate() {
+        *g = DATA + 0x1000 * k as u64;
     }
     m.vcpu.set_jit(JitMode::After(1));
     let kick = m.vcpu.kick_flag();

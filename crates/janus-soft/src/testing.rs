@@ -218,6 +218,14 @@ impl TestMachine {
         u64::from_le_bytes(self.read(addr, 8).try_into().unwrap_or_default())
     }
 
+    /// Enables XSAVE and the x87, SSE and AVX state (CR4.OSXSAVE, XCR0), as an OS does at
+    /// `--cpu v3`, so that VEX instructions run.
+    pub fn enable_avx(&mut self) {
+        let r = self.regs();
+        r.cr4 |= crate::exec::system::CR4_OSXSAVE;
+        r.xcr0 = crate::cpuid::XCR0_V3;
+    }
+
     /// The CPU's registers (to set up or inspect).
     pub fn regs(&mut self) -> &mut Regs {
         &mut self.vcpu.cpu.r

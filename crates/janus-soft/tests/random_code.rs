@@ -96,18 +96,18 @@ fn exceptions_resume(m: &mut TestMachine, program_len: u64) {
     r.tr.unusable = false;
 }
 
-/// Runs one random program; returns how it ended (for the summary).
-fn run_one(rng: &mut Rng, jit: bool) -> &'static str {
+/// Runs one random program; returns how it ended (for the summary) and the blocks the
+/// translator translated.
+fn run_one(rng: &mut Rng, jit: bool) -> (&'static str, u64) {
     let program = code(rng, 256);
     let mut m = TestMachine::long_mode(&program);
     if rng.chance(75) {
         exceptions_resume(&mut m, program.len() as u64);
     }
     let user = rng.chance(25);
+    m.enable_avx();
     {
         let r = m.regs();
-        r.cr4 |= janus_soft::exec::system::CR4_OSXSAVE;
-        r.xcr0 = janus_soft::cpuid::XCR0_V3;
         for g in r.gpr.iter_mut() {
             *g = if rng.chance(70) {
                 DATA + rng.below(1 << 20)
@@ -183,7 +183,7 @@ fn run_one(rng: &mut Rng, jit: bool) -> &'static str {
     };
     done.store(true, Ordering::Release);
     let _ = watchdog.join();
-    end
+    (end, m.vcpu.jit_stats().blocks)
 }
 
 #[test]
@@ -198,14 +198,23 @@ fn random_code_never_brings_the_vmm_down() {
         .unwrap_or(if cfg!(debug_assertions) { 100 } else { 600 });
     let mut rng = Rng(seed | 1);
     let mut ends = std::collections::BTreeMap::new();
+    let mut translated = [0u64; 2];
     let t0 = Instant::now();
     for i in 0..runs {
-        let end = run_one(&mut rng, i % 2 == 1);
+        let jit = i % 2 == 1;
+        let (end, blocks) = run_one(&mut rng, jit);
         *ends.entry(end).or_insert(0) += 1;
+        translated[jit as usize] += blocks;
     }
     eprintln!(
         "random code: {runs} programs (seed {seed:#x}) in {:.1} s: {ends:?}",
         t0.elapsed().as_secs_f64()
     );
-    assert_eq!(ends.values().sum::<u64>(), runs);
+    // Getting here is the point; and half the programs really ran translated code.
+    assert_eq!(translated[0], 0, "the interpreted half translated nothing");
+    assert!(
+        translated[1] > runs / 4,
+        "translated blocks: {}",
+        translated[1]
+    );
 }

@@ -9,9 +9,7 @@ fn machine(code: &[u8]) -> TestMachine {
     let mut c = code.to_vec();
     c.push(0xf4);
     let mut m = TestMachine::long_mode(&c);
-    let r = m.regs();
-    r.cr4 |= crate::exec::system::CR4_OSXSAVE;
-    r.xcr0 = crate::cpuid::XCR0_V3;
+    m.enable_avx();
     for i in 0..64u64 {
         m.write_u64(DATA + 8 * i, 0x1000_0000_0000_0000 | i);
     }

@@ -6,9 +6,8 @@ fn machine(code: &[u8]) -> TestMachine {
     let mut c = code.to_vec();
     c.push(0xf4);
     let mut m = TestMachine::long_mode(&c);
+    m.enable_avx();
     let r = m.regs();
-    r.cr4 |= crate::exec::system::CR4_OSXSAVE;
-    r.xcr0 = crate::cpuid::XCR0_V3;
     r.gpr[3] = DATA;
     r.gpr[0] = 7;
     r.gpr[2] = 0;
