@@ -31,6 +31,8 @@ pub struct Block {
     /// Address of its translation, valid while `code_epoch` is the translator's epoch.
     pub code: usize,
     pub code_epoch: u32,
+    /// The `Cpu::exec_key` bits (`core::TRANSLATION_MODE`) its translation was made for.
+    pub code_mode: u32,
 }
 
 /// A jump-cache entry: the block for linear PC `pc` run with `mode`, found when `pc` was on
@@ -283,6 +285,7 @@ impl BlockCache {
             hits: 0,
             code: 0,
             code_epoch: 0,
+            code_mode: 0,
         };
         let id = match self.free.pop() {
             Some(id) => {

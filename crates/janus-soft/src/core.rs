@@ -207,6 +207,13 @@ pub struct Stats {
 
 /// `Cpu::exec_key` bit: 32-bit code with flat segments (`Cpu::flat_segments`).
 pub const FLAT: u32 = 1 << 9;
+/// `Cpu::exec_key` bit outside 64-bit mode: the stack is 32-bit (SS.B), so SP is ESP.
+pub const SS32: u32 = 1 << 10;
+/// `Cpu::exec_key` bit: virtual-8086 mode (its code is interpreted).
+pub const VM86: u32 = 1 << 11;
+/// The `Cpu::exec_key` bits a translation is made for (with the block's code size): a
+/// translation runs only under the same ones.
+pub const TRANSLATION_MODE: u32 = FLAT | SS32 | VM86;
 
 /// The whole soft CPU.
 pub struct Cpu {
@@ -234,9 +241,17 @@ pub struct Cpu {
     /// What the last `Stop::Shutdown` or `Stop::Failed` was about.
     pub stop_reason: String,
     /// Bitness and privilege of the code running now, and whether its segments are flat
-    /// (`bitness | mmu_idx << 8 | flat << 9`, see [`FLAT`]): the key decoded blocks and
-    /// translations are looked up with, refreshed by `sync_mode`.
+    /// (`bitness | mmu_idx << 8 | flat << 9 | ss32 << 10 | vm86 << 11`, see [`FLAT`],
+    /// [`SS32`], [`VM86`]): the key decoded blocks and translations are looked up with,
+    /// refreshed by `sync_mode`.
     pub exec_key: u32,
+    /// Outside 64-bit mode, per segment register, the largest offset of an access's last
+    /// byte that needs no check beyond the limit, for reads (`[s][0]`) and writes
+    /// (`[s][1]`), or -1 when every access needs the full check (an unusable or expand-down
+    /// segment, a write to a code or read-only segment, a read of an execute-only one):
+    /// translated segmented code compares against it and leaves anything above to the
+    /// interpreter, which raises the fault. Refreshed by `sync_mode`.
+    pub jit_seg_limit: [[i64; 2]; 6],
     /// The interrupt controller behind INTR (on a PC, the local APIC), which also keeps the
     /// task priority CR8 reads and writes.
     pub intc: Option<Arc<dyn janus_engine::InterruptController>>,
@@ -288,6 +303,7 @@ impl Cpu {
             pending_exit: None,
             stop_reason: String::new(),
             exec_key: 0,
+            jit_seg_limit: [[-1; 2]; 6],
             intc: None,
             jit_stop: None,
             chain_budget: 0,
@@ -311,8 +327,46 @@ impl Cpu {
         self.long64 = self.r.mode() == Mode::Long;
         self.mmu_idx = (self.r.cpl() == 3) as usize;
         let bitness = self.r.bitness();
-        let flat = bitness == 32 && self.r.mode() != Mode::Real && self.flat_segments();
-        self.exec_key = bitness | (self.mmu_idx as u32) << 8 | if flat { FLAT } else { 0 };
+        let mut key = bitness | (self.mmu_idx as u32) << 8;
+        if !self.long64 {
+            let mode = self.r.mode();
+            if bitness == 32 && mode != Mode::Real && self.flat_segments() {
+                key |= FLAT;
+            }
+            if self.r.seg[crate::cpu::SS].big() {
+                key |= SS32;
+            }
+            if mode != Mode::Real && self.r.flags.bits & crate::flags::VM != 0 {
+                key |= VM86;
+            }
+            self.sync_seg_limits(mode);
+        }
+        self.exec_key = key;
+    }
+
+    /// Fills `jit_seg_limit` from the segment registers, as `linear_legacy` checks them.
+    fn sync_seg_limits(&mut self, mode: Mode) {
+        for (s, g) in self.r.seg.iter().enumerate() {
+            let limit = g.limit as i64;
+            self.jit_seg_limit[s] = if mode == Mode::Real {
+                [limit, limit]
+            } else if g.unusable {
+                [-1, -1]
+            } else {
+                let t = g.type_();
+                let code = t & 8 != 0;
+                let expand_down = !code && t & 4 != 0;
+                let readable = !code || t & 2 != 0;
+                let writable = !code && t & 2 != 0;
+                match expand_down {
+                    true => [-1, -1],
+                    false => [
+                        if readable { limit } else { -1 },
+                        if writable { limit } else { -1 },
+                    ],
+                }
+            };
+        }
     }
 
     /// 32-bit code whose CS, DS, ES and SS are flat: base 0, a 4 GiB limit, and for the data

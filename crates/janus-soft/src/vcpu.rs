@@ -2,7 +2,7 @@
 //! interrupts, and hands device accesses to the VMM as exits.
 
 use crate::block::BlockCache;
-use crate::core::{Cpu, Exit, Flow, Stop};
+use crate::core::{Cpu, Exit, Flow, Stop, FLAT, TRANSLATION_MODE, VM86};
 use crate::interrupt::Source;
 use crate::jit::{self, Jit, JitStats};
 use crate::Tsc;
@@ -303,10 +303,12 @@ impl SoftVcpu {
         }
         if let JitSlot::On(jit) = &mut self.jit {
             let b = self.cache.get(id);
+            let key = self.cpu.exec_key;
             if b.code != 0
                 && b.code_epoch == jit.epoch
+                && b.code_mode == key & TRANSLATION_MODE
                 && !self.cpu.int_shadow
-                && translatable(b, self.cpu.exec_key)
+                && translatable(key)
             {
                 // The last block left for exactly this one: jump here directly next time.
                 if let Some((site, rip)) = chain_from {
@@ -314,9 +316,12 @@ impl SoftVcpu {
                         jit.chain(site, b.code);
                     }
                 }
-                // Returns and indirect branches to this block may now skip the dispatcher.
-                let global = b.one_page() && self.cpu.code_page_is_global(self.cpu.r.rip);
-                jit.remember(&self.cpu, self.cpu.r.rip, global, b.code);
+                // Returns and indirect branches to this block may now skip the dispatcher
+                // (not in segmented code, where RIP is not the linear address).
+                if b.ip_mask == u64::MAX || key & FLAT != 0 {
+                    let global = b.one_page() && self.cpu.code_page_is_global(self.cpu.r.rip);
+                    jit.remember(&self.cpu, self.cpu.r.rip, global, b.code);
+                }
                 self.cpu.r.flags.to_native();
                 self.cpu.chain_budget = CHAIN_BUDGET;
                 self.cpu.jit_exit = 0;
@@ -349,12 +354,13 @@ impl SoftVcpu {
             JitSlot::On(j) => j.threshold,
         };
         let b = self.cache.get(id);
+        let mode = self.cpu.exec_key & TRANSLATION_MODE;
         // u32::MAX marks a block that could not be translated.
-        if !translatable(b, self.cpu.exec_key) || b.hits == u32::MAX || b.hits < threshold {
+        if !translatable(self.cpu.exec_key) || b.hits == u32::MAX || b.hits < threshold {
             return;
         }
         if let JitSlot::On(j) = &self.jit {
-            if b.code != 0 && b.code_epoch == j.epoch {
+            if b.code != 0 && b.code_epoch == j.epoch && b.code_mode == mode {
                 return;
             }
         }
@@ -368,10 +374,11 @@ impl SoftVcpu {
             return;
         };
         let b = self.cache.get_mut(id);
-        match jit.translate(b) {
+        match jit.translate(b, mode) {
             Some(code) => {
                 b.code = code;
                 b.code_epoch = jit.epoch;
+                b.code_mode = mode;
             }
             None => b.hits = u32::MAX,
         }
@@ -422,10 +429,10 @@ impl SoftVcpu {
     }
 }
 
-/// Whether `block`, run under `exec_key`, may run translated: 64-bit code, and 32-bit code
-/// with flat segments (16-bit code is interpreted).
-fn translatable(block: &crate::block::Block, exec_key: u32) -> bool {
-    block.ip_mask == u64::MAX || (block.ip_mask == 0xffff_ffff && exec_key & crate::core::FLAT != 0)
+/// Whether code run under `exec_key` may run translated: all but virtual-8086 code (whose
+/// IOPL-sensitive instructions the templates do not model).
+fn translatable(exec_key: u32) -> bool {
+    exec_key & VM86 == 0
 }
 
 /// Runs the instructions of `block` from its start until it ends, leaves, or stops; after an

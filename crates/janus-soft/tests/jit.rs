@@ -422,31 +422,6 @@ fn thirty_two_bit_code_translates_and_agrees() {
 }
 
 #[test]
-fn thirty_two_bit_code_with_a_non_flat_segment_is_interpreted() {
-    // DS with base 0x1000: translated code assumes flat segments, so this must not run
-    // translated, and the load must see the base.
-    let code = common::asm(32, CODE, |a| {
-        let mut top = a.create_label();
-        a.mov(ecx, 10u32)?;
-        a.set_label(&mut top)?;
-        a.add(eax, dword_ptr(DATA as u32))?;
-        a.dec(ecx)?;
-        a.jnz(top)?;
-        a.hlt()
-    });
-    for mode in [JitMode::Off, JitMode::After(0)] {
-        let mut m = TestMachine::protected_mode(&code);
-        m.vcpu.set_jit(mode);
-        m.write(DATA, &1u32.to_le_bytes());
-        m.write(DATA + 0x1000, &7u32.to_le_bytes());
-        m.regs().seg[janus_soft::cpu::DS].base = 0x1000;
-        assert_eq!(m.run_with(100, |a| panic!("unexpected {a:?}")), End::Halt);
-        assert_eq!(m.regs().gpr[0], 70, "{mode:?}");
-        assert_eq!(m.vcpu.exec_stats().expect("stats").translated_blocks, 0);
-    }
-}
-
-#[test]
 fn translated_rdtsc_reads_the_guests_tsc() {
     // WRMSR sets the guest TSC to 0x1234_5678 << 32; RDTSC and RDTSCP read it back a little
     // later, split into EDX:EAX (upper halves clear), with TSC_AUX in ECX.

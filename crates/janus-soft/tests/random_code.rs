@@ -8,28 +8,13 @@
 //! Deterministic: the seed is fixed (`JANUS_RANDOM_CODE_SEED` and `JANUS_RANDOM_CODE_RUNS`
 //! change it and the count).
 
+mod common;
+use common::Rng;
 use janus_engine::{Vcpu, VmExit};
 use janus_soft::testing::{TestMachine, CODE, DATA};
 use janus_soft::vcpu::JitMode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Random bytes, with opcode-map escapes, VEX prefixes and operand-size prefixes sprinkled in
 /// so that more than the one-byte map gets decoded.
@@ -196,7 +181,7 @@ fn random_code_never_brings_the_vmm_down() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if cfg!(debug_assertions) { 100 } else { 600 });
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut ends = std::collections::BTreeMap::new();
     let mut translated = [0u64; 2];
     let t0 = Instant::now();

@@ -520,14 +520,24 @@ pub fn xadd(cpu: &mut Cpu, insn: &Insn) -> Step {
     let a = get(cpu, insn, 0, size)?;
     let b = get(cpu, insn, 1, size)?;
     let r = a.wrapping_add(b);
-    put(cpu, insn, 0, size, r)?;
-    put(cpu, insn, 1, size, a)?;
+    // The source gets the old destination, then the destination the sum (so XADD r, r with
+    // one register leaves the sum); a memory destination is written first, so that a fault
+    // there leaves the register alone.
+    if insn.op[0] == Opnd::Mem {
+        put(cpu, insn, 0, size, r)?;
+        put(cpu, insn, 1, size, a)?;
+    } else {
+        put(cpu, insn, 1, size, a)?;
+        put(cpu, insn, 0, size, r)?;
+    }
     cpu.r.flags.set(Op::Add, size, r, a, b);
     Ok(Flow::Next)
 }
 
-/// CMPXCHG r/m, r: compares the accumulator with the destination. The destination is written
-/// either way (its own value on a mismatch), as the locked read-modify-write does.
+/// CMPXCHG r/m, r: compares the accumulator with the destination. A memory destination is
+/// written either way (its own value on a mismatch), as the locked read-modify-write does; a
+/// register destination is left alone on a mismatch (a 32-bit one is not zero-extended then,
+/// as on the host).
 pub fn cmpxchg(cpu: &mut Cpu, insn: &Insn) -> Step {
     let size = insn.osize;
     let d = get(cpu, insn, 0, size)?;
@@ -536,7 +546,9 @@ pub fn cmpxchg(cpu: &mut Cpu, insn: &Insn) -> Step {
         let s = get(cpu, insn, 1, size)?;
         put(cpu, insn, 0, size, s)?;
     } else {
-        put(cpu, insn, 0, size, d)?;
+        if insn.op[0] == Opnd::Mem {
+            put(cpu, insn, 0, size, d)?;
+        }
         reg_put(cpu, 0, size, d);
     }
     cpu.r.flags.set(Op::Sub, size, acc.wrapping_sub(d), acc, d);

@@ -1,5 +1,5 @@
-//! Planning the translation of one decoded block (64-bit code, or 32-bit code with flat
-//! segments): what each guest instruction becomes (`Plan`), and the flag liveness the code
+//! Planning the translation of one decoded block (64-, 32- or 16-bit code): what each guest
+//! instruction becomes (`Plan`), and the flag liveness the code
 //! generator (`gen.rs`) uses to save the guest's flags only where they are live.
 //!
 //! Guest and host are both x86-64, so most guest instructions run as themselves (`Native`):
@@ -151,7 +151,7 @@ struct FlagUse {
 }
 
 pub struct Compiler {
-    /// Bitness of the block being translated (64, or 32 with flat segments).
+    /// Bitness of the block being translated (64, 32 or 16).
     bits: u32,
     enc: Encoder,
     info: InstructionInfoFactory,
@@ -172,10 +172,16 @@ impl Compiler {
         }
     }
 
-    /// Translates `block` for placement at address `base`.
-    pub fn translate(&mut self, block: &Block, base: usize, t: &Targets) -> Translation {
+    /// Translates `block` for placement at address `base`, to run under the
+    /// `Cpu::exec_key` bits `mode` (`core::TRANSLATION_MODE`: flat or segmented, the stack's
+    /// width).
+    pub fn translate(&mut self, block: &Block, mode: u32, base: usize, t: &Targets) -> Translation {
         let insns = &block.insns;
-        self.bits = if block.ip_mask == u64::MAX { 64 } else { 32 };
+        self.bits = match block.ip_mask {
+            u64::MAX => 64,
+            0xffff_ffff => 32,
+            _ => 16,
+        };
         let plans: Vec<Plan> = insns.iter().map(|i| self.plan(i)).collect();
         let uses: Vec<FlagUse> = insns
             .iter()
@@ -188,7 +194,7 @@ impl Compiler {
             let u = uses[k];
             live_after[k - 1] = u.reads || (live_after[k] && !u.writes_all);
         }
-        let mut g = Gen::new(base, block.start_phys() & 0xfff, *t, self.bits);
+        let mut g = Gen::new(base, block.start_phys() & 0xfff, *t, self.bits, mode);
         let mut native = 0;
         let mut fallback = 0;
         let mut off = 0u64;
@@ -238,28 +244,15 @@ impl Compiler {
         let reg0 = matches!(insn.op[0], crate::exec::Opnd::Reg(r) if r < 16);
         // The stack and branch templates handle the code size's own width only.
         let stack_op = insn.osize == w && insn.asize == w;
-        let near = if bits == 64 {
-            OpKind::NearBranch64
-        } else {
-            OpKind::NearBranch32
+        let near = match bits {
+            64 => OpKind::NearBranch64,
+            32 => OpKind::NearBranch32,
+            _ => OpKind::NearBranch16,
         };
-        // In 32-bit code only the flat segments (CS, DS, ES, SS as the block key says) go
-        // without checks; a CS, FS or GS operand needs its segment's limit checked, and a
-        // linear address that wraps at 4 GiB after its base is added: the interpreter does it.
-        let has_mem = (0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Memory);
-        if bits == 32
-            && has_mem
-            && matches!(
-                i.memory_segment(),
-                Register::CS | Register::FS | Register::GS
-            )
-        {
-            return Plan::Fallback;
-        }
         match i.mnemonic() {
             Nop | Pause | Endbr64 | Endbr32 | Prefetchnta | Prefetcht0 | Prefetcht1
             | Prefetcht2 => Plan::Nop,
-            Lea if reg0 && insn.asize != 2 && insn.osize != 2 => Plan::Lea,
+            Lea if reg0 => Plan::Lea,
             Jmp => match i.op0_kind() {
                 k if k == near => Plan::JmpRel,
                 OpKind::Register | OpKind::Memory if insn.osize == w && jmp_ok(i, bits) => {
@@ -278,7 +271,7 @@ impl Compiler {
                 0
             }),
             Push if stack_op && push_ok(i, bits) => Plan::Push,
-            Pushfq | Pushfd if stack_op => Plan::Pushf,
+            Pushfq | Pushfd | Pushf if stack_op => Plan::Pushf,
             Pop if stack_op && reg0 && i.op0_kind() == OpKind::Register => Plan::Pop,
             Leave if stack_op => Plan::Leave,
             Cli => Plan::Cli,
@@ -362,16 +355,14 @@ impl Compiler {
                 _ => return None,
             }
         }
-        // A memory offset (MOV AL/AX/EAX, moffs) is a plain absolute address in 32-bit code
-        // (it becomes MOV r, r/m below); in 64-bit code it is a 64-bit one the probe does not
-        // take. 16-bit addressing is left to the interpreter.
+        // A memory offset (MOV AL/AX/EAX, moffs) is a plain absolute address in 16- and
+        // 32-bit code (it becomes MOV r, r/m below); in 64-bit code it is a 64-bit one the
+        // probe does not take.
         let moffs = is_moffs(i.code());
         // BT/BTS/BTR/BTC m, r address the word the offset picks (`Native::bit_offset`): in
         // 64-bit addressing only.
         let bit_offset = has_mem && bit_offset_in_register(i);
-        if has_mem
-            && ((moffs && self.bits == 64) || (bit_offset && insn.asize != 8) || insn.asize == 2)
-        {
+        if has_mem && ((moffs && self.bits == 64) || (bit_offset && insn.asize != 8)) {
             return None;
         }
         let mem_regs = [i.memory_base(), i.memory_index()].map(|r| {
@@ -786,6 +777,7 @@ fn push_ok(i: &Instruction, bits: u32) -> bool {
         }
         OpKind::Immediate8to64 | OpKind::Immediate32to64 => bits == 64,
         OpKind::Immediate8to32 | OpKind::Immediate32 => bits == 32,
+        OpKind::Immediate8to16 | OpKind::Immediate16 => bits == 16,
         OpKind::Memory => i.memory_size().size() * 8 == bits as usize && !is_moffs(i.code()),
         _ => false,
     }
@@ -880,7 +872,13 @@ fn flag_use(insn: &Insn, plan: &Plan) -> FlagUse {
         // CLD/STD change no arithmetic flag and cannot fault.
         Plan::Lea | Plan::Nop | Plan::JmpRel | Plan::SetDf(_) => FlagUse::default(),
         Plan::Native(n) => FlagUse {
-            reads: flags_of(&insn.i).reads || n.mem.is_some() || n.sse.is_some(),
+            // Whatever may fault (a memory operand, the SSE and x87 checks, a divide) pushes
+            // the flags as they are.
+            reads: flags_of(&insn.i).reads
+                || n.mem.is_some()
+                || n.sse.is_some()
+                || n.x87
+                || n.div.is_some(),
             partial: flags_of(&insn.i).partial,
             writes_any: n.flags_out,
             writes_all: flags_of(&insn.i).writes_all,

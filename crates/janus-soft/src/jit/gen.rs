@@ -195,8 +195,13 @@ pub struct Gen {
     /// chained.
     page_off: u64,
     t: Targets,
-    /// Code size: 64, or 32 (with flat segments).
+    /// Code size: 64, 32 or 16.
     bits: u32,
+    /// Segmented code (16-bit code, or 32-bit code whose segments are not flat): every
+    /// memory access checks its segment's limit and adds its base.
+    seg: bool,
+    /// Bytes of the stack pointer (8; 4 or 2 outside 64-bit mode, from SS.B).
+    spw: u8,
     enc: Encoder,
     /// The host's RFLAGS hold the guest's arithmetic flags.
     host_valid: bool,
@@ -233,13 +238,21 @@ pub struct Gen {
 }
 
 impl Gen {
-    pub fn new(base: usize, page_off: u64, t: Targets, bits: u32) -> Gen {
+    /// `mode` holds the `Cpu::exec_key` bits the translation is for (`TRANSLATION_MODE`).
+    pub fn new(base: usize, page_off: u64, t: Targets, bits: u32, mode: u32) -> Gen {
+        use crate::core::{FLAT, SS32};
         Gen {
             a: Asm::new(),
             base,
             page_off,
             t,
             bits,
+            seg: bits != 64 && mode & FLAT == 0,
+            spw: match bits {
+                64 => 8,
+                _ if mode & SS32 != 0 => 4,
+                _ => 2,
+            },
             enc: Encoder::new(64),
             host_valid: false,
             saved: true,
@@ -411,28 +424,60 @@ impl Gen {
         (self.bits / 8) as u8
     }
 
-    /// Wraps `r` to the code size (32-bit code: the low half, zero-extended).
+    /// Wraps `r` to the code size (32- and 16-bit code: the low half or quarter,
+    /// zero-extended).
     fn wrap(&mut self, r: u8) {
-        if self.bits == 32 {
-            self.a.mov_rr32(r, r);
+        self.wrap_to(r, self.width());
+    }
+
+    /// Wraps `r` to `w` bytes, zero-extended.
+    fn wrap_to(&mut self, r: u8, w: u8) {
+        match w {
+            2 => self.a.movzx_rr16(r, r),
+            4 => self.a.mov_rr32(r, r),
+            _ => {}
         }
     }
 
-    /// Loads a value of the code size's width.
+    /// Loads a value of the code size's width, zero-extended.
     fn load_w(&mut self, dst: u8, m: Mem) {
-        if self.bits == 32 {
-            self.a.load32(dst, m);
-        } else {
-            self.a.load64(dst, m);
+        match self.bits {
+            16 => self.a.load16(dst, m),
+            32 => self.a.load32(dst, m),
+            _ => self.a.load64(dst, m),
         }
     }
 
-    /// Advances the CPU struct's RIP by `to` (wrapping at 4 GiB in 32-bit code).
-    fn add_rip(&mut self, to: i64) {
-        if self.bits == 32 {
-            self.a.alu_mi32(Alu::Add, cpu(lay::rip()), to as i32);
+    /// Loads a value of the code size's width into a guest register as the guest's MOV
+    /// would: a 16-bit load keeps the register's upper bits, a 32-bit one clears them.
+    fn load_into(&mut self, dst: u8, m: Mem) {
+        match self.bits {
+            16 => self.a.load16_merge(dst, m),
+            32 => self.a.load32(dst, m),
+            _ => self.a.load64(dst, m),
+        }
+    }
+
+    /// Sets the guest stack pointer (host register `sp`) to the new offset in `v` (wrapped
+    /// to the stack's width): SP alone for a 16-bit stack, as the interpreter's `set_sp`.
+    fn set_sp(&mut self, sp: u8, v: u8) {
+        if self.spw == 2 {
+            self.a.mov_rr16(sp, v);
         } else {
-            self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32);
+            self.a.mov_rr(sp, v);
+        }
+    }
+
+    /// Advances the CPU struct's RIP by `to` (wrapping at 4 GiB in 32-bit code, at 64 KiB in
+    /// 16-bit code). In 16-bit code it leaves CF set if IP wrapped.
+    fn add_rip(&mut self, to: i64) {
+        match self.bits {
+            16 if to < 0 => self
+                .a
+                .alu_mi16(Alu::Sub, cpu(lay::rip()), to.unsigned_abs() as u16),
+            16 => self.a.alu_mi16(Alu::Add, cpu(lay::rip()), to as u16),
+            32 => self.a.alu_mi32(Alu::Add, cpu(lay::rip()), to as i32),
+            _ => self.a.alu_mi(Alu::Add, cpu(lay::rip()), to as i32),
         }
     }
 
@@ -537,6 +582,7 @@ impl Gen {
             self.a.store(8, cpu(lay::fpu_fip()), t);
         } else {
             self.a.lea(t, Mem::at(t, s.off as i32));
+            self.wrap(t);
             self.a.store(4, cpu(lay::fpu_fip()), t);
             self.a.load16(t, cpu(lay::seg_selector(crate::cpu::CS)));
             self.a.store(4, cpu(lay::fpu_fip() + 4), t);
@@ -544,13 +590,13 @@ impl Gen {
         self.release(t);
     }
 
-    /// FDP for an x87 instruction with a memory operand at linear address `lin` (flat
-    /// segments: the offset; outside 64-bit mode with the operand's selector above).
-    fn x87_note_dp(&mut self, s: &Site, lin: u8) {
+    /// FDP for an x87 instruction with a memory operand at offset `off` in its segment
+    /// (outside 64-bit mode with the operand's selector above).
+    fn x87_note_dp(&mut self, s: &Site, off: u8) {
         if self.bits == 64 {
-            self.a.store(8, cpu(lay::fpu_fdp()), lin);
+            self.a.store(8, cpu(lay::fpu_fdp()), off);
         } else {
-            self.a.store(4, cpu(lay::fpu_fdp()), lin);
+            self.a.store(4, cpu(lay::fpu_fdp()), off);
             let t = self.pick(false);
             self.a
                 .load16(t, cpu(lay::seg_selector(s.insn.mem.seg as usize)));
@@ -700,13 +746,22 @@ impl Gen {
     /// `exit_rel` once the guest state is in the CPU struct (it leaves `Gen`'s state alone, so
     /// cold code can use it).
     fn exit_tail(&mut self, to: u64, retired: u32) {
-        if to != 0 {
-            self.add_rip(to as i64);
-        }
         let target = self.page_off as i64 + to as i64;
         if !(0..4096).contains(&target) {
+            if to != 0 {
+                self.add_rip(to as i64);
+            }
             self.lookup_tail(retired);
             return;
+        }
+        // In 16-bit code a target past either end of the segment's 64 KiB wraps IP: it is on
+        // another page then, and the exit is never chained.
+        let mut wrapped = None;
+        if to != 0 {
+            self.add_rip(to as i64);
+            if self.bits == 16 {
+                wrapped = Some(self.a.jcc(cc::B));
+            }
         }
         // The budget counts the instructions retired (the dispatcher adds what was spent to
         // the CPU's count), so one subtraction both counts and bounds the chain.
@@ -723,6 +778,11 @@ impl Gen {
         self.a.mov_ri(RAX, 0);
         let here = self.base;
         self.a.jmp_abs(here, self.t.exit);
+        if let Some(w) = wrapped {
+            let here = self.a.len();
+            self.a.patch(w, here);
+            self.lookup_tail(retired);
+        }
     }
 
     /// Leaves the block for the dispatcher (never chained), with RIP advanced to block offset
@@ -754,6 +814,11 @@ impl Gen {
 
     /// `exit_lookup` once the guest state is in the CPU struct.
     fn lookup_tail(&mut self, retired: u32) {
+        if self.seg {
+            // The jump table is keyed by RIP, which is not the linear address here.
+            self.leave_normally(retired);
+            return;
+        }
         self.a
             .alu_mi(Alu::Sub, cpu(lay::chain_budget()), retired as i32);
         let spent = self.a.jcc(cc::LE);
@@ -816,6 +881,8 @@ impl Gen {
         } else if s.insn.asize == 4 {
             // 32-bit addresses wrap: a displacement is as good as its sign-extended low half.
             disp as u32 as i32 as i64
+        } else if s.insn.asize == 2 {
+            disp as u16 as i16 as i64
         } else {
             disp
         };
@@ -853,9 +920,7 @@ impl Gen {
                 self.release(t);
             }
         }
-        if s.insn.asize == 4 {
-            self.a.mov_rr32(a, a);
-        }
+        self.wrap_to(a, s.insn.asize);
         if add_seg {
             let t = self.pick(false);
             self.a.load64(t, cpu(lay::seg_base(seg)));
@@ -863,6 +928,89 @@ impl Gen {
             self.release(t);
         }
         a
+    }
+
+    /// The linear address of the memory operand of the instruction at `s`, for a `size`-byte
+    /// access (a write if `write`), and its offset in the segment; the guest's flags are
+    /// saved first if live (`clobber`). In 64-bit code and in flat segments the two are the
+    /// same register (with the FS or GS base added in 64-bit code). Otherwise the segment's
+    /// limit is checked, the interpreter running the instruction (and raising the fault) if
+    /// it fails, and its base added.
+    fn mem_lin(&mut self, s: &Site, size: u8, write: bool, resume: Resume) -> (u8, u8) {
+        use crate::cpu::{CS, FS, GS};
+        let seg = s.insn.mem.seg as usize;
+        let checked = self.bits != 64 && (self.seg || matches!(seg, CS | FS | GS));
+        let off = self.ea(s, !checked);
+        self.clobber(s.live_in);
+        if !checked {
+            return (off, off);
+        }
+        (self.seg_linear(s, seg, off, size, write, resume), off)
+    }
+
+    /// The linear address of `size` bytes at the offset in `off` (zero-extended, wrapped
+    /// to the address size) in segment `seg`, in a new scratch register, after the limit
+    /// check `Cpu::jit_seg_limit` allows (else the interpreter runs the instruction and
+    /// execution resumes at `resume`). Flags are clobbered.
+    fn seg_linear(
+        &mut self,
+        s: &Site,
+        seg: usize,
+        off: u8,
+        size: u8,
+        write: bool,
+        resume: Resume,
+    ) -> u8 {
+        let lin = self.pick(false);
+        self.a.lea(lin, Mem::at(off, size as i32 - 1));
+        // A signed comparison: -1 sends every access to the interpreter.
+        self.a
+            .alu_rm(Alu::Cmp, lin, cpu(lay::seg_limit(seg, write)));
+        let from = self.a.jcc(cc::G);
+        self.send_to_interpreter(vec![from], s, resume);
+        self.a.mov_rr(lin, off);
+        self.a.alu_rm(Alu::Add, lin, cpu(lay::seg_base(seg)));
+        // Linear addresses wrap at 4 GiB outside 64-bit mode.
+        self.a.mov_rr32(lin, lin);
+        lin
+    }
+
+    /// The linear address of a stack access at the offset in `off` (SS's base and limit
+    /// apply in segmented code).
+    fn stack_lin(&mut self, s: &Site, off: u8, size: u8, write: bool, resume: Resume) -> u8 {
+        if self.seg {
+            self.seg_linear(s, crate::cpu::SS, off, size, write, resume)
+        } else {
+            off
+        }
+    }
+
+    /// The stack pointer (host register `sp`) as an offset in SS: itself, or in segmented
+    /// code a scratch copy wrapped to the stack's width.
+    fn sp_offset(&mut self, sp: u8) -> u8 {
+        if !self.seg {
+            return sp;
+        }
+        let o = self.pick(false);
+        match self.spw {
+            2 => self.a.movzx_rr16(o, sp),
+            _ => self.a.mov_rr32(o, sp),
+        }
+        o
+    }
+
+    /// Sets the stack pointer (host register `sp`) to the offset in `off` plus `delta`,
+    /// wrapped to the stack's width (SP alone for a 16-bit stack).
+    fn sp_from(&mut self, sp: u8, off: u8, delta: i32) {
+        if self.spw == 2 {
+            let t = self.pick(false);
+            self.a.lea(t, Mem::at(off, delta));
+            self.a.mov_rr16(sp, t);
+            self.release(t);
+        } else {
+            self.a.lea(sp, Mem::at(off, delta));
+            self.wrap_to(sp, self.spw);
+        }
     }
 
     /// The TLB check both probes share: `ptr` = the host address of the linear address in
@@ -1281,15 +1429,16 @@ impl Gen {
                 let w = self.width();
                 let sp = self.guest(RSP);
                 self.clobber(s.live_in);
-                let p = self.probe(s, sp, w, false, false, resume);
+                let off = self.sp_offset(sp);
+                let lin = self.stack_lin(s, off, w, false, resume);
+                let p = self.probe(s, lin, w, false, false, resume);
                 let v = self.pick(false);
                 self.load_w(v, Mem::at(p, 0));
                 self.release(p);
                 if self.bits == 64 {
                     self.canonical_or_interpret(s, v, resume);
                 }
-                self.a.lea(sp, Mem::at(sp, w as i32 + *pop as i32));
-                self.wrap(sp);
+                self.sp_from(sp, off, w as i32 + *pop as i32);
                 self.wrote(RSP);
                 self.leave_for(v, s);
                 true
@@ -1434,8 +1583,10 @@ impl Gen {
                 let mut regs = Self::mem_regs(s);
                 regs.push(RSP);
                 self.pin(&regs);
-                let lin = self.ea(s, true);
-                self.clobber(s.live_in);
+                let (lin, off) = self.mem_lin(s, self.width(), false, resume);
+                if off != lin {
+                    self.release(off);
+                }
                 let p = self.probe(s, lin, self.width(), false, false, resume);
                 let v = self.pick(false);
                 self.load_w(v, Mem::at(p, 0));
@@ -1449,22 +1600,23 @@ impl Gen {
         let sp = self.guest(RSP);
         let a = self.pick(false);
         self.a.lea(a, Mem::at(sp, -(w as i32)));
-        self.wrap(a);
+        self.wrap_to(a, self.spw);
         self.clobber(s.live_in);
-        let p = self.probe(s, a, w, true, false, resume);
+        let lin = self.stack_lin(s, a, w, true, resume);
+        let p = self.probe(s, lin, w, true, false, resume);
         match value {
             // PUSH RSP stores the value before the decrement.
             Some(v) => self.a.store(w, Mem::at(p, 0), v),
             None => {
                 let imm = s.insn.i.immediate(0) as i64 as i32;
-                if w == 8 {
-                    self.a.store64_imm(Mem::at(p, 0), imm);
-                } else {
-                    self.a.store32_imm(Mem::at(p, 0), imm);
+                match w {
+                    8 => self.a.store64_imm(Mem::at(p, 0), imm),
+                    4 => self.a.store32_imm(Mem::at(p, 0), imm),
+                    _ => self.a.store16_imm(Mem::at(p, 0), imm as u16),
                 }
             }
         }
-        self.a.mov_rr(sp, a);
+        self.set_sp(sp, a);
         self.wrote(RSP);
         self.resolve();
     }
@@ -1497,13 +1649,14 @@ impl Gen {
         let d = self.guest(dst);
         let w = self.width();
         self.clobber(s.live_in);
-        let p = self.probe(s, sp, w, false, false, resume);
+        let off = self.sp_offset(sp);
+        let lin = self.stack_lin(s, off, w, false, resume);
+        let p = self.probe(s, lin, w, false, false, resume);
         if dst == RSP {
-            self.load_w(sp, Mem::at(p, 0));
+            self.load_into(sp, Mem::at(p, 0));
         } else {
-            self.load_w(d, Mem::at(p, 0));
-            self.a.lea(sp, Mem::at(sp, w as i32));
-            self.wrap(sp);
+            self.load_into(d, Mem::at(p, 0));
+            self.sp_from(sp, off, w as i32);
             self.wrote(dst);
         }
         self.wrote(RSP);
@@ -1517,10 +1670,12 @@ impl Gen {
         let sp = self.guest(RSP);
         let w = self.width();
         self.clobber(s.live_in);
-        let p = self.probe(s, bp, w, false, false, resume);
-        self.a.lea(sp, Mem::at(bp, w as i32));
-        self.wrap(sp);
-        self.load_w(bp, Mem::at(p, 0));
+        // The stack's width decides how much of RBP becomes the stack pointer.
+        let off = self.sp_offset(bp);
+        let lin = self.stack_lin(s, off, w, false, resume);
+        let p = self.probe(s, lin, w, false, false, resume);
+        self.sp_from(sp, off, w as i32);
+        self.load_into(bp, Mem::at(p, 0));
         self.wrote(RSP);
         self.wrote(RBP);
         self.resolve();
@@ -1532,15 +1687,16 @@ impl Gen {
         let sp = self.guest(RSP);
         let a = self.pick(false);
         self.a.lea(a, Mem::at(sp, -(w as i32)));
-        self.wrap(a);
+        self.wrap_to(a, self.spw);
         self.clobber(s.live_in);
-        let p = self.probe(s, a, w, true, false, resume);
+        let lin = self.stack_lin(s, a, w, true, resume);
+        let p = self.probe(s, lin, w, true, false, resume);
         let v = self.pick(false);
         self.a.load64(v, cpu(lay::rip()));
         self.a.lea(v, Mem::at(v, s.next as i32));
         self.wrap(v);
         self.a.store(w, Mem::at(p, 0), v);
-        self.a.mov_rr(sp, a);
+        self.set_sp(sp, a);
         self.wrote(RSP);
         self.release(v);
         self.release(p);
@@ -1552,18 +1708,22 @@ impl Gen {
         if s.insn.i.op0_kind() == OpKind::Register {
             let r = self.guest(s.insn.i.op0_register().full_register().number() as u8 & 15);
             let v = self.pick(false);
-            if self.bits == 32 {
-                self.a.mov_rr32(v, r);
-            } else {
-                self.a.mov_rr(v, r);
-                self.canonical_or_interpret(s, v, resume);
+            match self.bits {
+                16 => self.a.movzx_rr16(v, r),
+                32 => self.a.mov_rr32(v, r),
+                _ => {
+                    self.a.mov_rr(v, r);
+                    self.canonical_or_interpret(s, v, resume);
+                }
             }
             v
         } else {
             self.pin(&Self::mem_regs(s));
-            let lin = self.ea(s, true);
+            let (lin, off) = self.mem_lin(s, self.width(), false, resume);
+            if off != lin {
+                self.release(off);
+            }
             let v = self.pick(false);
-            self.clobber(s.live_in);
             let p = self.probe(s, lin, self.width(), false, false, resume);
             self.load_w(v, Mem::at(p, 0));
             self.release(p);
@@ -1584,12 +1744,11 @@ impl Gen {
         self.pin(&regs);
         let d = self.guest(dst);
         let lin = self.ea(s, false);
-        if s.insn.osize == 8 {
-            if lin != d {
-                self.a.mov_rr(d, lin);
-            }
-        } else {
-            self.a.mov_rr32(d, lin);
+        match s.insn.osize {
+            8 if lin != d => self.a.mov_rr(d, lin),
+            8 => {}
+            4 => self.a.mov_rr32(d, lin),
+            _ => self.a.mov_rr16(d, lin),
         }
         self.wrote(dst);
     }
@@ -1607,8 +1766,8 @@ impl Gen {
         }
         let mut bit_reg = None;
         let ptr = if let Some(m) = n.mem {
-            let mut lin = self.ea(s, true);
-            self.clobber(s.live_in);
+            let (lin0, off) = self.mem_lin(s, m.size, m.write, resume);
+            let mut lin = lin0;
             if n.bit_offset {
                 let (moved, reduced) = self.bit_offset(s, lin, m.size);
                 lin = moved;
@@ -1619,9 +1778,13 @@ impl Gen {
             }
             let p = self.probe(s, lin, m.size, m.write, n.high_byte, resume);
             if n.x87_note {
-                self.x87_note_dp(s, lin);
+                self.x87_note_dp(s, off);
             }
             self.release(lin);
+            // (In flat code the offset is the linear address, which `bit_offset` released.)
+            if off != lin0 {
+                self.release(off);
+            }
             Some(p)
         } else {
             None

@@ -169,6 +169,11 @@ pub fn exec_key() -> i32 {
     i32_of(offset_of!(Cpu, exec_key))
 }
 
+/// `Cpu::jit_seg_limit[s][write]`.
+pub fn seg_limit(s: usize, write: bool) -> i32 {
+    i32_of(offset_of!(Cpu, jit_seg_limit) + 16 * s + 8 * write as usize)
+}
+
 /// The TLB's generation counter: `global` for the one only global flushes bump.
 pub fn tlb_generation(global: bool) -> i32 {
     let g = if global {

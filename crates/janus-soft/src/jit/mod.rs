@@ -1,13 +1,16 @@
-//! The binary translator: hot blocks of 64-bit guest code, and of 32-bit code with flat
-//! segments, become host code.
+//! The binary translator: hot blocks of guest code (64-, 32- and 16-bit, flat or segmented)
+//! become host code.
 //!
 //! The interpreter runs a block until it has run [`Jit::threshold`] times; then the block is
 //! translated ([`compile`] plans it, [`gen`] emits it) into a [`CodeBuffer`] and the dispatcher
 //! calls the translation instead. Translated code keeps every guest-visible effect of the
 //! interpreter: the same TLB, the same exits, the same exceptions (anything unusual is handed
-//! to the interpreter's handler for that one instruction), the same instruction count. Blocks
-//! of 16-bit code, of 32-bit code with other segments, and blocks started inside an interrupt
-//! shadow, are always interpreted.
+//! to the interpreter's handler for that one instruction), the same instruction count. Code
+//! outside 64-bit mode whose CS, DS, ES and SS are not flat (16-bit code, real mode) is
+//! translated as segmented code: each access checks its segment's limit and adds its base
+//! (`Cpu::jit_seg_limit`), and its exits never use the jump table (keyed by RIP, which is not
+//! the linear address there). Blocks started inside an interrupt shadow, and virtual-8086
+//! code, are always interpreted.
 //!
 //! Entering translated code goes through a small prologue generated at start-up: it saves the
 //! host's callee-saved registers, puts the CPU pointer in R15 and the current TLB set in R14,
@@ -171,10 +174,10 @@ impl Jit {
     }
 
     /// Translates `block` (64-bit code) and returns the address of its code.
-    pub fn translate(&mut self, block: &Block) -> Option<usize> {
+    pub fn translate(&mut self, block: &Block, mode: u32) -> Option<usize> {
         for _ in 0..2 {
             let base = self.buf.cursor().next_multiple_of(16);
-            let t = self.compiler.translate(block, base, &self.targets);
+            let t = self.compiler.translate(block, mode, base, &self.targets);
             if let Some(p) = self.buf.emit(&t.code) {
                 debug_assert_eq!(p as usize, base);
                 self.stats.blocks += 1;
@@ -248,8 +251,8 @@ impl Jit {
         cpu.jit_table = self.table.as_ptr() as u64;
         cpu.jit_host_mxcsr = host_mxcsr();
         // SAFETY: `code` is a translation in this buffer made for the block the CPU is about to
-        // run, under the mode it was made for (64-bit, or 32-bit with flat segments), which the
-        // caller checked; it only touches the CPU struct through R15, guest
+        // run, under the mode it was made for (code size, flat or segmented, stack width), which
+        // the caller checked; it only touches the CPU struct through R15, guest
         // RAM through pointers from the TLB entries the engine filled (always within one
         // mapped page), and calls the helpers below with the pointers it was given.
         unsafe { (self.entry)(cpu, code as *const u8, tlb) }
@@ -331,7 +334,11 @@ extern "C" fn jit_fallback(cpu: *mut Cpu, insn: *const Insn, offset: u64) -> u32
     }
     cpu.stats.fallbacks[m] += 1;
     let base = cpu.r.rip;
-    let mask = if cpu.long64 { u64::MAX } else { 0xffff_ffff };
+    let mask = match cpu.exec_key & 0xff {
+        64 => u64::MAX,
+        32 => 0xffff_ffff,
+        _ => 0xffff,
+    };
     cpu.r.rip = base.wrapping_add(offset) & mask;
     cpu.next_rip = cpu.r.rip.wrapping_add(insn.len as u64) & mask;
     let status = match (insn.exec)(cpu, insn) {

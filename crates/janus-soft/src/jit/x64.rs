@@ -48,7 +48,9 @@ pub mod cc {
     pub const AE: u8 = 3;
     pub const E: u8 = 4;
     pub const NE: u8 = 5;
+    pub const B: u8 = 2;
     pub const A: u8 = 7;
+    pub const G: u8 = 0xf;
     pub const LE: u8 = 0xe;
 }
 
@@ -296,6 +298,39 @@ impl Asm {
         self.rex(true, src, 0, dst, false);
         self.u8(0x89);
         self.modrm_reg(src, dst);
+    }
+
+    /// `mov r16, r16` (the destination's upper 48 bits are kept).
+    pub fn mov_rr16(&mut self, dst: u8, src: u8) {
+        self.u8(0x66);
+        self.rex(false, src, 0, dst, false);
+        self.u8(0x89);
+        self.modrm_reg(src, dst);
+    }
+
+    /// `movzx r32, r16` (zero-extends into the 64-bit register).
+    pub fn movzx_rr16(&mut self, dst: u8, src: u8) {
+        self.rex(false, dst, 0, src, false);
+        self.u8(0x0f);
+        self.u8(0xb7);
+        self.modrm_reg(dst, src);
+    }
+
+    /// `mov r16, [m]` (the register's upper 48 bits are kept).
+    pub fn load16_merge(&mut self, dst: u8, m: Mem) {
+        self.u8(0x66);
+        self.rex_mem(false, dst, &m, false);
+        self.u8(0x8b);
+        self.modrm_mem(dst, &m);
+    }
+
+    /// `op word [m], imm16`
+    pub fn alu_mi16(&mut self, op: Alu, m: Mem, imm: u16) {
+        self.u8(0x66);
+        self.rex_mem(false, 0, &m, false);
+        self.u8(0x81);
+        self.modrm_mem(op as u8, &m);
+        self.buf.extend_from_slice(&imm.to_le_bytes());
     }
 
     /// `mov r32, r32` (zero-extends into the 64-bit register).
@@ -679,6 +714,22 @@ mod tests {
         assert_eq!(one(|a| a.test_rr64(R9, RAX)), "test r9,rax");
         assert_eq!(one(|a| a.sar_ri(RDX, 16)), "sar rdx,10h");
         assert_eq!(one(|a| a.alu_rr(Alu::Cmp, RDX, R12)), "cmp rdx,r12");
+    }
+
+    #[test]
+    fn sixteen_bit_forms() {
+        assert_eq!(one(|a| a.mov_rr16(RSP, R9)), "mov sp,r9w");
+        assert_eq!(one(|a| a.mov_rr16(R10, RAX)), "mov r10w,ax");
+        assert_eq!(one(|a| a.movzx_rr16(R11, RBX)), "movzx r11d,bx");
+        assert_eq!(one(|a| a.movzx_rr16(RAX, R13)), "movzx eax,r13w");
+        assert_eq!(
+            one(|a| a.load16_merge(R8, Mem::at(RDX, 0))),
+            "mov r8w,[rdx]"
+        );
+        assert_eq!(
+            one(|a| a.alu_mi16(Alu::Sub, Mem::at(R15, 0x80), 0x20)),
+            "sub word ptr [r15+80h],20h"
+        );
     }
 
     #[test]

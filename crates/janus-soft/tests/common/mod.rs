@@ -57,3 +57,24 @@ pub fn put_u64s(m: &TestMachine, at: u64, vals: &[u64]) {
 pub fn read_u32(m: &TestMachine, at: u64) -> u32 {
     u32::from_le_bytes(m.read(at, 4).try_into().unwrap())
 }
+
+/// A xorshift generator for the random-code tests (deterministic from its seed).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
