@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v cc >/dev/null || missing+=(gcc)
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+# SeaBIOS, which `--firmware seabios` boots (QEMU depends on it too).
+[ -e /usr/share/seabios/bios-256k.bin ] || missing+=(seabios)
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq

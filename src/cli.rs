@@ -105,6 +105,11 @@ pub struct RunArgs {
     /// Initial ramdisk (needs the Linux boot protocol).
     #[arg(long)]
     pub initramfs: Option<PathBuf>,
+    /// Firmware: seabios (Debian's SeaBIOS image, started from the reset vector; it boots
+    /// from the disk), a BIOS image's path, or none (Janus loads --kernel, or the demo guest,
+    /// itself). Default: none.
+    #[arg(long)]
+    pub firmware: Option<String>,
     /// Kernel command line.
     #[arg(long, default_value = "")]
     pub cmdline: String,

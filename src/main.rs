@@ -49,13 +49,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the guest boots: the firmware (`--firmware`, which cannot be combined with
+/// `--kernel`), the kernel, or the demo guest.
+fn kernel_source(
+    kernel: Option<std::path::PathBuf>,
+    firmware: Option<&str>,
+) -> Result<KernelSource, VmmError> {
+    let firmware = firmware.map(config::parse_firmware).transpose()?.flatten();
+    match (kernel, firmware) {
+        (Some(_), Some(_)) => Err(VmmError::Config(
+            "--firmware and --kernel: Janus loads a kernel itself (--firmware none); booting one through the firmware is not supported yet".into(),
+        )),
+        (Some(k), None) => Ok(KernelSource::File(k)),
+        (None, Some(f)) => Ok(KernelSource::Firmware(f)),
+        (None, None) => Ok(KernelSource::EmbeddedDemo),
+    }
+}
+
 fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
     let config = VmConfig {
         engine: args.engine.into(),
         mode: args.mode.into(),
-        kernel: args
-            .kernel
-            .map_or(KernelSource::EmbeddedDemo, KernelSource::File),
+        kernel: kernel_source(args.kernel, args.firmware.as_deref())?,
         initramfs: args.initramfs,
         cmdline: args.cmdline,
         memory_bytes: config::parse_memory(&args.memory)?,

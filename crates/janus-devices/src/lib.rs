@@ -11,6 +11,7 @@ pub mod control;
 pub mod debug_exit;
 pub mod disk;
 pub mod e1000;
+pub mod fw_cfg;
 pub mod hypercall;
 pub mod i8042;
 pub mod ide;

@@ -25,6 +25,8 @@ pub struct Block {
     pub pages: [u64; 2],
     /// Instruction pointers wrap at this mask (16-, 32- or 64-bit code).
     pub ip_mask: u64,
+    /// RIP when the block was decoded (the instructions' `ip()` is their linear address).
+    pub start_ip: u64,
     key: (u64, u32),
     /// Times the interpreter ran it (counted up to the translation threshold).
     pub hits: u32,
@@ -281,6 +283,7 @@ impl BlockCache {
                 32 => 0xffff_ffff,
                 _ => 0xffff,
             },
+            start_ip: cpu.r.rip,
             key: (phys, bitness),
             hits: 0,
             code: 0,

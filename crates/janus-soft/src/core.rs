@@ -211,6 +211,10 @@ pub const FLAT: u32 = 1 << 9;
 pub const SS32: u32 = 1 << 10;
 /// `Cpu::exec_key` bit: virtual-8086 mode (its code is interpreted).
 pub const VM86: u32 = 1 << 11;
+/// `Cpu::exec_key` bit outside 64-bit mode: CS's limit covers every IP of the code size (64
+/// KiB, or 4 GiB), so no branch target wrapped to the code size can fall outside it; code
+/// is translated only then.
+pub const CS_FULL: u32 = 1 << 12;
 /// The `Cpu::exec_key` bits a translation is made for (with the block's code size): a
 /// translation runs only under the same ones.
 pub const TRANSLATION_MODE: u32 = FLAT | SS32 | VM86;
@@ -338,6 +342,10 @@ impl Cpu {
             }
             if mode != Mode::Real && self.r.flags.bits & crate::flags::VM != 0 {
                 key |= VM86;
+            }
+            let ip_max = if bitness == 16 { 0xffff } else { 0xffff_ffff };
+            if self.r.seg[crate::cpu::CS].limit >= ip_max {
+                key |= CS_FULL;
             }
             self.sync_seg_limits(mode);
         }

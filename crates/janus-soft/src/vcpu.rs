@@ -2,7 +2,7 @@
 //! interrupts, and hands device accesses to the VMM as exits.
 
 use crate::block::BlockCache;
-use crate::core::{Cpu, Exit, Flow, Stop, FLAT, TRANSLATION_MODE, VM86};
+use crate::core::{Cpu, Exit, Flow, Stop, CS_FULL, FLAT, TRANSLATION_MODE, VM86};
 use crate::interrupt::Source;
 use crate::jit::{self, Jit, JitStats};
 use crate::Tsc;
@@ -309,6 +309,7 @@ impl SoftVcpu {
                 && b.code_mode == key & TRANSLATION_MODE
                 && !self.cpu.int_shadow
                 && translatable(key)
+                && at_decoded_ip(b, self.cpu.r.rip)
             {
                 // The last block left for exactly this one: jump here directly next time.
                 if let Some((site, rip)) = chain_from {
@@ -429,10 +430,19 @@ impl SoftVcpu {
     }
 }
 
-/// Whether code run under `exec_key` may run translated: all but virtual-8086 code (whose
-/// IOPL-sensitive instructions the templates do not model).
+/// Whether code run under `exec_key` may run translated: 64-bit code, and other code whose CS
+/// limit covers the code size's IPs, except virtual-8086 code (whose IOPL-sensitive
+/// instructions the templates do not model).
 fn translatable(exec_key: u32) -> bool {
-    exec_key & VM86 == 0
+    exec_key & 0xff == 64 || exec_key & (VM86 | CS_FULL) == CS_FULL
+}
+
+/// A 16-bit block runs translated only at the IP it was decoded at (the same bytes can run
+/// as 1000:0010 and as 1001:0000): its translation knows each branch's target IP, whether it
+/// wraps at 64 KiB and whether a 32-bit one goes past it. Exits chain only to blocks entered
+/// this way, so chained code keeps to it too.
+fn at_decoded_ip(b: &crate::block::Block, rip: u64) -> bool {
+    b.ip_mask != 0xffff || b.start_ip == rip
 }
 
 /// Runs the instructions of `block` from its start until it ends, leaves, or stops; after an

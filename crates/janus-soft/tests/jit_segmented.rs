@@ -283,3 +283,44 @@ fn segment_limits_and_rights_fault_in_translated_code() {
         assert_eq!(gpr[6], at, "read_only {read_only}");
     }
 }
+
+/// 16-bit code with 32-bit operands on the stack, as gcc -m16 (SeaBIOS) emits it: CALLL,
+/// RETL, PUSHL and POPL, PUSHFD, translated like their 16-bit forms.
+#[test]
+fn thirty_two_bit_stack_operands_in_sixteen_bit_code() {
+    let mut code = vec![
+        0x66, 0xb9, 0x20, 0, 0, 0, // mov ecx, 32
+        0x66, 0xe8, 0x03, 0, 0, 0, // top: calll func (3 bytes past the HLT)
+        0xe2, 0xf8, // loop top
+        0xf4, // hlt
+    ];
+    let func = [
+        0x66, 0x50, // push eax
+        0x66, 0x9c, // pushfd
+        0x66, 0x5b, // pop ebx
+        0x66, 0x58, // pop eax
+        0x66, 0x05, 0x01, 0x00, 0x01, 0x00, // add eax, 0x10001
+        0x66, 0x6a, 0x07, // push dword 7
+        0x66, 0x5a, // pop edx
+        0x66, 0xc3, // retl
+    ];
+    code.extend_from_slice(&func);
+    let mut runs = Vec::new();
+    for mode in MODES {
+        let mut m = real_mode_machine(&code);
+        m.vcpu.set_jit(mode);
+        let end = m.run_with(100, |a| panic!("unexpected {a:?}"));
+        let mem = m.read(((SS16 as u64) << 4) + 0xfff0, 0x10);
+        runs.push((outcome(&mut m, end), mem));
+    }
+    let (end, gpr, ..) = agree(&runs);
+    assert_eq!(*end, End::Halt);
+    assert_eq!(gpr[0] & 0xffff_ffff, 32 * 0x10001);
+    assert_eq!(gpr[4], 0x1234_0004, "SP balanced");
+    let x = &runs[1].0 .4;
+    // LOOP and HLT are left to the interpreter; every stack operation ran translated.
+    assert!(
+        x.fallbacks.iter().all(|(m, _)| m == "hlt" || m == "loop"),
+        "{x:?}"
+    );
+}

@@ -215,7 +215,8 @@ fn machine(mode: Mode, code: &[u8], rng: &mut Rng) -> TestMachine {
                 r.seg[s] = data_seg(base, limit, big);
             }
             r.seg[CS].base = CODE_BASE;
-            r.seg[CS].limit = 0xffff;
+            // (Translated code needs CS to cover every IP of its size.)
+            r.seg[CS].limit = if big { u32::MAX } else { 0xffff };
             if !big {
                 r.seg[CS].attr &= !(1 << 14);
             }

@@ -114,6 +114,25 @@ pub enum KernelSource {
     EmbeddedDemo,
     /// A file given with `--kernel`.
     File(PathBuf),
+    /// No kernel: this firmware image (`--firmware`, SeaBIOS by default) starts from the
+    /// reset vector and boots what it finds.
+    Firmware(PathBuf),
+}
+
+/// Where Debian's `seabios` package puts the 256 KiB SeaBIOS image QEMU's PC uses.
+pub const SEABIOS: &str = "/usr/share/seabios/bios-256k.bin";
+
+/// `--firmware`: `seabios` (the image above), `none` (Janus loads the kernel itself), or an
+/// image's path. Returns the image to boot, if any.
+pub fn parse_firmware(spec: &str) -> Result<Option<PathBuf>> {
+    match spec {
+        "" => Err(VmmError::Config(
+            "--firmware: expected seabios, none or a path".into(),
+        )),
+        "none" => Ok(None),
+        "seabios" => Ok(Some(PathBuf::from(SEABIOS))),
+        path => Ok(Some(PathBuf::from(path))),
+    }
 }
 
 /// `--disk`: a raw image file.

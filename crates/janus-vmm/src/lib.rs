@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod exit_status;
+pub mod firmware;
 pub mod machine;
 pub mod memory;
 pub mod netns;

@@ -6,13 +6,14 @@ use crate::policy::{DiskAttachment, ModePolicy, NetAttachment};
 use crate::stdin::ConsoleInput;
 use crate::timers::{TimedDevice, Timers};
 use crate::virtio::{Backends, VirtioDevices};
-use crate::{memory, Result, VmmError};
+use crate::{firmware, memory, Result, VmmError};
 use janus_abi::{hypercall, pc};
 use janus_devices::acpi_pm::{self, AcpiPm};
 use janus_devices::bus::{lock, shared};
 use janus_devices::cmos_rtc::{self, CmosRtc};
 use janus_devices::disk::DiskImage;
 use janus_devices::e1000::{self, E1000Stats, E1000};
+use janus_devices::fw_cfg::{self, FwCfg};
 use janus_devices::hypercall::Doorbell;
 use janus_devices::i8042::{self, I8042};
 use janus_devices::ide::{piix, IdeStats, PiixIde};
@@ -139,6 +140,8 @@ enum BootKind {
     /// A Multiboot v1 kernel (an ELF or a.out-kludge image with a Multiboot header), with the
     /// initramfs as its module.
     Multiboot,
+    /// A firmware image (SeaBIOS): mapped below 4 GiB, run from the reset vector.
+    Firmware,
 }
 
 /// Reads a file the guest is loaded from, checking first that it is a regular file no larger
@@ -178,6 +181,11 @@ fn read_bounded(path: &std::path::Path, what: &str, limit: u64) -> Result<Vec<u8
 fn read_kernel(source: &KernelSource, limit: u64) -> Result<(Cow<'static, [u8]>, BootKind)> {
     match source {
         KernelSource::EmbeddedDemo => Ok((Cow::Borrowed(janus_guests::DEMO_ELF), BootKind::Elf)),
+        KernelSource::Firmware(path) => {
+            let image = read_bounded(path, "firmware", firmware::MAX_SIZE)?;
+            firmware::check(&image, path)?;
+            Ok((Cow::Owned(image), BootKind::Firmware))
+        }
         KernelSource::File(path) => {
             let image = read_bounded(path, "kernel", limit)?;
             let linux =
@@ -204,6 +212,11 @@ impl Machine {
         config.validate()?;
         let (image, boot) = read_kernel(&config.kernel, config.memory_bytes)?;
         let initramfs = match &config.initramfs {
+            Some(_) if boot == BootKind::Firmware => {
+                return Err(VmmError::Config(
+                    "--initramfs: firmware boots what it finds on the disks; an initramfs needs --kernel".into(),
+                ))
+            }
             Some(_) if boot == BootKind::Elf => {
                 return Err(VmmError::Config(
                     "--initramfs: the kernel is neither Linux (no bzImage header or PVH note) nor Multiboot, so it cannot take an initramfs".into(),
@@ -238,8 +251,10 @@ impl Machine {
             disk: disk.clone(),
             net: virtio_tap,
         });
-        let mem = memory::create(config.memory_bytes)?;
+        let rom_len = (boot == BootKind::Firmware).then_some(image.len() as u64);
+        let mem = memory::create(config.memory_bytes, rom_len)?;
         let entry = match boot {
+            BootKind::Firmware => firmware::load(&mem, &image)?,
             BootKind::Elf => janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?,
             BootKind::Linux | BootKind::Multiboot => {
                 let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
@@ -323,6 +338,14 @@ impl Machine {
         let pm = AcpiPm::new(control.clone(), mono());
         bus.insert_pio(pc::PM1A_EVT_BLK, acpi_pm::LEN, "acpi_pm", shared(pm))?;
         bus.insert_pio(pc::POST_CODE, 1, "post", shared(PostCode::new()))?;
+        let fw_cfg = FwCfg::new(
+            &firmware::fw_cfg_items(config, &memory::ram_regions(config.memory_bytes)),
+            Some(fw_cfg::Dma {
+                mem: mem.clone(),
+                observer: vm.dma_observer(),
+            }),
+        );
+        bus.insert_pio(fw_cfg::PORT, fw_cfg::LEN, "fw_cfg", shared(fw_cfg))?;
         for d in &config.devices {
             match *d {
                 crate::config::DeviceConfig::DebugExit { iobase, iosize } => {

@@ -22,12 +22,16 @@ pub fn ram_regions(size: u64) -> Vec<(u64, u64)> {
     v
 }
 
-/// Maps anonymous host memory for the guest.
-pub fn create(size: u64) -> Result<GuestMemory> {
-    let ranges: Vec<(GuestAddress, usize)> = ram_regions(size)
+/// Maps anonymous host memory for the guest: `size` bytes of RAM, and with `rom` a firmware
+/// window of that many bytes ending at 4 GiB (inside the MMIO hole).
+pub fn create(size: u64, rom: Option<u64>) -> Result<GuestMemory> {
+    let mut ranges: Vec<(GuestAddress, usize)> = ram_regions(size)
         .into_iter()
         .map(|(start, len)| (GuestAddress(start), len as usize))
         .collect();
+    if let Some(len) = rom {
+        ranges.push((GuestAddress(FOUR_GIB - len), len as usize));
+    }
     GuestMemory::from_ranges(&ranges)
         .map_err(|e| VmmError::Memory(format!("cannot map {} MiB: {e}", size >> 20)))
 }

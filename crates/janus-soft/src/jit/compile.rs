@@ -153,6 +153,10 @@ struct FlagUse {
 pub struct Compiler {
     /// Bitness of the block being translated (64, 32 or 16).
     bits: u32,
+    /// The block's IP when it was decoded, and its linear address (what `Instruction::ip`
+    /// counts from).
+    start_ip: u64,
+    start_linear: u64,
     enc: Encoder,
     info: InstructionInfoFactory,
 }
@@ -167,6 +171,8 @@ impl Compiler {
     pub fn new() -> Compiler {
         Compiler {
             bits: 64,
+            start_ip: 0,
+            start_linear: 0,
             enc: Encoder::new(64),
             info: InstructionInfoFactory::new(),
         }
@@ -182,6 +188,8 @@ impl Compiler {
             0xffff_ffff => 32,
             _ => 16,
         };
+        self.start_ip = block.start_ip;
+        self.start_linear = insns.first().map_or(0, |i| i.i.ip());
         let plans: Vec<Plan> = insns.iter().map(|i| self.plan(i)).collect();
         let uses: Vec<FlagUse> = insns
             .iter()
@@ -242,12 +250,36 @@ impl Compiler {
         let bits = self.bits;
         let w = (bits / 8) as u8;
         let reg0 = matches!(insn.op[0], crate::exec::Opnd::Reg(r) if r < 16);
-        // The stack and branch templates handle the code size's own width only.
-        let stack_op = insn.osize == w && insn.asize == w;
+        // The stack templates take 64-bit operands in 64-bit code, and 16- or 32-bit ones in
+        // other code (gcc -m16 code pushes, calls and returns with 32-bit operands); the
+        // indirect branch templates take the code size's own width only.
+        let stack_op = if bits == 64 {
+            insn.osize == 8 && insn.asize == 8
+        } else {
+            matches!(insn.osize, 2 | 4)
+        };
         let near = match bits {
             64 => OpKind::NearBranch64,
             32 => OpKind::NearBranch32,
             _ => OpKind::NearBranch16,
+        };
+        // In 16-bit code a 32-bit relative branch (66 prefix) whose target lies past 64 KiB
+        // leaves IP above the limit or faults: the interpreter decides. A translation of
+        // 16-bit code runs only at the IP it was decoded at (see `vcpu`), so the target is
+        // known here.
+        let near = if bits == 16
+            && i.op_count() > 0
+            && i.op0_kind() == OpKind::NearBranch32
+            && self
+                .start_ip
+                .wrapping_add((i.next_ip() - self.start_linear) as u32 as u64)
+                .wrapping_add(insn.rel as u64)
+                & 0xffff_ffff
+                <= 0xffff
+        {
+            OpKind::NearBranch32
+        } else {
+            near
         };
         match i.mnemonic() {
             Nop | Pause | Endbr64 | Endbr32 | Prefetchnta | Prefetcht0 | Prefetcht1
@@ -270,9 +302,15 @@ impl Compiler {
             } else {
                 0
             }),
-            Push if stack_op && push_ok(i, bits) => Plan::Push,
+            Push if stack_op && push_ok(i, insn.osize) => Plan::Push,
             Pushfq | Pushfd | Pushf if stack_op => Plan::Pushf,
-            Pop if stack_op && reg0 && i.op0_kind() == OpKind::Register => Plan::Pop,
+            Pop if stack_op
+                && reg0
+                && i.op0_kind() == OpKind::Register
+                && i.op0_register().size() == insn.osize as usize =>
+            {
+                Plan::Pop
+            }
             Leave if stack_op => Plan::Leave,
             Cli => Plan::Cli,
             Cld => Plan::SetDf(false),
@@ -769,16 +807,14 @@ fn jmp_ok(i: &Instruction, bits: u32) -> bool {
     }
 }
 
-/// PUSH of a register, an immediate or a memory operand of the code size's width.
-fn push_ok(i: &Instruction, bits: u32) -> bool {
+/// PUSH of a register, an immediate or a memory operand of the operand size (`osize` bytes).
+fn push_ok(i: &Instruction, osize: u8) -> bool {
     match i.op0_kind() {
-        OpKind::Register => {
-            i.op0_register().is_gpr() && i.op0_register().size() * 8 == bits as usize
-        }
-        OpKind::Immediate8to64 | OpKind::Immediate32to64 => bits == 64,
-        OpKind::Immediate8to32 | OpKind::Immediate32 => bits == 32,
-        OpKind::Immediate8to16 | OpKind::Immediate16 => bits == 16,
-        OpKind::Memory => i.memory_size().size() * 8 == bits as usize && !is_moffs(i.code()),
+        OpKind::Register => i.op0_register().is_gpr() && i.op0_register().size() == osize as usize,
+        OpKind::Immediate8to64 | OpKind::Immediate32to64 => osize == 8,
+        OpKind::Immediate8to32 | OpKind::Immediate32 => osize == 4,
+        OpKind::Immediate8to16 | OpKind::Immediate16 => osize == 2,
+        OpKind::Memory => i.memory_size().size() == osize as usize && !is_moffs(i.code()),
         _ => false,
     }
 }

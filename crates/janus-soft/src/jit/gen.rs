@@ -439,21 +439,21 @@ impl Gen {
         }
     }
 
-    /// Loads a value of the code size's width, zero-extended.
-    fn load_w(&mut self, dst: u8, m: Mem) {
-        match self.bits {
-            16 => self.a.load16(dst, m),
-            32 => self.a.load32(dst, m),
+    /// Loads a `w`-byte value, zero-extended.
+    fn load_w(&mut self, w: u8, dst: u8, m: Mem) {
+        match w {
+            2 => self.a.load16(dst, m),
+            4 => self.a.load32(dst, m),
             _ => self.a.load64(dst, m),
         }
     }
 
-    /// Loads a value of the code size's width into a guest register as the guest's MOV
-    /// would: a 16-bit load keeps the register's upper bits, a 32-bit one clears them.
-    fn load_into(&mut self, dst: u8, m: Mem) {
-        match self.bits {
-            16 => self.a.load16_merge(dst, m),
-            32 => self.a.load32(dst, m),
+    /// Loads a `w`-byte value into a guest register as the guest's MOV would: a 16-bit load
+    /// keeps the register's upper bits, a 32-bit one clears them.
+    fn load_into(&mut self, w: u8, dst: u8, m: Mem) {
+        match w {
+            2 => self.a.load16_merge(dst, m),
+            4 => self.a.load32(dst, m),
             _ => self.a.load64(dst, m),
         }
     }
@@ -1331,6 +1331,14 @@ impl Gen {
         self.send_to_interpreter(vec![from], s, resume);
     }
 
+    /// Sends the instruction to the interpreter if `r` is above `max`.
+    fn above_or_interpret(&mut self, s: &Site, r: u8, max: i32, resume: Resume) {
+        self.clobber(s.live_in);
+        self.a.alu_ri(Alu::Cmp, r, max);
+        let from = self.a.jcc(cc::A);
+        self.send_to_interpreter(vec![from], s, resume);
+    }
+
     /// Sends the instruction to the interpreter (which raises #GP) if `r` is not canonical.
     fn canonical_or_interpret(&mut self, s: &Site, r: u8, resume: Resume) {
         self.clobber(s.live_in);
@@ -1426,17 +1434,22 @@ impl Gen {
             }
             Plan::Ret(pop) => {
                 let resume = Resume::Exit { next: s.next };
-                let w = self.width();
+                let w = s.insn.osize;
                 let sp = self.guest(RSP);
                 self.clobber(s.live_in);
                 let off = self.sp_offset(sp);
                 let lin = self.stack_lin(s, off, w, false, resume);
                 let p = self.probe(s, lin, w, false, false, resume);
                 let v = self.pick(false);
-                self.load_w(v, Mem::at(p, 0));
+                self.load_w(w, v, Mem::at(p, 0));
                 self.release(p);
                 if self.bits == 64 {
                     self.canonical_or_interpret(s, v, resume);
+                } else if self.bits == 16 && w == 4 {
+                    // A 32-bit return in 16-bit code: past 64 KiB the interpreter checks the
+                    // target against CS's limit (the translation runs only where that limit
+                    // covers 64 KiB).
+                    self.above_or_interpret(s, v, 0xffff, resume);
                 }
                 self.sp_from(sp, off, w as i32 + *pop as i32);
                 self.wrote(RSP);
@@ -1569,7 +1582,7 @@ impl Gen {
         }
     }
 
-    /// PUSH of a 64-bit register, an immediate or a 64-bit memory operand.
+    /// PUSH of a register, an immediate or a memory operand, or PUSHF (of the operand size).
     fn push(&mut self, s: &Site, flags: bool) {
         let resume = self.resume_after();
         let value = match s.insn.i.op0_kind() {
@@ -1583,20 +1596,21 @@ impl Gen {
                 let mut regs = Self::mem_regs(s);
                 regs.push(RSP);
                 self.pin(&regs);
-                let (lin, off) = self.mem_lin(s, self.width(), false, resume);
+                let w = s.insn.osize;
+                let (lin, off) = self.mem_lin(s, w, false, resume);
                 if off != lin {
                     self.release(off);
                 }
-                let p = self.probe(s, lin, self.width(), false, false, resume);
+                let p = self.probe(s, lin, w, false, false, resume);
                 let v = self.pick(false);
-                self.load_w(v, Mem::at(p, 0));
+                self.load_w(w, v, Mem::at(p, 0));
                 self.release(p);
                 self.release(lin);
                 Some(v)
             }
             _ => None,
         };
-        let w = self.width();
+        let w = s.insn.osize;
         let sp = self.guest(RSP);
         let a = self.pick(false);
         self.a.lea(a, Mem::at(sp, -(w as i32)));
@@ -1647,15 +1661,15 @@ impl Gen {
         self.pin(&[dst, RSP]);
         let sp = self.guest(RSP);
         let d = self.guest(dst);
-        let w = self.width();
+        let w = s.insn.osize;
         self.clobber(s.live_in);
         let off = self.sp_offset(sp);
         let lin = self.stack_lin(s, off, w, false, resume);
         let p = self.probe(s, lin, w, false, false, resume);
         if dst == RSP {
-            self.load_into(sp, Mem::at(p, 0));
+            self.load_into(w, sp, Mem::at(p, 0));
         } else {
-            self.load_into(d, Mem::at(p, 0));
+            self.load_into(w, d, Mem::at(p, 0));
             self.sp_from(sp, off, w as i32);
             self.wrote(dst);
         }
@@ -1668,14 +1682,14 @@ impl Gen {
         let resume = self.resume_after();
         let bp = self.guest(RBP);
         let sp = self.guest(RSP);
-        let w = self.width();
+        let w = s.insn.osize;
         self.clobber(s.live_in);
         // The stack's width decides how much of RBP becomes the stack pointer.
         let off = self.sp_offset(bp);
         let lin = self.stack_lin(s, off, w, false, resume);
         let p = self.probe(s, lin, w, false, false, resume);
         self.sp_from(sp, off, w as i32);
-        self.load_into(bp, Mem::at(p, 0));
+        self.load_into(w, bp, Mem::at(p, 0));
         self.wrote(RSP);
         self.wrote(RBP);
         self.resolve();
@@ -1683,7 +1697,7 @@ impl Gen {
 
     /// Pushes the address of the next instruction (a CALL's first half).
     fn push_return_address(&mut self, s: &Site, resume: Resume) {
-        let w = self.width();
+        let w = s.insn.osize;
         let sp = self.guest(RSP);
         let a = self.pick(false);
         self.a.lea(a, Mem::at(sp, -(w as i32)));
@@ -1719,13 +1733,14 @@ impl Gen {
             v
         } else {
             self.pin(&Self::mem_regs(s));
-            let (lin, off) = self.mem_lin(s, self.width(), false, resume);
+            let w = self.width();
+            let (lin, off) = self.mem_lin(s, w, false, resume);
             if off != lin {
                 self.release(off);
             }
             let v = self.pick(false);
-            let p = self.probe(s, lin, self.width(), false, false, resume);
-            self.load_w(v, Mem::at(p, 0));
+            let p = self.probe(s, lin, w, false, false, resume);
+            self.load_w(w, v, Mem::at(p, 0));
             self.release(p);
             self.release(lin);
             if self.bits == 64 {

@@ -1,0 +1,163 @@
+//! Booting through firmware: Debian's SeaBIOS (`--firmware seabios`) starts from the reset
+//! vector on the soft engine, finds the IDE disk, loads its boot sector and runs it; the boot
+//! sector prints through the BIOS (`int 10h`, which SeaBIOS's serial console puts on COM1)
+//! and ends the run through `--device debug-exit`. Without a bootable disk SeaBIOS says so.
+
+mod common;
+
+use common::{assert_one_line_error, janus, stderr, stdout, temp_file};
+use iced_x86::code_asm::*;
+use iced_x86::BlockEncoderOptions;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SEABIOS: &str = "/usr/share/seabios/bios-256k.bin";
+/// What the boot sector writes to the debug-exit port (exit status (V << 1) | 1).
+const DONE: u8 = 0x21;
+
+/// Whether SeaBIOS is installed; the test command installs it (package `seabios`), so there
+/// a missing image fails instead of skipping.
+fn seabios() -> bool {
+    if std::path::Path::new(SEABIOS).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("JANUS_REQUIRE_GUEST").is_none(),
+        "{SEABIOS} is missing (Debian package seabios)"
+    );
+    eprintln!("skipped: {SEABIOS} is missing (install the Debian package seabios)");
+    false
+}
+
+/// A 1 MiB disk whose boot sector prints `message` through INT 10h, then writes DONE to the
+/// debug-exit port.
+fn disk(message: &str) -> std::path::PathBuf {
+    let mut a = CodeAssembler::new(16).unwrap();
+    let mut text = a.create_label();
+    let mut next = a.create_label();
+    let mut done = a.create_label();
+    a.xor(ax, ax).unwrap();
+    a.mov(ds, ax).unwrap();
+    a.mov(si, 0).unwrap(); // patched below: the text's address
+    a.set_label(&mut next).unwrap();
+    a.lodsb().unwrap();
+    a.test(al, al).unwrap();
+    a.jz(done).unwrap();
+    a.mov(ah, 0x0e).unwrap();
+    a.mov(bx, 7).unwrap();
+    a.int(0x10).unwrap();
+    a.jmp(next).unwrap();
+    a.set_label(&mut done).unwrap();
+    a.mov(dx, 0x501).unwrap();
+    a.mov(al, DONE as u32).unwrap();
+    a.out(dx, al).unwrap();
+    a.hlt().unwrap();
+    a.set_label(&mut text).unwrap();
+    a.db(message.as_bytes()).unwrap();
+    a.db(&[0]).unwrap();
+    let r = a
+        .assemble_options(0x7c00, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+        .unwrap();
+    let mut code = r.inner.code_buffer.clone();
+    let at = r.label_ip(&text).unwrap() as u16;
+    // `mov si, imm16` (opcode BE) follows xor ax, ax and mov ds, ax (2 bytes each).
+    assert_eq!(code[4], 0xbe);
+    code[5..7].copy_from_slice(&at.to_le_bytes());
+    assert!(code.len() <= 510);
+    let mut image = vec![0u8; 1 << 20];
+    image[..code.len()].copy_from_slice(&code);
+    image[510] = 0x55;
+    image[511] = 0xaa;
+    temp_file("boot.img", &image)
+}
+
+#[test]
+fn seabios_boots_the_disk_and_runs_its_boot_sector() {
+    if !seabios() {
+        return;
+    }
+    let img = disk("Hello from the boot sector, through the BIOS\r\n");
+    let o = janus(&[
+        "run",
+        "--engine",
+        "soft",
+        "--firmware",
+        "seabios",
+        "--disk",
+        &format!("path={}", img.display()),
+        "--device",
+        "debug-exit",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(((DONE as i32) << 1) | 1),
+        "{out}\n{}",
+        stderr(&o)
+    );
+    assert!(out.contains("SeaBIOS (version"), "{out}");
+    assert!(out.contains("Booting from Hard Disk..."), "{out}");
+    // SeaBIOS's serial console may still hold the last few characters when the run ends.
+    assert!(out.contains("Hello from the boot sector"), "{out}");
+    let err = stderr(&o);
+    assert!(err.contains("fw_cfg"), "fw_cfg was used: {err}");
+}
+
+#[test]
+fn seabios_without_a_bootable_disk_says_so() {
+    if !seabios() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(["run", "--engine", "soft", "--firmware", "seabios"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn janus");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&seen).contains("No bootable device") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    // SeaBIOS retries after 60 s: stop it once it has spoken (or after a minute).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = reader.join().expect("reader");
+    assert!(seen.contains("SeaBIOS (version"), "{seen}");
+    assert!(seen.contains("No bootable device"), "{seen}");
+}
+
+#[test]
+fn bad_firmware_options_get_one_line_errors() {
+    let small = temp_file("tiny.rom", &[0x90; 1000]);
+    assert_one_line_error(
+        &janus(&["run", "--firmware", small.to_str().unwrap()]),
+        "not a whole number of 64 KiB blocks",
+    );
+    assert_one_line_error(
+        &janus(&["run", "--firmware", "/nonexistent/bios.bin"]),
+        "/nonexistent/bios.bin",
+    );
+    assert_one_line_error(
+        &janus(&["run", "--firmware", "seabios", "--kernel", "/bin/true"]),
+        "--firmware and --kernel",
+    );
+    assert_one_line_error(&janus(&["run", "--firmware", ""]), "--firmware");
+}
