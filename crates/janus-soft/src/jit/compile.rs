@@ -272,7 +272,7 @@ impl Compiler {
             && i.op0_kind() == OpKind::NearBranch32
             && self
                 .start_ip
-                .wrapping_add((i.next_ip() - self.start_linear) as u32 as u64)
+                .wrapping_add(i.next_ip().wrapping_sub(self.start_linear) as u32 as u64)
                 .wrapping_add(insn.rel as u64)
                 & 0xffff_ffff
                 <= 0xffff
