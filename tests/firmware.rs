@@ -1,5 +1,5 @@
 //! Booting through firmware: Debian's SeaBIOS (`--firmware seabios`) starts from the reset
-//! vector on the soft engine, finds the IDE disk, loads its boot sector and runs it; the boot
+//! vector on the soft engine (and on the kvm engine where /dev/kvm is usable), finds the IDE disk, loads its boot sector and runs it; the boot
 //! sector prints through the BIOS (`int 10h`, which SeaBIOS's serial console puts on COM1)
 //! and ends the run through `--device debug-exit`. Without a bootable disk SeaBIOS says so.
 
@@ -30,9 +30,9 @@ fn seabios() -> bool {
     false
 }
 
-/// A 1 MiB disk whose boot sector prints `message` through INT 10h, then writes DONE to the
+/// A 1 MiB disk (file `name`) whose boot sector prints `message` through INT 10h, then writes DONE to the
 /// debug-exit port.
-fn disk(message: &str) -> std::path::PathBuf {
+fn disk(name: &str, message: &str) -> std::path::PathBuf {
     let mut a = CodeAssembler::new(16).unwrap();
     let mut text = a.create_label();
     let mut next = a.create_label();
@@ -69,19 +69,19 @@ fn disk(message: &str) -> std::path::PathBuf {
     image[..code.len()].copy_from_slice(&code);
     image[510] = 0x55;
     image[511] = 0xaa;
-    temp_file("boot.img", &image)
+    temp_file(name, &image)
 }
 
-#[test]
-fn seabios_boots_the_disk_and_runs_its_boot_sector() {
-    if !seabios() {
-        return;
-    }
-    let img = disk("Hello from the boot sector, through the BIOS\r\n");
+/// Boots the test disk through SeaBIOS on `engine` and checks what it printed.
+fn boot_the_disk(engine: &str) {
+    let img = disk(
+        &format!("boot-{engine}.img"),
+        "Hello from the boot sector, through the BIOS\r\n",
+    );
     let o = janus(&[
         "run",
         "--engine",
-        "soft",
+        engine,
         "--firmware",
         "seabios",
         "--disk",
@@ -102,6 +102,25 @@ fn seabios_boots_the_disk_and_runs_its_boot_sector() {
     assert!(out.contains("Hello from the boot sector"), "{out}");
     let err = stderr(&o);
     assert!(err.contains("fw_cfg"), "fw_cfg was used: {err}");
+}
+
+#[test]
+fn seabios_boots_the_disk_and_runs_its_boot_sector() {
+    if seabios() {
+        boot_the_disk("soft");
+    }
+}
+
+#[test]
+fn seabios_boots_the_disk_on_the_kvm_engine() {
+    if !seabios() {
+        return;
+    }
+    if let Some(why) = common::kvm_missing() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    boot_the_disk("kvm");
 }
 
 #[test]
