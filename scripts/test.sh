@@ -11,6 +11,11 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 # SeaBIOS, which `--firmware seabios` boots (QEMU depends on it too).
 [ -e /usr/share/seabios/bios-256k.bin ] || missing+=(seabios)
+# GRUB and the tools grub-mkrescue uses, for the test that boots Linux from a disk image.
+[ -d /usr/lib/grub/i386-pc ] || missing+=(grub-pc-bin)
+command -v grub-mkrescue >/dev/null || missing+=(grub-common)
+command -v xorriso >/dev/null || missing+=(xorriso)
+command -v mformat >/dev/null || missing+=(mtools)
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq

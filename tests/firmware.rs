@@ -180,3 +180,127 @@ fn bad_firmware_options_get_one_line_errors() {
     );
     assert_one_line_error(&janus(&["run", "--firmware", ""]), "--firmware");
 }
+
+/// Runs `cmd` for at most `limit`; returns its status (None if it had to be killed), stdout
+/// and stderr.
+fn run_for(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status,
+        reader.join().unwrap_or_default(),
+        err_reader.join().unwrap_or_default(),
+    )
+}
+
+/// The guest kernel and initramfs `scripts/guest-assets.sh` builds, and grub-mkrescue, if
+/// present (the test command installs them all, so there their absence fails).
+fn grub_inputs() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let dir = std::env::var_os("JANUS_GUEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/guest")
+        });
+    let (kernel, initramfs) = (dir.join("vmlinuz"), dir.join("initramfs.cpio.gz"));
+    let grub = Command::new("grub-mkrescue")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::path::Path::new("/usr/lib/grub/i386-pc").is_dir();
+    if kernel.is_file() && initramfs.is_file() && grub {
+        return Some((kernel, initramfs));
+    }
+    let why = "needs the guest kernel and initramfs (scripts/guest-assets.sh) and grub-mkrescue \
+               (grub-pc-bin, xorriso, mtools)";
+    assert!(
+        std::env::var_os("JANUS_REQUIRE_GUEST").is_none_or(|v| v != "1"),
+        "{why}"
+    );
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// A PC booting from its own disk: an image grub-mkrescue made (a hybrid ISO 9660 image,
+/// bootable from a hard disk through its MBR) holding GRUB, Debian's kernel and the test
+/// initramfs goes on the IDE disk; SeaBIOS boots GRUB from it, GRUB (on the serial console)
+/// loads Linux and the initramfs through the BIOS, and Linux runs the guest command, which
+/// ends the run through the debug-exit port (no ACPI here yet, so no power-off).
+#[test]
+fn seabios_boots_linux_through_grub_from_a_disk_image() {
+    if !seabios() {
+        return;
+    }
+    let Some((kernel, initramfs)) = grub_inputs() else {
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("janus-grub-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let boot = root.join("tree/boot");
+    std::fs::create_dir_all(boot.join("grub")).expect("mkdir");
+    std::fs::copy(&kernel, boot.join("vmlinuz")).expect("copy kernel");
+    std::fs::copy(&initramfs, boot.join("initrd.gz")).expect("copy initramfs");
+    // The guest command: a marker, then DONE to port 0x501 (debug-exit) through /dev/port.
+    let cmd =
+        "echo GUEST-VIA-GRUB; uname -r; printf '\\041' | dd of=/dev/port bs=1 seek=1281 count=1\n";
+    let b64 = common::base64(cmd.as_bytes());
+    std::fs::write(
+        boot.join("grub/grub.cfg"),
+        format!(
+            "serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n\
+             set timeout=0\nmenuentry linux {{\n  linux /boot/vmlinuz console=ttyS0 quiet \
+             janus.cmd={b64}\n  initrd /boot/initrd.gz\n}}\n"
+        ),
+    )
+    .expect("grub.cfg");
+    let image = root.join("disk.img");
+    let mk = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&image)
+        .arg(root.join("tree"))
+        .output()
+        .expect("grub-mkrescue");
+    assert!(
+        mk.status.success(),
+        "grub-mkrescue: {}",
+        String::from_utf8_lossy(&mk.stderr)
+    );
+    let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
+    c.args(["run", "--engine", "soft", "--firmware", "seabios", "--disk"])
+        .arg(format!("path={},readonly=on", image.display()))
+        .args(["--device", "debug-exit"]);
+    let (status, out, err) = run_for(c, Duration::from_secs(300));
+    let _ = std::fs::remove_dir_all(&root);
+    assert_eq!(status, Some(((DONE as i32) << 1) | 1), "{out}\n{err}");
+    assert!(out.contains("SeaBIOS (version"), "{out}");
+    assert!(out.contains("GRUB"), "{out}");
+    assert!(out.contains("GUEST-VIA-GRUB"), "{out}");
+    assert!(out.contains("-amd64"), "uname -r: {out}");
+}

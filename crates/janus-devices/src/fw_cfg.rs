@@ -33,6 +33,8 @@ pub const FILE_DIR: u16 = 0x19;
 pub const FILE_FIRST: u16 = 0x20;
 /// Selector bit of the architecture-specific items.
 const ARCH_LOCAL: u16 = 0x8000;
+/// x86's: the PIT's IRQ 0 reaches the I/O APIC on pin 2 (so firmware's MP table says so).
+pub const X86_IRQ0_OVERRIDE: u16 = 0x8002;
 
 /// Feature bits in the ID item.
 const FEATURE_TRADITIONAL: u32 = 1;
@@ -66,6 +68,8 @@ pub struct FwCfgItems {
     /// `etc/sercon-port`).
     pub nographic: bool,
     pub files: Vec<File>,
+    /// Architecture-specific items (selector with bit 15 set) and their bytes.
+    pub arch: Vec<(u16, Vec<u8>)>,
 }
 
 /// An E820 entry as `etc/e820` holds it (address, length, type; 20 bytes, little-endian).
@@ -91,6 +95,8 @@ pub struct Dma {
 pub struct FwCfg {
     /// Items by selector (`None`: no such item, reads give 0).
     items: Vec<Option<Vec<u8>>>,
+    /// The architecture's own items, by selector without bit 15.
+    arch: Vec<Option<Vec<u8>>>,
     selector: u16,
     offset: usize,
     dma: Option<Dma>,
@@ -129,8 +135,17 @@ impl FwCfg {
             v[select as usize] = Some(f.data.clone());
         }
         v[FILE_DIR as usize] = Some(dir);
+        let mut arch: Vec<Option<Vec<u8>>> = Vec::new();
+        for (key, data) in &items.arch {
+            let k = (key & 0x3fff) as usize;
+            if arch.len() <= k {
+                arch.resize(k + 1, None);
+            }
+            arch[k] = Some(data.clone());
+        }
         FwCfg {
             items: v,
+            arch,
             selector: 0,
             offset: 0,
             dma,
@@ -146,12 +161,14 @@ impl FwCfg {
     }
 
     fn item(&self) -> &[u8] {
-        // Bit 15 selects the architecture's own items (x86: legacy ACPI, SMBIOS and E820
-        // tables), of which Janus has none; bit 14 marks a write.
-        if self.selector & ARCH_LOCAL != 0 {
-            return &[];
-        }
-        self.items
+        // Bit 15 selects the architecture's own items (x86: the legacy ACPI, SMBIOS and E820
+        // tables, which Janus does not give, and the IRQ 0 override); bit 14 marks a write.
+        let table = if self.selector & ARCH_LOCAL != 0 {
+            &self.arch
+        } else {
+            &self.items
+        };
+        table
             .get((self.selector & 0x3fff) as usize)
             .and_then(|i| i.as_deref())
             .unwrap_or(&[])
@@ -284,6 +301,7 @@ mod tests {
                     data: 0x3f8u16.to_le_bytes().to_vec(),
                 },
             ],
+            arch: vec![(X86_IRQ0_OVERRIDE, 1u32.to_le_bytes().to_vec())],
         };
         let d = dma.then(|| Dma {
             mem: mem.clone(),
@@ -315,6 +333,7 @@ mod tests {
         assert_eq!(read_item(&mut d, 0x1234, 2), [0, 0]);
         // x86's legacy ACPI table count (0x8000) is absent, not the signature.
         assert_eq!(read_item(&mut d, 0x8000, 2), [0, 0]);
+        assert_eq!(read_item(&mut d, X86_IRQ0_OVERRIDE, 4), [1, 0, 0, 0]);
         let (mut d, _) = device(true);
         assert_eq!(read_item(&mut d, ID, 4), [3, 0, 0, 0]);
     }

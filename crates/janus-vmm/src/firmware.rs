@@ -54,7 +54,8 @@ pub fn load(mem: &GuestMemory, image: &[u8]) -> Result<CpuState> {
 }
 
 /// What fw_cfg tells the firmware: the RAM (also as an E820 map), the CPUs, no display (so
-/// SeaBIOS writes its screen to COM1 through `etc/sercon-port`), and an empty boot order.
+/// SeaBIOS writes its screen to COM1 through `etc/sercon-port`), an empty boot order, and
+/// the IRQ 0 override.
 pub fn fw_cfg_items(config: &VmConfig, ram: &[(u64, u64)]) -> FwCfgItems {
     const E820_RAM: u32 = 1;
     let e820: Vec<(u64, u64, u32)> = ram.iter().map(|&(a, l)| (a, l, E820_RAM)).collect();
@@ -73,5 +74,8 @@ pub fn fw_cfg_items(config: &VmConfig, ram: &[(u64, u64)]) -> FwCfgItems {
                 data: janus_abi::pc::COM1.to_le_bytes().to_vec(),
             },
         ],
+        // The PIT reaches the I/O APIC on pin 2, as the ACPI MADT's override says for
+        // direct boots.
+        arch: vec![(fw_cfg::X86_IRQ0_OVERRIDE, 1u32.to_le_bytes().to_vec())],
     }
 }
