@@ -251,8 +251,8 @@ fn grub_inputs() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
 /// A PC booting from its own disk: an image grub-mkrescue made (a hybrid ISO 9660 image,
 /// bootable from a hard disk through its MBR) holding GRUB, Debian's kernel and the test
 /// initramfs goes on the IDE disk; SeaBIOS boots GRUB from it, GRUB (on the serial console)
-/// loads Linux and the initramfs through the BIOS, and Linux runs the guest command, which
-/// ends the run through the debug-exit port (no ACPI here yet, so no power-off).
+/// loads Linux and the initramfs through the BIOS, Linux finds the ACPI tables SeaBIOS
+/// installed from fw_cfg's table loader, runs the guest command and powers off through ACPI.
 #[test]
 fn seabios_boots_linux_through_grub_from_a_disk_image() {
     if !seabios() {
@@ -267,9 +267,8 @@ fn seabios_boots_linux_through_grub_from_a_disk_image() {
     std::fs::create_dir_all(boot.join("grub")).expect("mkdir");
     std::fs::copy(&kernel, boot.join("vmlinuz")).expect("copy kernel");
     std::fs::copy(&initramfs, boot.join("initrd.gz")).expect("copy initramfs");
-    // The guest command: a marker, then DONE to port 0x501 (debug-exit) through /dev/port.
-    let cmd =
-        "echo GUEST-VIA-GRUB; uname -r; printf '\\041' | dd of=/dev/port bs=1 seek=1281 count=1\n";
+    // The guest command: a marker, the kernel's release and the ACPI tables it found.
+    let cmd = "echo GUEST-VIA-GRUB; uname -r; ls /sys/firmware/acpi/tables\n";
     let b64 = common::base64(cmd.as_bytes());
     std::fs::write(
         boot.join("grub/grub.cfg"),
@@ -294,13 +293,17 @@ fn seabios_boots_linux_through_grub_from_a_disk_image() {
     );
     let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
     c.args(["run", "--engine", "soft", "--firmware", "seabios", "--disk"])
-        .arg(format!("path={},readonly=on", image.display()))
-        .args(["--device", "debug-exit"]);
+        .arg(format!("path={},readonly=on", image.display()));
     let (status, out, err) = run_for(c, Duration::from_secs(300));
     let _ = std::fs::remove_dir_all(&root);
-    assert_eq!(status, Some(((DONE as i32) << 1) | 1), "{out}\n{err}");
+    // The guest's init powers off when its command is done: ACPI S5, status 0.
+    assert_eq!(status, Some(0), "{out}\n{err}");
+    assert!(err.contains("guest powered off (ACPI S5)"), "{err}");
     assert!(out.contains("SeaBIOS (version"), "{out}");
     assert!(out.contains("GRUB"), "{out}");
     assert!(out.contains("GUEST-VIA-GRUB"), "{out}");
     assert!(out.contains("-amd64"), "uname -r: {out}");
+    for table in ["APIC", "DSDT", "FACP", "FACS"] {
+        assert!(out.contains(table), "ACPI table {table}: {out}");
+    }
 }

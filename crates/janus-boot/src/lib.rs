@@ -3,6 +3,7 @@
 //! and ACPI tables.
 
 pub mod acpi;
+pub mod acpi_loader;
 pub mod e820;
 pub mod elf;
 pub mod gdt;

@@ -54,12 +54,22 @@ pub fn load(mem: &GuestMemory, image: &[u8]) -> Result<CpuState> {
 }
 
 /// What fw_cfg tells the firmware: the RAM (also as an E820 map), the CPUs, no display (so
-/// SeaBIOS writes its screen to COM1 through `etc/sercon-port`), an empty boot order, and
-/// the IRQ 0 override.
-pub fn fw_cfg_items(config: &VmConfig, ram: &[(u64, u64)]) -> FwCfgItems {
+/// SeaBIOS writes its screen to COM1 through `etc/sercon-port`), an empty boot order, the
+/// IRQ 0 override, and the ACPI tables for `acpi` with the loader script that installs them.
+pub fn fw_cfg_items(
+    config: &VmConfig,
+    ram: &[(u64, u64)],
+    acpi: &janus_boot::acpi::AcpiConfig,
+) -> Result<FwCfgItems> {
+    use janus_boot::acpi_loader::{self, LOADER_FILE, RSDP_FILE, TABLES_FILE};
     const E820_RAM: u32 = 1;
     let e820: Vec<(u64, u64, u32)> = ram.iter().map(|&(a, l)| (a, l, E820_RAM)).collect();
-    FwCfgItems {
+    let tables = acpi_loader::build(acpi)?;
+    let file = |name: &str, data: Vec<u8>| File {
+        name: name.into(),
+        data,
+    };
+    Ok(FwCfgItems {
         ram_size: config.memory_bytes,
         cpus: config.vcpus as u16,
         nographic: true,
@@ -73,9 +83,11 @@ pub fn fw_cfg_items(config: &VmConfig, ram: &[(u64, u64)]) -> FwCfgItems {
                 name: "etc/sercon-port".into(),
                 data: janus_abi::pc::COM1.to_le_bytes().to_vec(),
             },
+            file(TABLES_FILE, tables.tables),
+            file(RSDP_FILE, tables.rsdp),
+            file(LOADER_FILE, tables.loader),
         ],
-        // The PIT reaches the I/O APIC on pin 2, as the ACPI MADT's override says for
-        // direct boots.
+        // The PIT reaches the I/O APIC on pin 2, as the ACPI MADT's override says.
         arch: vec![(fw_cfg::X86_IRQ0_OVERRIDE, 1u32.to_le_bytes().to_vec())],
-    }
+    })
 }

@@ -253,21 +253,23 @@ impl Machine {
         });
         let rom_len = (boot == BootKind::Firmware).then_some(image.len() as u64);
         let mem = memory::create(config.memory_bytes, rom_len)?;
+        // The ACPI tables: written to memory for a kernel Janus loads, handed to the
+        // firmware through fw_cfg otherwise.
+        let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
+        acpi.ioapic_id = pc::IOAPIC_ID;
+        acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&pci_routes());
+        if let Some(v) = &virtio {
+            let devices = janus_boot::acpi::virtio_mmio_aml(&v.acpi());
+            acpi.dsdt_aml.extend_from_slice(&devices);
+        }
+        if para.pvpanic {
+            let pvpanic = janus_boot::acpi::pvpanic_aml(pvpanic::PORT);
+            acpi.dsdt_aml.extend_from_slice(&pvpanic);
+        }
         let entry = match boot {
             BootKind::Firmware => firmware::load(&mem, &image)?,
             BootKind::Elf => janus_boot::load_elf_guest(&mem, &image, &config.cmdline)?,
             BootKind::Linux | BootKind::Multiboot => {
-                let mut acpi = janus_boot::acpi::AcpiConfig::new(config.vcpus);
-                acpi.ioapic_id = pc::IOAPIC_ID;
-                acpi.dsdt_aml = janus_boot::acpi::pci_host_bridge_aml(&pci_routes());
-                if let Some(v) = &virtio {
-                    let devices = janus_boot::acpi::virtio_mmio_aml(&v.acpi());
-                    acpi.dsdt_aml.extend_from_slice(&devices);
-                }
-                if para.pvpanic {
-                    let pvpanic = janus_boot::acpi::pvpanic_aml(pvpanic::PORT);
-                    acpi.dsdt_aml.extend_from_slice(&pvpanic);
-                }
                 if boot == BootKind::Multiboot {
                     let mb = janus_boot::multiboot::MultibootBoot {
                         kernel: &image,
@@ -339,7 +341,7 @@ impl Machine {
         bus.insert_pio(pc::PM1A_EVT_BLK, acpi_pm::LEN, "acpi_pm", shared(pm))?;
         bus.insert_pio(pc::POST_CODE, 1, "post", shared(PostCode::new()))?;
         let fw_cfg = FwCfg::new(
-            &firmware::fw_cfg_items(config, &memory::ram_regions(config.memory_bytes)),
+            &firmware::fw_cfg_items(config, &memory::ram_regions(config.memory_bytes), &acpi)?,
             Some(fw_cfg::Dma {
                 mem: mem.clone(),
                 observer: vm.dma_observer(),
