@@ -107,7 +107,7 @@ pub struct RunArgs {
     pub initramfs: Option<PathBuf>,
     /// Firmware: seabios (Debian's SeaBIOS image, started from the reset vector; it boots
     /// from the disk), a BIOS image's path, or none (Janus loads --kernel, or the demo guest,
-    /// itself). Default: none.
+    /// itself). Default: seabios with a --disk and no --kernel, else none.
     #[arg(long)]
     pub firmware: Option<String>,
     /// Kernel command line.

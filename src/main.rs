@@ -49,19 +49,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// What the guest boots: the firmware (`--firmware`, which cannot be combined with
-/// `--kernel`), the kernel, or the demo guest.
+/// What the guest boots: the kernel (`--kernel`, which no firmware may go with), the
+/// firmware (`--firmware`; by default SeaBIOS when a disk and no kernel is given, as a PC
+/// boots from its disk), or the demo guest (no disk, or `--firmware none`).
 fn kernel_source(
     kernel: Option<std::path::PathBuf>,
     firmware: Option<&str>,
+    disk: bool,
 ) -> Result<KernelSource, VmmError> {
-    let firmware = firmware.map(config::parse_firmware).transpose()?.flatten();
-    match (kernel, firmware) {
-        (Some(_), Some(_)) => Err(VmmError::Config(
+    let chosen = firmware.map(config::parse_firmware).transpose()?;
+    match (kernel, chosen) {
+        (Some(_), Some(Some(_))) => Err(VmmError::Config(
             "--firmware and --kernel: Janus loads a kernel itself (--firmware none); booting one through the firmware is not supported yet".into(),
         )),
-        (Some(k), None) => Ok(KernelSource::File(k)),
-        (None, Some(f)) => Ok(KernelSource::Firmware(f)),
+        (Some(k), _) => Ok(KernelSource::File(k)),
+        (None, Some(Some(f))) => Ok(KernelSource::Firmware(f)),
+        (None, Some(None)) => Ok(KernelSource::EmbeddedDemo),
+        (None, None) if disk => Ok(KernelSource::Firmware(config::SEABIOS.into())),
         (None, None) => Ok(KernelSource::EmbeddedDemo),
     }
 }
@@ -70,7 +74,7 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
     let config = VmConfig {
         engine: args.engine.into(),
         mode: args.mode.into(),
-        kernel: kernel_source(args.kernel, args.firmware.as_deref())?,
+        kernel: kernel_source(args.kernel, args.firmware.as_deref(), args.disk.is_some())?,
         initramfs: args.initramfs,
         cmdline: args.cmdline,
         memory_bytes: config::parse_memory(&args.memory)?,

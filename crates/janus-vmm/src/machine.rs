@@ -210,6 +210,15 @@ impl Machine {
     /// Builds the VM `config` describes, with console output going to `console`.
     pub fn build(config: &VmConfig, console: ConsoleOut) -> Result<Machine> {
         config.validate()?;
+        // The disk first: its errors are the user's whatever boots from it.
+        let disk = match &config.disk {
+            Some(d) => Some(Arc::new(DiskImage::open_with(
+                &d.path,
+                d.read_only,
+                d.locking,
+            )?)),
+            None => None,
+        };
         let (image, boot) = read_kernel(&config.kernel, config.memory_bytes)?;
         let initramfs = match &config.initramfs {
             Some(_) if boot == BootKind::Firmware => {
@@ -223,14 +232,6 @@ impl Machine {
                 ))
             }
             Some(p) => Some(read_initramfs(p, config.memory_bytes)?),
-            None => None,
-        };
-        let disk = match &config.disk {
-            Some(d) => Some(Arc::new(DiskImage::open_with(
-                &d.path,
-                d.read_only,
-                d.locking,
-            )?)),
             None => None,
         };
         // The same TAP interface in both modes, so a bad --net fails alike in both.
