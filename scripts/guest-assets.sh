@@ -16,8 +16,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${JANUS_GUEST_DIR:-$repo/.cache/guest}
 # Modules the tests and benches load (their dependencies are added); virtio_pci is for QEMU,
 # the para-virtualized peer in `janus bench --io`.
-modules="ata_piix sd_mod e1000 virtio_mmio virtio_pci virtio_blk virtio_net virtio_console virtio-rng pvpanic-mmio"
-recipe_version=4
+modules="ata_piix sd_mod sr_mod isofs e1000 virtio_mmio virtio_pci virtio_blk virtio_net virtio_console virtio-rng pvpanic-mmio"
+recipe_version=5
 # The cache key: the recipe and the bench workloads' sources, so editing a workload rebuilds.
 recipe="$recipe_version $(cat "$repo"/guests/bench/* | sha256sum | cut -c1-16)"
 

@@ -127,6 +127,10 @@ pub struct RunArgs {
     /// Disk image, as path=FILE[,readonly=on] (virtio-blk in para mode).
     #[arg(long)]
     pub disk: Option<String>,
+    /// CD-ROM image (ISO 9660), as path=FILE[,locking=off]: an ATAPI drive on the secondary
+    /// IDE channel, read-only.
+    #[arg(long)]
+    pub cdrom: Option<String>,
     /// Host TAP interface, as tap=NAME[,mac=52:54:00:12:34:56] (virtio-net in para mode).
     #[arg(long)]
     pub net: Option<String>,

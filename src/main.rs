@@ -74,7 +74,11 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
     let config = VmConfig {
         engine: args.engine.into(),
         mode: args.mode.into(),
-        kernel: kernel_source(args.kernel, args.firmware.as_deref(), args.disk.is_some())?,
+        kernel: kernel_source(
+            args.kernel,
+            args.firmware.as_deref(),
+            args.disk.is_some() || args.cdrom.is_some(),
+        )?,
         initramfs: args.initramfs,
         cmdline: args.cmdline,
         memory_bytes: config::parse_memory(&args.memory)?,
@@ -87,6 +91,7 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
             .map(|d| config::parse_device(d))
             .collect::<Result<_, _>>()?,
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
+        cdrom: args.cdrom.as_deref().map(config::parse_cdrom).transpose()?,
         net: args.net.as_deref().map(config::parse_net).transpose()?,
     };
     // From here on every thread the VMM starts has the stop signals blocked; one thread takes

@@ -246,27 +246,20 @@ fn grub_inputs() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     None
 }
 
-/// A PC booting from its own disk: an image grub-mkrescue made (a hybrid ISO 9660 image,
-/// bootable from a hard disk through its MBR) holding GRUB, Debian's kernel and the test
-/// initramfs goes on the IDE disk; SeaBIOS boots GRUB from it, GRUB (on the serial console)
-/// loads Linux and the initramfs through the BIOS, Linux finds the ACPI tables SeaBIOS
-/// installed from fw_cfg's table loader, runs the guest command and powers off through ACPI.
-#[test]
-fn seabios_boots_linux_through_grub_from_a_disk_image() {
-    if !seabios() {
-        return;
-    }
-    let Some((kernel, initramfs)) = grub_inputs() else {
-        return;
-    };
-    let root = std::env::temp_dir().join(format!("janus-grub-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+/// Makes, under a fresh directory `root`, an image grub-mkrescue builds (a hybrid ISO 9660
+/// image, bootable from a CD by El Torito and from a hard disk through its MBR) holding GRUB
+/// on the serial console, Debian's kernel and the test initramfs, which runs `cmd`.
+fn grub_image(
+    root: &std::path::Path,
+    kernel: &std::path::Path,
+    initramfs: &std::path::Path,
+    cmd: &str,
+) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(root);
     let boot = root.join("tree/boot");
     std::fs::create_dir_all(boot.join("grub")).expect("mkdir");
-    std::fs::copy(&kernel, boot.join("vmlinuz")).expect("copy kernel");
-    std::fs::copy(&initramfs, boot.join("initrd.gz")).expect("copy initramfs");
-    // The guest command: a marker, the kernel's release and the ACPI tables it found.
-    let cmd = "echo GUEST-VIA-GRUB; uname -r; ls /sys/firmware/acpi/tables\n";
+    std::fs::copy(kernel, boot.join("vmlinuz")).expect("copy kernel");
+    std::fs::copy(initramfs, boot.join("initrd.gz")).expect("copy initramfs");
     let b64 = common::base64(cmd.as_bytes());
     std::fs::write(
         boot.join("grub/grub.cfg"),
@@ -277,7 +270,7 @@ fn seabios_boots_linux_through_grub_from_a_disk_image() {
         ),
     )
     .expect("grub.cfg");
-    let image = root.join("disk.img");
+    let image = root.join("grub.iso");
     let mk = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(&image)
@@ -289,19 +282,109 @@ fn seabios_boots_linux_through_grub_from_a_disk_image() {
         "grub-mkrescue: {}",
         String::from_utf8_lossy(&mk.stderr)
     );
+    image
+}
+
+/// Boots the GRUB image through SeaBIOS from `medium` (`--disk` or `--cdrom`) and checks that
+/// Linux ran the command and powered off through the ACPI tables SeaBIOS installed.
+fn boot_grub(medium: &str) {
+    if !seabios() {
+        return;
+    }
+    let Some((kernel, initramfs)) = grub_inputs() else {
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("janus-grub-{}{medium}", std::process::id()));
+    // The guest command: a marker, the kernel's release and the ACPI tables it found.
+    let cmd = "echo GUEST-VIA-GRUB; uname -r; ls /sys/firmware/acpi/tables\n";
+    let image = grub_image(&root, &kernel, &initramfs, cmd);
+    let spec = if medium == "--disk" {
+        format!("path={},readonly=on", image.display())
+    } else {
+        format!("path={}", image.display())
+    };
     let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
-    c.args(["run", "--engine", "soft", "--firmware", "seabios", "--disk"])
-        .arg(format!("path={},readonly=on", image.display()));
+    c.args(["run", "--engine", "soft", medium, &spec]);
     let (status, out, err) = run_for(c, Duration::from_secs(300));
     let _ = std::fs::remove_dir_all(&root);
     // The guest's init powers off when its command is done: ACPI S5, status 0.
     assert_eq!(status, Some(0), "{out}\n{err}");
     assert!(err.contains("guest powered off (ACPI S5)"), "{err}");
     assert!(out.contains("SeaBIOS (version"), "{out}");
+    let from = if medium == "--disk" {
+        "Booting from Hard Disk"
+    } else {
+        "Booting from DVD/CD"
+    };
+    assert!(out.contains(from), "{out}");
     assert!(out.contains("GRUB"), "{out}");
     assert!(out.contains("GUEST-VIA-GRUB"), "{out}");
     assert!(out.contains("-amd64"), "uname -r: {out}");
     for table in ["APIC", "DSDT", "FACP", "FACS"] {
         assert!(out.contains(table), "ACPI table {table}: {out}");
     }
+}
+
+/// A PC booting from its own disk: the GRUB image on the IDE disk; SeaBIOS boots GRUB through
+/// the MBR, GRUB loads Linux and the initramfs through the BIOS, Linux finds the ACPI tables
+/// SeaBIOS installed from fw_cfg's table loader, runs the command and powers off.
+#[test]
+fn seabios_boots_linux_through_grub_from_a_disk_image() {
+    boot_grub("--disk");
+}
+
+/// The same image as a CD: SeaBIOS boots it by El Torito from the ATAPI drive.
+#[test]
+fn seabios_boots_linux_through_grub_from_a_cd() {
+    boot_grub("--cdrom");
+}
+
+/// Linux's ata_piix and sr_mod find the ATAPI drive and read an ISO 9660 image on it (a
+/// kernel Janus loads itself, so no firmware is involved).
+#[test]
+fn linux_reads_the_cd() {
+    let Some((kernel, initramfs)) = grub_inputs() else {
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("janus-cd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("tree")).expect("mkdir");
+    std::fs::write(root.join("tree/hello.txt"), "hello from the CD\n").expect("write");
+    let iso = root.join("data.iso");
+    let mk = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-o"])
+        .arg(&iso)
+        .arg(root.join("tree"))
+        .output()
+        .expect("xorriso");
+    assert!(
+        mk.status.success(),
+        "xorriso: {}",
+        String::from_utf8_lossy(&mk.stderr)
+    );
+    let cmd = "mkdir -p /mnt; mount -t iso9660 -o ro /dev/sr0 /mnt && cat /mnt/hello.txt; \
+               dd if=/dev/sr0 bs=2048 skip=16 count=1 2>/dev/null | head -c 6 | tail -c 5; echo\n";
+    let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
+    c.args(["run", "--engine", "soft", "--kernel"])
+        .arg(&kernel)
+        .arg("--initramfs")
+        .arg(&initramfs)
+        .arg("--cdrom")
+        .arg(format!("path={}", iso.display()))
+        .arg("--cmdline")
+        .arg(format!(
+            "console=ttyS0 quiet janus.modules=ata_piix,sr_mod,isofs janus.cmd={}",
+            common::base64(cmd.as_bytes())
+        ));
+    let (status, out, err) = run_for(c, Duration::from_secs(300));
+    let _ = std::fs::remove_dir_all(&root);
+    assert_eq!(status, Some(0), "{out}\n{err}");
+    assert!(out.contains("hello from the CD"), "{out}");
+    // The primary volume descriptor's identifier, read from the raw device.
+    assert!(out.contains("CD001"), "{out}");
+    let ide = err
+        .lines()
+        .find(|l| l.starts_with("janus: ide:"))
+        .unwrap_or("");
+    assert!(!ide.is_empty(), "{err}");
 }

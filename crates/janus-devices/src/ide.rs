@@ -7,6 +7,7 @@
 //! tested against.
 
 pub mod ata;
+pub mod atapi;
 pub mod bmdma;
 pub mod channel;
 pub mod drive;

@@ -170,6 +170,8 @@ pub struct VmConfig {
     /// Unmapped port and MMIO accesses stop the VM (instead of open-bus behaviour).
     pub strict_io: bool,
     pub disk: Option<DiskConfig>,
+    /// `--cdrom`: an ISO image in a CD-ROM drive (always read-only).
+    pub cdrom: Option<DiskConfig>,
     pub net: Option<NetConfig>,
 }
 
@@ -192,6 +194,7 @@ impl Default for VmConfig {
             devices: Vec::new(),
             strict_io: false,
             disk: None,
+            cdrom: None,
             net: None,
         }
     }
@@ -289,6 +292,26 @@ pub fn parse_disk(spec: &str) -> Result<DiskConfig> {
     Ok(DiskConfig {
         path,
         read_only,
+        locking,
+    })
+}
+
+/// Parses `--cdrom path=FILE[,locking=off]`: the image is read-only (and locked shared).
+pub fn parse_cdrom(spec: &str) -> Result<DiskConfig> {
+    let mut path = None;
+    let mut locking = true;
+    for (k, v) in options("--cdrom", spec, "path", &["path", "locking"])? {
+        match k {
+            "locking" => locking = switch("--cdrom", k, v)?,
+            _ => path = Some(PathBuf::from(v)),
+        }
+    }
+    let path = path
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| VmmError::Config("--cdrom: no path given (use --cdrom path=FILE)".into()))?;
+    Ok(DiskConfig {
+        path,
+        read_only: true,
         locking,
     })
 }

@@ -219,6 +219,10 @@ impl Machine {
             )?)),
             None => None,
         };
+        let cdrom = match &config.cdrom {
+            Some(d) => Some(Arc::new(DiskImage::open_with(&d.path, true, d.locking)?)),
+            None => None,
+        };
         let (image, boot) = read_kernel(&config.kernel, config.memory_bytes)?;
         let initramfs = match &config.initramfs {
             Some(_) if boot == BootKind::Firmware => {
@@ -402,6 +406,10 @@ impl Machine {
             ],
             [[ide_disk, None], [None, None]],
         ));
+        if let Some(iso) = cdrom {
+            // The secondary channel's master, where QEMU's PC puts its CD-ROM drive.
+            lock(&ide).attach_cdrom(1, 0, janus_devices::ide::atapi::Cdrom::new(iso));
+        }
         PiixIde::install(&ide, &mut bus, &mut lock(&pci))?;
         let nic = nic_tap
             .map(|(tap, mac)| attach_e1000(tap, mac, &*vm, &mem, &mut lock(&pci)))

@@ -13,6 +13,7 @@
 //! sector. Reads of an absent device's registers return 0, so probes find nothing there.
 
 use super::ata::{control, device, error, status, Command, Protocol, Taskfile, SECTOR};
+use super::atapi::{Cdrom, Reply, BLOCK};
 use super::drive::Drive;
 use super::IdeStats;
 use janus_engine::IrqLine;
@@ -59,6 +60,47 @@ enum PioKind {
     Identify,
     Read,
     Write,
+    /// ATAPI: the host writes the 12-byte command packet.
+    PacketCommand,
+    /// ATAPI: the host reads a chunk of the packet command's data.
+    PacketData,
+}
+
+impl PioKind {
+    /// The host writes the data port in this phase (else it reads it).
+    fn host_writes(self) -> bool {
+        matches!(self, PioKind::Write | PioKind::PacketCommand)
+    }
+}
+
+/// Where an ATAPI packet command's data comes from.
+enum PacketSource {
+    Bytes {
+        data: Vec<u8>,
+        pos: usize,
+    },
+    /// Blocks of the medium not yet read, and bytes read but not yet handed over.
+    Blocks {
+        lba: u64,
+        left: u64,
+        pending: Vec<u8>,
+    },
+}
+
+/// An ATAPI packet command in progress.
+struct Packet {
+    drive: usize,
+    /// Most bytes per DRQ chunk (the byte count limit the host wrote), even.
+    limit: usize,
+    source: Option<PacketSource>,
+}
+
+/// ATAPI interrupt reason (the sector count register during a packet command).
+mod reason {
+    /// Command (packet) transfer, or the end of the command.
+    pub const COD: u8 = 1;
+    /// Device to host.
+    pub const IO: u8 = 2;
 }
 
 /// A PIO command in its data phase.
@@ -88,6 +130,9 @@ struct Dma {
 
 pub struct Channel {
     drives: [Option<Drive>; 2],
+    /// ATAPI CD-ROM drives, at positions that have no disk.
+    cdroms: [Option<Cdrom>; 2],
+    packet: Option<Packet>,
     /// Each device's copy of the command block (writes go to both, reads come from the
     /// selected one).
     regs: [Taskfile; 2],
@@ -114,6 +159,8 @@ impl Channel {
     pub fn new(drives: [Option<Drive>; 2], irq: Option<Arc<dyn IrqLine>>) -> Channel {
         let mut c = Channel {
             drives,
+            cdroms: [None, None],
+            packet: None,
             regs: [Taskfile::default(); 2],
             status: [0; 2],
             error: [0; 2],
@@ -136,6 +183,19 @@ impl Channel {
         self.drives.get(n)?.as_ref()
     }
 
+    /// Puts a CD-ROM drive at position `n` (which must have no disk).
+    pub fn attach_cdrom(&mut self, n: usize, cdrom: Cdrom) {
+        if self.drives[n].is_none() {
+            self.cdroms[n] = Some(cdrom);
+            self.end_reset();
+        }
+    }
+
+    /// Whether a device sits at position `d`.
+    fn present(&self, d: usize) -> bool {
+        self.drives[d].is_some() || self.cdroms[d].is_some()
+    }
+
     /// Whether the device's interrupt line is asserted now.
     pub fn irq_level(&self) -> bool {
         self.line
@@ -149,7 +209,7 @@ impl Channel {
     /// Reads the command block register `r` (not the data port).
     pub fn read_register(&mut self, r: u8) -> u8 {
         let d = self.selected;
-        if self.drives[d].is_none() {
+        if !self.present(d) {
             return 0;
         }
         let hob = self.control & control::HOB != 0;
@@ -173,7 +233,7 @@ impl Channel {
     /// The alternate status register: status without acknowledging INTRQ.
     pub fn alt_status(&self) -> u8 {
         let d = self.selected;
-        if self.drives[d].is_none() {
+        if !self.present(d) {
             0
         } else {
             self.status[d]
@@ -219,9 +279,10 @@ impl Channel {
     fn begin_reset(&mut self) {
         self.pio = None;
         self.dma = None;
+        self.packet = None;
         self.intrq = false;
         for d in 0..2 {
-            if self.drives[d].is_some() {
+            if self.present(d) {
                 self.status[d] = status::BSY;
             }
         }
@@ -229,8 +290,8 @@ impl Channel {
 
     fn end_reset(&mut self) {
         for d in 0..2 {
-            self.regs[d].set_signature();
-            if self.drives[d].is_some() {
+            self.set_signature(d);
+            if self.present(d) {
                 self.status[d] = status::READY;
                 self.error[d] = error::DIAGNOSTIC_PASSED;
             }
@@ -238,9 +299,19 @@ impl Channel {
         self.selected = 0;
     }
 
+    /// The signature a device leaves in its registers after reset: ATA, or ATAPI (LBA mid
+    /// and high 0x14 and 0xEB), which is how hosts tell a CD-ROM drive from a disk.
+    fn set_signature(&mut self, d: usize) {
+        self.regs[d].set_signature();
+        if self.cdroms[d].is_some() {
+            self.regs[d].lbam.cur = 0x14;
+            self.regs[d].lbah.cur = 0xeb;
+        }
+    }
+
     /// A data port read: the next bytes of a PIO data-in block, or all ones outside one.
     pub fn read_data(&mut self, out: &mut [u8]) {
-        let Some(p) = self.pio.as_mut().filter(|p| p.kind != PioKind::Write) else {
+        let Some(p) = self.pio.as_mut().filter(|p| !p.kind.host_writes()) else {
             out.fill(0xff);
             return;
         };
@@ -250,13 +321,17 @@ impl Channel {
         p.pos += n;
         self.stats.pio_bytes += n as u64;
         if p.pos == p.len {
-            self.read_block_done();
+            if p.kind == PioKind::PacketData {
+                self.next_packet_chunk();
+            } else {
+                self.read_block_done();
+            }
         }
     }
 
     /// A data port write: the next bytes of a PIO data-out block; ignored outside one.
     pub fn write_data(&mut self, data: &[u8]) {
-        let Some(p) = self.pio.as_mut().filter(|p| p.kind == PioKind::Write) else {
+        let Some(p) = self.pio.as_mut().filter(|p| p.kind.host_writes()) else {
             return;
         };
         let n = data.len().min(p.len - p.pos);
@@ -264,7 +339,11 @@ impl Channel {
         p.pos += n;
         self.stats.pio_bytes += n as u64;
         if p.pos == p.len {
-            self.write_block_done();
+            if p.kind == PioKind::PacketCommand {
+                self.run_packet();
+            } else {
+                self.write_block_done();
+            }
         }
     }
 
@@ -312,7 +391,7 @@ impl Channel {
         } else {
             self.selected
         };
-        if self.drives[d].is_none() {
+        if !self.present(d) {
             return;
         }
         if self.status[d] & (status::BSY | status::DRQ) != 0 {
@@ -321,6 +400,10 @@ impl Channel {
         }
         self.stats.commands += 1;
         self.error[d] = 0;
+        if self.cdroms[d].is_some() && command != Command::ExecuteDeviceDiagnostic {
+            self.atapi_execute(d, opcode);
+            return;
+        }
         match command {
             Command::ExecuteDeviceDiagnostic => {
                 self.end_reset();
@@ -365,6 +448,191 @@ impl Channel {
             Command::NoData => self.complete(d),
             Command::Unsupported => self.fail(d, error::ABRT),
         }
+    }
+
+    /// A command to the CD-ROM drive at `d`.
+    fn atapi_execute(&mut self, d: usize, opcode: u8) {
+        use super::ata::op;
+        const PACKET: u8 = 0xa0;
+        const DEVICE_RESET: u8 = 0x08;
+        let unit = d as u8;
+        match opcode {
+            op::IDENTIFY_PACKET_DEVICE => {
+                let Some(cd) = &self.cdroms[d] else { return };
+                self.buffer.clear();
+                self.buffer.extend_from_slice(&cd.identify(unit));
+                self.pio = Some(Pio {
+                    kind: PioKind::Identify,
+                    drive: d,
+                    ext: false,
+                    lba: 0,
+                    remaining: 0,
+                    block: 1,
+                    pos: 0,
+                    len: SECTOR,
+                });
+                self.status[d] = status::READY | status::DRQ;
+                self.raise_intrq();
+            }
+            // A packet device aborts IDENTIFY DEVICE and shows its signature.
+            op::IDENTIFY_DEVICE => {
+                self.set_signature(d);
+                self.fail(d, error::ABRT);
+            }
+            PACKET => {
+                // Data moves by PIO only (IDENTIFY PACKET DEVICE offers no DMA).
+                if self.regs[d].feature.cur & 1 != 0 {
+                    self.fail(d, error::ABRT);
+                    return;
+                }
+                let tf = &self.regs[d];
+                let limit = (tf.lbam.cur as usize | (tf.lbah.cur as usize) << 8) & !1;
+                self.packet = Some(Packet {
+                    drive: d,
+                    limit: if limit == 0 { 0xfffe } else { limit },
+                    source: None,
+                });
+                self.buffer.clear();
+                self.buffer.resize(12, 0);
+                self.pio = Some(Pio {
+                    kind: PioKind::PacketCommand,
+                    drive: d,
+                    ext: false,
+                    lba: 0,
+                    remaining: 0,
+                    block: 1,
+                    pos: 0,
+                    len: 12,
+                });
+                self.regs[d].nsect.cur = reason::COD;
+                self.status[d] = status::READY | status::DRQ;
+            }
+            DEVICE_RESET => {
+                self.set_signature(d);
+                self.status[d] = status::READY;
+            }
+            op::SET_FEATURES
+            | op::CHECK_POWER_MODE
+            | op::IDLE
+            | op::IDLE_IMMEDIATE
+            | op::STANDBY
+            | op::STANDBY_IMMEDIATE => self.complete(d),
+            _ => self.fail(d, error::ABRT),
+        }
+    }
+
+    /// The packet is in: run it, then hand its data over (or end it).
+    fn run_packet(&mut self) {
+        let Some(d) = self.packet.as_ref().map(|p| p.drive) else {
+            return;
+        };
+        let mut p = [0u8; 12];
+        p.copy_from_slice(&self.buffer[..12]);
+        self.pio = None;
+        let Some(cd) = self.cdroms[d].as_mut() else {
+            return;
+        };
+        let source = match cd.command(&p) {
+            Err(sense) => {
+                self.packet_error(d, sense.key);
+                return;
+            }
+            Ok(Reply::Data(data)) => PacketSource::Bytes { data, pos: 0 },
+            Ok(Reply::Read { lba, blocks }) => PacketSource::Blocks {
+                lba,
+                left: blocks,
+                pending: Vec::new(),
+            },
+        };
+        if let Some(pk) = self.packet.as_mut() {
+            pk.source = Some(source);
+        }
+        self.next_packet_chunk();
+    }
+
+    /// Offers the next chunk of the packet command's data (byte count in LBA mid/high,
+    /// interrupt reason "data to host"), or ends the command when all of it went.
+    fn next_packet_chunk(&mut self) {
+        let Some(pk) = self.packet.as_mut() else {
+            return;
+        };
+        let d = pk.drive;
+        let limit = pk.limit;
+        let chunk: Result<Vec<u8>, u8> = match pk.source.as_mut() {
+            None => Ok(Vec::new()),
+            Some(PacketSource::Bytes { data, pos }) => {
+                let n = (data.len() - *pos).min(limit);
+                let c = data[*pos..*pos + n].to_vec();
+                *pos += n;
+                Ok(c)
+            }
+            Some(PacketSource::Blocks { lba, left, pending }) => {
+                let want = (pending.len() as u64 + *left * BLOCK as u64).min(limit as u64);
+                let mut err = None;
+                while (pending.len() as u64) < want {
+                    let Some(cd) = self.cdroms[d].as_mut() else {
+                        break;
+                    };
+                    let mut block = vec![0u8; BLOCK];
+                    if let Err(sense) = cd.read_block(*lba, &mut block) {
+                        err = Some(sense.key);
+                        break;
+                    }
+                    pending.extend_from_slice(&block);
+                    *lba += 1;
+                    *left -= 1;
+                }
+                match err {
+                    Some(key) => Err(key),
+                    None => Ok(pending.drain(..want as usize).collect()),
+                }
+            }
+        };
+        match chunk {
+            Err(key) => self.packet_error(d, key),
+            Ok(c) if c.is_empty() => self.packet_complete(d),
+            Ok(c) => {
+                let n = c.len();
+                self.buffer = c;
+                self.pio = Some(Pio {
+                    kind: PioKind::PacketData,
+                    drive: d,
+                    ext: false,
+                    lba: 0,
+                    remaining: 0,
+                    block: 1,
+                    pos: 0,
+                    len: n,
+                });
+                let tf = &mut self.regs[d];
+                tf.lbam.cur = n as u8;
+                tf.lbah.cur = (n >> 8) as u8;
+                tf.nsect.cur = reason::IO;
+                self.status[d] = status::READY | status::DRQ;
+                self.raise_intrq();
+            }
+        }
+    }
+
+    /// Ends the packet command: status without DRQ, interrupt reason "command done".
+    fn packet_complete(&mut self, d: usize) {
+        self.packet = None;
+        self.pio = None;
+        self.regs[d].nsect.cur = reason::IO | reason::COD;
+        self.status[d] = status::READY;
+        self.raise_intrq();
+    }
+
+    /// Ends the packet command with CHECK CONDITION: ERR, the sense key in the error
+    /// register's upper half (REQUEST SENSE gives the rest).
+    fn packet_error(&mut self, d: usize, key: u8) {
+        self.packet = None;
+        self.pio = None;
+        self.regs[d].nsect.cur = reason::IO | reason::COD;
+        self.error[d] = key << 4 | error::ABRT;
+        self.status[d] = status::READY | status::ERR;
+        self.stats.errors += 1;
+        self.raise_intrq();
     }
 
     fn identify(&mut self, d: usize) {
@@ -550,6 +818,7 @@ impl Channel {
     fn fail(&mut self, d: usize, bits: u8) {
         self.pio = None;
         self.dma = None;
+        self.packet = None;
         self.error[d] = bits;
         self.status[d] = status::READY | status::ERR;
         self.stats.errors += 1;

@@ -141,6 +141,14 @@ impl PiixIde {
         }
     }
 
+    /// Puts a CD-ROM drive at `device` (0 or 1) of `channel` (0 primary, 1 secondary), a
+    /// position without a disk.
+    pub fn attach_cdrom(&mut self, channel: usize, device: usize, cdrom: super::atapi::Cdrom) {
+        if let Some(c) = self.channels.get_mut(channel) {
+            c.ata.attach_cdrom(device & 1, cdrom);
+        }
+    }
+
     /// Puts the PIIX3 on the machine: its ISA bridge at 00:01.0 and `ide` at 00:01.1 on `pci`,
     /// and the legacy ports of both channels on `bus`.
     pub fn install(

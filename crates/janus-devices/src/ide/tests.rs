@@ -583,3 +583,79 @@ fn the_bus_master_bar_moves() {
     assert_eq!(r.inb(0xd002) & 7, ST_INTERRUPT);
     assert_eq!(r.stats().dma_bytes, 512);
 }
+
+/// A CD-ROM drive as device 1 of the primary channel, holding `blocks` 2048-byte blocks.
+fn rig_with_cdrom(blocks: usize) -> Rig {
+    let r = rig(64);
+    let iso: Vec<u8> = (0..blocks * atapi::BLOCK).map(pattern).collect();
+    let cd = atapi::Cdrom::new(Arc::new(DiskImage::from_bytes(iso, "cd")));
+    lock(&r.ide).attach_cdrom(0, 1, cd);
+    r.outb(CMD + 6, 0xb0);
+    r
+}
+
+impl Rig {
+    /// Issues PACKET with byte count limit `limit` and writes the 12-byte packet `p`.
+    fn packet(&self, limit: u16, p: &[u8]) {
+        self.outb(CMD + 1, 0);
+        self.outb(CMD + 4, limit as u8);
+        self.outb(CMD + 5, (limit >> 8) as u8);
+        self.outb(CMD + 7, 0xa0);
+        assert_eq!(self.inb(CMD + 7) & status::DRQ, status::DRQ, "packet DRQ");
+        assert_eq!(self.inb(CMD + 2), 1, "interrupt reason: command");
+        let mut b = [0u8; 12];
+        b[..p.len()].copy_from_slice(p);
+        for w in b.chunks(2) {
+            self.bus.pio_write(CMD, w);
+        }
+    }
+
+    /// Reads what the packet command hands over, chunk by chunk: (chunk sizes, bytes).
+    fn packet_data(&self) -> (Vec<usize>, Vec<u8>) {
+        let (mut sizes, mut data) = (Vec::new(), Vec::new());
+        while self.inb(CMD + 7) & status::DRQ != 0 {
+            assert_eq!(self.inb(CMD + 2), 2, "interrupt reason: data in");
+            let n = self.inb(CMD + 4) as usize | (self.inb(CMD + 5) as usize) << 8;
+            sizes.push(n);
+            data.extend(self.read_block(n.div_ceil(2)).into_iter().take(n));
+        }
+        assert_eq!(self.inb(CMD + 2), 3, "interrupt reason: done");
+        (sizes, data)
+    }
+}
+
+#[test]
+fn atapi_signature_identify_and_reads() {
+    let r = rig_with_cdrom(16);
+    // The ATAPI signature after reset; IDENTIFY DEVICE aborts, IDENTIFY PACKET DEVICE answers.
+    assert_eq!((r.inb(CMD + 4), r.inb(CMD + 5)), (0x14, 0xeb));
+    r.outb(CMD + 7, op::IDENTIFY_DEVICE);
+    assert_eq!(r.inb(CMD + 7) & status::ERR, status::ERR);
+    assert_eq!(r.inb(CMD + 1), error::ABRT);
+    r.outb(CMD + 7, op::IDENTIFY_PACKET_DEVICE);
+    let id = r.read_block(256);
+    assert_eq!(u16::from_le_bytes([id[0], id[1]]), 0x85c0);
+    // The first command reports the new medium (UNIT ATTENTION, key 6 in the error register).
+    r.packet(0xfffe, &[0x00]);
+    assert_eq!(r.inb(CMD + 7) & status::ERR, status::ERR);
+    assert_eq!(r.inb(CMD + 1) >> 4, 6);
+    r.packet(0xfffe, &[0x00]);
+    assert_eq!(r.packet_data().0, Vec::<usize>::new());
+    assert_eq!(r.inb(CMD + 7) & status::ERR, 0);
+    // READ(10) of blocks 3 and 4 with a byte count limit of 3000: chunks of 3000 and 1096.
+    r.packet(3000, &[0x28, 0, 0, 0, 0, 3, 0, 0, 2]);
+    let (sizes, data) = r.packet_data();
+    assert_eq!(sizes, vec![3000, 1096]);
+    let want: Vec<u8> = (3 * 2048..5 * 2048).map(pattern).collect();
+    assert!(data == want, "READ(10) data");
+    // Past the end: ILLEGAL REQUEST, and REQUEST SENSE says LBA out of range.
+    r.packet(0xfffe, &[0x28, 0, 0, 0, 0, 15, 0, 0, 2]);
+    assert_eq!(r.inb(CMD + 1) >> 4, 5);
+    r.packet(0xfffe, &[0x03, 0, 0, 0, 18]);
+    let (_, sense) = r.packet_data();
+    assert_eq!((sense[2], sense[12]), (5, 0x21));
+    // The disk on device 0 still answers as a disk.
+    r.outb(CMD + 6, 0xa0);
+    r.outb(CMD + 7, op::IDENTIFY_DEVICE);
+    assert_eq!(r.inb(CMD + 7) & (status::ERR | status::DRQ), status::DRQ);
+}
