@@ -121,6 +121,23 @@ struct Pio {
     len: usize,
 }
 
+impl Pio {
+    /// A transfer of `len` bytes of the channel's buffer (no medium access): IDENTIFY data, a
+    /// command packet, a packet command's data.
+    fn buffer(kind: PioKind, drive: usize, len: usize) -> Pio {
+        Pio {
+            kind,
+            drive,
+            ext: false,
+            lba: 0,
+            remaining: 0,
+            block: 1,
+            pos: 0,
+            len,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Dma {
     drive: usize,
@@ -461,16 +478,7 @@ impl Channel {
                 let Some(cd) = &self.cdroms[d] else { return };
                 self.buffer.clear();
                 self.buffer.extend_from_slice(&cd.identify(unit));
-                self.pio = Some(Pio {
-                    kind: PioKind::Identify,
-                    drive: d,
-                    ext: false,
-                    lba: 0,
-                    remaining: 0,
-                    block: 1,
-                    pos: 0,
-                    len: SECTOR,
-                });
+                self.pio = Some(Pio::buffer(PioKind::Identify, d, SECTOR));
                 self.status[d] = status::READY | status::DRQ;
                 self.raise_intrq();
             }
@@ -494,16 +502,7 @@ impl Channel {
                 });
                 self.buffer.clear();
                 self.buffer.resize(12, 0);
-                self.pio = Some(Pio {
-                    kind: PioKind::PacketCommand,
-                    drive: d,
-                    ext: false,
-                    lba: 0,
-                    remaining: 0,
-                    block: 1,
-                    pos: 0,
-                    len: 12,
-                });
+                self.pio = Some(Pio::buffer(PioKind::PacketCommand, d, 12));
                 self.regs[d].nsect.cur = reason::COD;
                 self.status[d] = status::READY | status::DRQ;
             }
@@ -594,16 +593,7 @@ impl Channel {
             Ok(c) => {
                 let n = c.len();
                 self.buffer = c;
-                self.pio = Some(Pio {
-                    kind: PioKind::PacketData,
-                    drive: d,
-                    ext: false,
-                    lba: 0,
-                    remaining: 0,
-                    block: 1,
-                    pos: 0,
-                    len: n,
-                });
+                self.pio = Some(Pio::buffer(PioKind::PacketData, d, n));
                 let tf = &mut self.regs[d];
                 tf.lbam.cur = n as u8;
                 tf.lbah.cur = (n >> 8) as u8;
@@ -639,16 +629,7 @@ impl Channel {
         let Some(drive) = &self.drives[d] else { return };
         self.buffer.clear();
         self.buffer.extend_from_slice(&drive.identify());
-        self.pio = Some(Pio {
-            kind: PioKind::Identify,
-            drive: d,
-            ext: false,
-            lba: 0,
-            remaining: 0,
-            block: 1,
-            pos: 0,
-            len: SECTOR,
-        });
+        self.pio = Some(Pio::buffer(PioKind::Identify, d, SECTOR));
         self.status[d] = status::READY | status::DRQ;
         self.raise_intrq();
     }
