@@ -131,6 +131,9 @@ pub struct RunArgs {
     /// IDE channel, read-only.
     #[arg(long)]
     pub cdrom: Option<String>,
+    /// Boot order for the firmware, as cdrom,disk (default: the firmware's own).
+    #[arg(long)]
+    pub boot: Option<String>,
     /// Host TAP interface, as tap=NAME[,mac=52:54:00:12:34:56] (virtio-net in para mode).
     #[arg(long)]
     pub net: Option<String>,

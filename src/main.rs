@@ -92,6 +92,12 @@ fn run(args: RunArgs) -> Result<ExitCode, VmmError> {
             .collect::<Result<_, _>>()?,
         disk: args.disk.as_deref().map(config::parse_disk).transpose()?,
         cdrom: args.cdrom.as_deref().map(config::parse_cdrom).transpose()?,
+        boot: args
+            .boot
+            .as_deref()
+            .map(config::parse_boot)
+            .transpose()?
+            .unwrap_or_default(),
         net: args.net.as_deref().map(config::parse_net).transpose()?,
     };
     // From here on every thread the VMM starts has the stop signals blocked; one thread takes

@@ -30,9 +30,20 @@ fn seabios() -> bool {
     false
 }
 
-/// A 1 MiB disk (file `name`) whose boot sector prints `message` through INT 10h, then writes DONE to the
-/// debug-exit port.
+/// A 1 MiB disk (file `name`) whose boot sector prints `message` through INT 10h, then writes
+/// DONE to the debug-exit port.
 fn disk(name: &str, message: &str) -> std::path::PathBuf {
+    let code = boot_code(message, DONE);
+    let mut image = vec![0u8; 1 << 20];
+    image[..code.len()].copy_from_slice(&code);
+    image[510] = 0x55;
+    image[511] = 0xaa;
+    temp_file(name, &image)
+}
+
+/// Code loaded at 0000:7C00 that prints `message` through INT 10h, then writes `exit` to the
+/// debug-exit port.
+fn boot_code(message: &str, exit: u8) -> Vec<u8> {
     let mut a = CodeAssembler::new(16).unwrap();
     let mut text = a.create_label();
     let mut next = a.create_label();
@@ -50,7 +61,7 @@ fn disk(name: &str, message: &str) -> std::path::PathBuf {
     a.jmp(next).unwrap();
     a.set_label(&mut done).unwrap();
     a.mov(dx, 0x501).unwrap();
-    a.mov(al, DONE as u32).unwrap();
+    a.mov(al, exit as u32).unwrap();
     a.out(dx, al).unwrap();
     a.hlt().unwrap();
     a.set_label(&mut text).unwrap();
@@ -65,11 +76,7 @@ fn disk(name: &str, message: &str) -> std::path::PathBuf {
     assert_eq!(code[4], 0xbe);
     code[5..7].copy_from_slice(&at.to_le_bytes());
     assert!(code.len() <= 510);
-    let mut image = vec![0u8; 1 << 20];
-    image[..code.len()].copy_from_slice(&code);
-    image[510] = 0x55;
-    image[511] = 0xaa;
-    temp_file(name, &image)
+    code
 }
 
 /// Boots the test disk through SeaBIOS on `engine` (named with `--firmware`, or by default:
@@ -387,4 +394,100 @@ fn linux_reads_the_cd() {
         .find(|l| l.starts_with("janus: ide:"))
         .unwrap_or("");
     assert!(!ide.is_empty(), "{err}");
+}
+
+/// `--boot` decides between a bootable disk and a bootable CD (an El Torito no-emulation
+/// image), through fw_cfg's `bootorder`.
+#[test]
+fn the_boot_order_picks_the_cd_or_the_disk() {
+    if !seabios() || grub_inputs().is_none() {
+        return;
+    }
+    const FROM_CD: u8 = 0x31;
+    let root = std::env::temp_dir().join(format!("janus-boot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("tree")).expect("mkdir");
+    let mut boot = boot_code("Hello from the CD\r\n", FROM_CD);
+    boot.resize(2048, 0);
+    std::fs::write(root.join("tree/boot.bin"), &boot).expect("boot.bin");
+    let iso = root.join("cd.iso");
+    let mk = Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-b",
+            "boot.bin",
+            "-no-emul-boot",
+        ])
+        .args(["-boot-load-size", "4", "-o"])
+        .arg(&iso)
+        .arg(root.join("tree"))
+        .output()
+        .expect("xorriso");
+    assert!(
+        mk.status.success(),
+        "xorriso: {}",
+        String::from_utf8_lossy(&mk.stderr)
+    );
+    let img = disk("order.img", "Hello from the disk\r\n");
+    let run = |order: &str| {
+        janus(&[
+            "run",
+            "--engine",
+            "soft",
+            "--disk",
+            &format!("path={},readonly=on", img.display()),
+            "--cdrom",
+            &format!("path={}", iso.display()),
+            "--boot",
+            order,
+            "--device",
+            "debug-exit",
+        ])
+    };
+    let cd = run("cdrom,disk");
+    let hd = run("disk,cdrom");
+    let _ = std::fs::remove_dir_all(&root);
+    assert_eq!(
+        cd.status.code(),
+        Some(((FROM_CD as i32) << 1) | 1),
+        "{}",
+        stdout(&cd)
+    );
+    assert!(
+        stdout(&cd).contains("Booting from DVD/CD"),
+        "{}",
+        stdout(&cd)
+    );
+    assert_eq!(
+        hd.status.code(),
+        Some(((DONE as i32) << 1) | 1),
+        "{}",
+        stdout(&hd)
+    );
+    assert!(
+        stdout(&hd).contains("Booting from Hard Disk"),
+        "{}",
+        stdout(&hd)
+    );
+    // Orders that cannot be: a device without its option, a kernel, an unknown name.
+    assert_one_line_error(
+        &janus(&[
+            "run",
+            "--disk",
+            &format!("path={}", img.display()),
+            "--boot",
+            "cdrom",
+        ]),
+        "there is no --cdrom",
+    );
+    assert_one_line_error(
+        &janus(&["run", "--kernel", "/bin/true", "--boot", "disk"]),
+        "--boot",
+    );
+    assert_one_line_error(
+        &janus(&["run", "--boot", "floppy"]),
+        "unknown device 'floppy'",
+    );
 }

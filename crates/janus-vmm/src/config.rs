@@ -172,6 +172,8 @@ pub struct VmConfig {
     pub disk: Option<DiskConfig>,
     /// `--cdrom`: an ISO image in a CD-ROM drive (always read-only).
     pub cdrom: Option<DiskConfig>,
+    /// `--boot`: the devices firmware tries, in order (empty: its own order).
+    pub boot: Vec<BootDevice>,
     pub net: Option<NetConfig>,
 }
 
@@ -195,9 +197,51 @@ impl Default for VmConfig {
             strict_io: false,
             disk: None,
             cdrom: None,
+            boot: Vec::new(),
             net: None,
         }
     }
+}
+
+/// A device `--boot` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootDevice {
+    /// The IDE disk (`--disk`).
+    Disk,
+    /// The CD-ROM drive (`--cdrom`).
+    Cdrom,
+}
+
+impl BootDevice {
+    /// The device's path as SeaBIOS matches it in fw_cfg's `bootorder` (OpenFirmware style:
+    /// the PIIX3 IDE function at 00:01.1, then channel and position).
+    pub fn firmware_path(self) -> &'static str {
+        match self {
+            BootDevice::Disk => "/pci@i0cf8/*@1,1/drive@0/disk@0",
+            BootDevice::Cdrom => "/pci@i0cf8/*@1,1/drive@1/disk@0",
+        }
+    }
+}
+
+/// Parses `--boot cdrom,disk` (QEMU's letters `c` and `d` also work).
+pub fn parse_boot(spec: &str) -> Result<Vec<BootDevice>> {
+    let mut order = Vec::new();
+    for part in spec.split(',') {
+        let d = match part {
+            "disk" | "c" => BootDevice::Disk,
+            "cdrom" | "d" => BootDevice::Cdrom,
+            other => {
+                return Err(VmmError::Config(format!(
+                    "--boot: unknown device '{other}' (expected disk or cdrom, comma-separated)"
+                )))
+            }
+        };
+        if order.contains(&d) {
+            return Err(VmmError::Config(format!("--boot: '{part}' is named twice")));
+        }
+        order.push(d);
+    }
+    Ok(order)
 }
 
 /// Splits `key=value,key=value`; a bare value is taken as `default_key=value`.
@@ -362,6 +406,22 @@ pub fn parse_net(spec: &str) -> Result<NetConfig> {
 impl VmConfig {
     /// Checks what can be checked before building anything.
     pub fn validate(&self) -> Result<()> {
+        if !self.boot.is_empty() && !matches!(self.kernel, KernelSource::Firmware(_)) {
+            return Err(VmmError::Config(
+                "--boot: the boot order is the firmware's; it does not apply to a kernel Janus loads itself".into(),
+            ));
+        }
+        for d in &self.boot {
+            let (given, name) = match d {
+                BootDevice::Disk => (self.disk.is_some(), "disk"),
+                BootDevice::Cdrom => (self.cdrom.is_some(), "cdrom"),
+            };
+            if !given {
+                return Err(VmmError::Config(format!(
+                    "--boot: {name} is in the boot order but there is no --{name}"
+                )));
+            }
+        }
         if self.memory_bytes < janus_boot::layout::MIN_MEMORY {
             return Err(VmmError::Config(format!(
                 "--memory: {} bytes is too small; at least {} MiB",
@@ -383,6 +443,22 @@ impl VmConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_orders() {
+        assert_eq!(
+            parse_boot("cdrom,disk").unwrap(),
+            vec![BootDevice::Cdrom, BootDevice::Disk]
+        );
+        assert_eq!(parse_boot("c").unwrap(), vec![BootDevice::Disk]);
+        assert!(parse_boot("disk,disk").is_err());
+        assert!(parse_boot("net").is_err());
+        assert!(parse_boot("").is_err());
+        assert_eq!(
+            BootDevice::Cdrom.firmware_path(),
+            "/pci@i0cf8/*@1,1/drive@1/disk@0"
+        );
+    }
 
     #[test]
     fn sizes() {

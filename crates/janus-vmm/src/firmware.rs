@@ -54,7 +54,7 @@ pub fn load(mem: &GuestMemory, image: &[u8]) -> Result<CpuState> {
 }
 
 /// What fw_cfg tells the firmware: the RAM (also as an E820 map), the CPUs, no display (so
-/// SeaBIOS writes its screen to COM1 through `etc/sercon-port`), an empty boot order, the
+/// SeaBIOS writes its screen to COM1 through `etc/sercon-port`), the boot order, the
 /// IRQ 0 override, and the ACPI tables for `acpi` with the loader script that installs them.
 pub fn fw_cfg_items(
     config: &VmConfig,
@@ -75,9 +75,15 @@ pub fn fw_cfg_items(
         nographic: true,
         files: vec![
             fw_cfg::e820_file(&e820),
+            // `--boot`: one device path per line, in order.
             File {
                 name: "bootorder".into(),
-                data: Vec::new(),
+                data: config
+                    .boot
+                    .iter()
+                    .map(|d| format!("{}\n", d.firmware_path()))
+                    .collect::<String>()
+                    .into_bytes(),
             },
             File {
                 name: "etc/sercon-port".into(),
