@@ -209,6 +209,10 @@ pub struct BenchArgs {
     /// keeps its default CPU).
     #[arg(long, value_enum, default_value = "host", requires = "suite")]
     pub cpu: CpuArg,
+    /// With --suite: rounds of Janus, QEMU and native runs one after the other; each figure is
+    /// the median over the rounds, and each round's geometric mean is reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50), requires = "suite")]
+    pub rounds: u32,
     /// With --suite: run only these workloads (comma-separated; the boot is always timed).
     #[arg(long, value_delimiter = ',', requires = "suite")]
     pub only: Vec<String>,

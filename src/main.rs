@@ -342,6 +342,7 @@ fn bench_suite(
         scale: args.scale.into(),
         only: args.only,
         cpu: janus_vmm::CpuModel::from(args.cpu).name().to_string(),
+        rounds: args.rounds,
     };
     let report = bench_suite::run(&opts)?;
     print_report(args.json, &report, table::render_bench_suite);

@@ -527,6 +527,19 @@ pub fn render_bench_suite(r: &SuiteReport) -> String {
         times(g.janus_x_native),
         times(g.qemu_x_native),
     );
+    if r.rounds > 1 {
+        let each: Vec<String> = r
+            .round_geomeans
+            .iter()
+            .map(|g| format!("{g:.2}x"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "\n{} rounds (figures are medians); geometric mean per round: {}",
+            r.rounds,
+            each.join(", ")
+        );
+    }
     if !r.problems.is_empty() {
         let _ = writeln!(o);
         for p in &r.problems {

@@ -138,3 +138,25 @@ fn a_wrong_checksum_fails_loudly() {
     assert_eq!(r["ok"], false);
     assert_eq!(r["rows"][1]["sums_match"], false);
 }
+
+#[test]
+fn rounds_report_medians_and_each_rounds_mean() {
+    let Some(a) = assets() else { return };
+    if bench_dir(&a).is_none() {
+        return;
+    }
+    let o = suite(&a, &["--rounds", "2", "--only", "int"]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    let r: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(r["ok"], true, "{r:#}");
+    let qemu_ran = r["skipped"].as_array().is_some_and(|s| s.is_empty());
+    if qemu_ran {
+        assert_eq!(r["rounds"], 2, "{r:#}");
+        let each = r["round_geomeans"].as_array().expect("round means");
+        assert_eq!(each.len(), 2, "{r:#}");
+        assert!(each.iter().all(|g| g.as_f64().is_some_and(|g| g > 0.0)));
+    }
+    let rows = r["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "the boot and int");
+    assert!(rows[1]["janus"]["ms"].as_f64().is_some_and(|ms| ms > 0.0));
+}

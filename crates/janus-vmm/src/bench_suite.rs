@@ -243,6 +243,9 @@ pub struct SuiteOptions {
     pub only: Vec<String>,
     /// `janus run --cpu` for the soft engine (`host`, `v1`, ...).
     pub cpu: String,
+    /// Rounds of Janus, QEMU and native runs, one after the other (each workload's figure is
+    /// the median over the rounds, so a noisy moment of the host hits both VMMs alike).
+    pub rounds: u32,
 }
 
 /// Where a machine finds the programs.
@@ -590,6 +593,10 @@ pub struct SuiteReport {
     pub machines: Vec<MachineRun>,
     pub rows: Vec<Row>,
     pub geomean: Means,
+    /// Rounds run, and each round's geometric mean of the Janus/QEMU ratios (the spread the
+    /// host's noise makes).
+    pub rounds: u32,
+    pub round_geomeans: Vec<f64>,
     /// Checksum mismatches and workloads that failed on a machine that ran: any makes `ok` false.
     pub problems: Vec<String>,
     /// Machines that could not run at all (QEMU not installed).
@@ -722,9 +729,48 @@ fn report(
         ok: problems.is_empty(),
         rows,
         geomean,
+        rounds: 1,
+        round_geomeans: Vec::new(),
         problems,
         skipped,
     }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// One machine's rounds as one run: each workload's median time (a failure in any round
+/// stands, as does a checksum that changed between rounds), the median boot, the total time.
+fn combine(runs: Vec<MachineRun>) -> MachineRun {
+    let mut first = runs[0].clone();
+    first.boot_to_init_s = median(runs.iter().filter_map(|r| r.boot_to_init_s).collect());
+    first.total_s = runs.iter().map(|r| r.total_s).sum();
+    for (name, result) in first.results.iter_mut() {
+        let each: Vec<_> = runs.iter().map(|r| r.results.get(name)).collect();
+        if let Some(Some(Err(e))) = each.iter().find(|r| matches!(r, Some(Err(_)) | None)) {
+            *result = Err(e.clone());
+            continue;
+        }
+        let oks: Vec<&(f64, String)> = each
+            .iter()
+            .filter_map(|r| r.and_then(|x| x.as_ref().ok()))
+            .collect();
+        if oks.len() != runs.len() {
+            *result = Err("missing in a round".into());
+        } else if oks.iter().any(|(_, s)| *s != oks[0].1) {
+            *result = Err("its checksum changed between rounds".into());
+        } else if let Some(ms) = median(oks.iter().map(|(ms, _)| *ms).collect()) {
+            *result = Ok((ms, oks[0].1.clone()));
+        }
+    }
+    first
 }
 
 fn check_files(opts: &SuiteOptions) -> Result<()> {
@@ -764,18 +810,43 @@ pub fn run(opts: &SuiteOptions) -> Result<SuiteReport> {
             line.len()
         )));
     }
-    let janus = janus_run(opts, &workloads)
-        .map_err(|why| config(format!("the Linux guest failed on Janus: {why}")))?;
+    let rounds = opts.rounds.max(1);
+    let (mut js, mut qs, mut ns) = (Vec::new(), Vec::new(), Vec::new());
     let mut skipped = Vec::new();
-    let qemu = match qemu_run(opts, &workloads) {
-        Ok(m) => Some(m),
-        Err(why) => {
-            skipped.push(format!("qemu-tcg: {why}"));
-            None
+    let mut round_geomeans = Vec::new();
+    for _ in 0..rounds {
+        let janus = janus_run(opts, &workloads)
+            .map_err(|why| config(format!("the Linux guest failed on Janus: {why}")))?;
+        let qemu = match qemu_run(opts, &workloads) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                skipped.push(format!("qemu-tcg: {why}"));
+                None
+            }
+        };
+        let native =
+            native_run(opts, &workloads).map_err(|why| config(format!("native: {why}")))?;
+        let one = report(
+            opts,
+            &workloads,
+            janus.clone(),
+            qemu.clone(),
+            native.clone(),
+            Vec::new(),
+        );
+        round_geomeans.extend(one.geomean.janus_speedup_vs_qemu);
+        js.push(janus);
+        qs.extend(qemu);
+        ns.push(native);
+        if !skipped.is_empty() {
+            break;
         }
-    };
-    let native = native_run(opts, &workloads).map_err(|why| config(format!("native: {why}")))?;
-    Ok(report(opts, &workloads, janus, qemu, native, skipped))
+    }
+    let qemu = (!qs.is_empty() && skipped.is_empty()).then(|| combine(qs));
+    let mut r = report(opts, &workloads, combine(js), qemu, combine(ns), skipped);
+    r.rounds = round_geomeans.len().max(1) as u32;
+    r.round_geomeans = round_geomeans;
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -809,6 +880,32 @@ mod tests {
         for scale in [Scale::Quick, Scale::Full] {
             assert!(cmdline(&all, scale).len() <= CMDLINE_MAX);
         }
+    }
+
+    #[test]
+    fn rounds_combine_into_medians() {
+        let run = |boot: f64, ms: &[(&str, f64, &str)]| MachineRun {
+            name: "m".into(),
+            detail: String::new(),
+            boot_to_init_s: Some(boot),
+            total_s: 1.0,
+            instructions: None,
+            results: ms
+                .iter()
+                .map(|&(n, t, s)| (n.to_string(), Ok((t, s.to_string()))))
+                .collect(),
+        };
+        let c = combine(vec![
+            run(3.0, &[("a", 10.0, "x"), ("b", 1.0, "y")]),
+            run(1.0, &[("a", 30.0, "x"), ("b", 2.0, "z")]),
+            run(2.0, &[("a", 20.0, "x"), ("b", 3.0, "y")]),
+        ]);
+        assert_eq!(c.boot_to_init_s, Some(2.0));
+        assert_eq!(c.total_s, 3.0);
+        assert_eq!(c.results["a"], Ok((20.0, "x".to_string())));
+        assert!(c.results["b"].is_err(), "a checksum that changed");
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
     }
 
     #[test]
