@@ -182,6 +182,12 @@ fn read_kernel(source: &KernelSource, limit: u64) -> Result<(Cow<'static, [u8]>,
     match source {
         KernelSource::EmbeddedDemo => Ok((Cow::Borrowed(janus_guests::DEMO_ELF), BootKind::Elf)),
         KernelSource::Firmware(path) => {
+            if path.as_os_str() == crate::config::SEABIOS && !path.exists() {
+                return Err(VmmError::Config(format!(
+                    "SeaBIOS is not installed ({}, Debian package seabios); a disk or CD without --kernel boots through it (--firmware none runs the demo guest)",
+                    crate::config::SEABIOS
+                )));
+            }
             let image = read_bounded(path, "firmware", firmware::MAX_SIZE)?;
             firmware::check(&image, path)?;
             Ok((Cow::Owned(image), BootKind::Firmware))
