@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::linux::{assets, boot, run_to_end, Assets};
 use common::{assert_one_line_error, janus, stderr, stdout, temp_file};
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
@@ -186,65 +187,19 @@ fn bad_firmware_options_get_one_line_errors() {
     assert_one_line_error(&janus(&["run", "--firmware", ""]), "--firmware");
 }
 
-/// Runs `cmd` for at most `limit`; returns its status (None if it had to be killed), stdout
-/// and stderr.
-fn run_for(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break st.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (
-        status,
-        reader.join().unwrap_or_default(),
-        err_reader.join().unwrap_or_default(),
-    )
-}
-
-/// The guest kernel and initramfs `scripts/guest-assets.sh` builds, and grub-mkrescue, if
-/// present (the test command installs them all, so there their absence fails).
-fn grub_inputs() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    let dir = std::env::var_os("JANUS_GUEST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/guest")
-        });
-    let (kernel, initramfs) = (dir.join("vmlinuz"), dir.join("initramfs.cpio.gz"));
+/// The Linux test guest (`common::linux::assets`) and grub-mkrescue with GRUB's PC modules,
+/// if present (the test command installs them all, so there their absence fails).
+fn grub_inputs() -> Option<Assets> {
+    let a = assets()?;
     let grub = Command::new("grub-mkrescue")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
         && std::path::Path::new("/usr/lib/grub/i386-pc").is_dir();
-    if kernel.is_file() && initramfs.is_file() && grub {
-        return Some((kernel, initramfs));
+    if grub {
+        return Some(a);
     }
-    let why = "needs the guest kernel and initramfs (scripts/guest-assets.sh) and grub-mkrescue \
-               (grub-pc-bin, xorriso, mtools)";
+    let why = "needs grub-mkrescue (grub-pc-bin, xorriso, mtools)";
     assert!(
         std::env::var_os("JANUS_REQUIRE_GUEST").is_none_or(|v| v != "1"),
         "{why}"
@@ -298,13 +253,13 @@ fn boot_grub(medium: &str) {
     if !seabios() {
         return;
     }
-    let Some((kernel, initramfs)) = grub_inputs() else {
+    let Some(a) = grub_inputs() else {
         return;
     };
     let root = std::env::temp_dir().join(format!("janus-grub-{}{medium}", std::process::id()));
     // The guest command: a marker, the kernel's release and the ACPI tables it found.
     let cmd = "echo GUEST-VIA-GRUB; uname -r; ls /sys/firmware/acpi/tables\n";
-    let image = grub_image(&root, &kernel, &initramfs, cmd);
+    let image = grub_image(&root, &a.kernel, &a.initramfs, cmd);
     let spec = if medium == "--disk" {
         format!("path={},readonly=on", image.display())
     } else {
@@ -312,7 +267,8 @@ fn boot_grub(medium: &str) {
     };
     let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
     c.args(["run", "--engine", "soft", medium, &spec]);
-    let (status, out, err) = run_for(c, Duration::from_secs(300));
+    let r = run_to_end(c, &format!("grub{medium}"));
+    let (status, out, err) = (r.status.code(), r.console, r.stderr);
     let _ = std::fs::remove_dir_all(&root);
     // The guest's init powers off when its command is done: ACPI S5, status 0.
     assert_eq!(status, Some(0), "{out}\n{err}");
@@ -350,7 +306,7 @@ fn seabios_boots_linux_through_grub_from_a_cd() {
 /// kernel Janus loads itself, so no firmware is involved).
 #[test]
 fn linux_reads_the_cd() {
-    let Some((kernel, initramfs)) = grub_inputs() else {
+    let Some(a) = grub_inputs() else {
         return;
     };
     let root = std::env::temp_dir().join(format!("janus-cd-{}", std::process::id()));
@@ -371,19 +327,14 @@ fn linux_reads_the_cd() {
     );
     let cmd = "mkdir -p /mnt; mount -t iso9660 -o ro /dev/sr0 /mnt && cat /mnt/hello.txt; \
                dd if=/dev/sr0 bs=2048 skip=16 count=1 2>/dev/null | head -c 6 | tail -c 5; echo\n";
-    let mut c = Command::new(env!("CARGO_BIN_EXE_janus"));
-    c.args(["run", "--engine", "soft", "--kernel"])
-        .arg(&kernel)
-        .arg("--initramfs")
-        .arg(&initramfs)
-        .arg("--cdrom")
-        .arg(format!("path={}", iso.display()))
-        .arg("--cmdline")
-        .arg(format!(
-            "console=ttyS0 quiet janus.modules=ata_piix,sr_mod,isofs janus.cmd={}",
-            common::base64(cmd.as_bytes())
-        ));
-    let (status, out, err) = run_for(c, Duration::from_secs(300));
+    let cmdline = format!(
+        "console=ttyS0 quiet janus.modules=ata_piix,sr_mod,isofs janus.cmd={}",
+        common::base64(cmd.as_bytes())
+    );
+    let mut c = boot(&a, &cmdline);
+    c.arg("--cdrom").arg(format!("path={}", iso.display()));
+    let r = run_to_end(c, "cdrom");
+    let (status, out, err) = (r.status.code(), r.console, r.stderr);
     let _ = std::fs::remove_dir_all(&root);
     assert_eq!(status, Some(0), "{out}\n{err}");
     assert!(out.contains("hello from the CD"), "{out}");
@@ -446,31 +397,21 @@ fn the_boot_order_picks_the_cd_or_the_disk() {
             "debug-exit",
         ])
     };
-    let cd = run("cdrom,disk");
-    let hd = run("disk,cdrom");
+    // Each order boots its first device: the exit value and SeaBIOS's line say which.
+    for (order, value, banner) in [
+        ("cdrom,disk", FROM_CD, "Booting from DVD/CD"),
+        ("disk,cdrom", DONE, "Booting from Hard Disk"),
+    ] {
+        let o = run(order);
+        let out = stdout(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(((value as i32) << 1) | 1),
+            "{order}: {out}"
+        );
+        assert!(out.contains(banner), "{order}: {out}");
+    }
     let _ = std::fs::remove_dir_all(&root);
-    assert_eq!(
-        cd.status.code(),
-        Some(((FROM_CD as i32) << 1) | 1),
-        "{}",
-        stdout(&cd)
-    );
-    assert!(
-        stdout(&cd).contains("Booting from DVD/CD"),
-        "{}",
-        stdout(&cd)
-    );
-    assert_eq!(
-        hd.status.code(),
-        Some(((DONE as i32) << 1) | 1),
-        "{}",
-        stdout(&hd)
-    );
-    assert!(
-        stdout(&hd).contains("Booting from Hard Disk"),
-        "{}",
-        stdout(&hd)
-    );
     // Orders that cannot be: a device without its option, a kernel, an unknown name.
     assert_one_line_error(
         &janus(&[

@@ -218,6 +218,12 @@ impl FwCfg {
             return false;
         }
         if control & DMA_READ != 0 {
+            // The destination is checked before anything is copied or allocated: the length
+            // is the guest's (up to 4 GiB).
+            let a = GuestAddress(addr);
+            if !self.dma.as_ref().is_some_and(|d| d.mem.check_range(a, len)) {
+                return false;
+            }
             let item = self.item();
             let start = self.offset.min(item.len());
             let end = self.offset.saturating_add(len).min(item.len());
@@ -226,8 +232,7 @@ impl FwCfg {
             let Some(dma) = &self.dma else {
                 return false;
             };
-            let a = GuestAddress(addr);
-            if !dma.mem.check_range(a, len) || dma.mem.write_slice(&data, a).is_err() {
+            if dma.mem.write_slice(&data, a).is_err() {
                 return false;
             }
             dma.observer.dma_written(addr, len as u64);
